@@ -1,0 +1,102 @@
+# scaleno — queue-driven autoscaler and job-worker supervisor.
+# make | make check | make install PREFIX=/usr/local DESTDIR= | make SANITIZE=address,undefined check
+# make bench | make demo | make VALGRIND=1 check
+
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= $(PREFIX)/etc
+DESTDIR    ?=
+CC         ?= cc
+V          ?= 0
+
+PKGS := libconfig hiredis libcurl libcjson libmicrohttpd
+VERSION := 0.1.0
+
+WARN := -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+        -Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wundef \
+        -Wvla -Wnull-dereference -Wimplicit-fallthrough
+CFLAGS ?= -O2 -g
+CPPFLAGS += -Iinclude -D_GNU_SOURCE -DSCALENO_VERSION='"$(VERSION)"' \
+            -DSCALENO_SYSCONFDIR='"$(SYSCONFDIR)"'
+ALL_CFLAGS = -std=c11 $(WARN) $(CFLAGS) $(shell pkg-config --cflags $(PKGS)) -MMD -MP
+LDLIBS += $(shell pkg-config --libs $(PKGS)) -lm
+
+ifdef SANITIZE
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZE)
+BUILD := build/san
+else
+BUILD := build
+endif
+
+ifeq ($(V),0)
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2);
+else
+Q :=
+say =
+endif
+
+SRCS  := $(wildcard src/*.c)
+OBJS  := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
+PROG  := $(BUILD)/scaleno
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps check unit integration lint install uninstall clean bench demo
+all: $(PROG)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(PROG): $(OBJS)
+	$(call say,LINK,$@)$(CC) $(LDFLAGS) -o $@ $(OBJS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) $(shell pkg-config --cflags cunit) \
+	  -o $@ $< $(LIBOBJS) $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cunit)
+
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
+
+# Installs every Debian package the build and the tests need, when missing.
+deps:
+	@sh contrib/install-deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@$(MAKE) --no-print-directory lint
+	@BUILD=$(BUILD) sh tests/run.sh $(UNIT_BINS)
+
+unit: $(UNIT_BINS)
+	@BUILD=$(BUILD) SCALENO_SKIP_INTEGRATION=1 sh tests/run.sh $(UNIT_BINS)
+
+integration: all
+	@BUILD=$(BUILD) SCALENO_SKIP_UNIT=1 sh tests/run.sh
+
+lint:
+	@mandoc -T lint -W warning man/*.[1-8] && echo "  LINT   man pages clean"
+
+bench: deps all
+	@BUILD=$(BUILD) sh tests/bench.sh
+
+demo: deps all
+	@BUILD=$(BUILD) sh contrib/demo/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8 \
+	  $(DESTDIR)$(PREFIX)/share/scaleno/examples $(DESTDIR)$(PREFIX)/share/scaleno/lua
+	install -m 0755 $(PROG) $(DESTDIR)$(PREFIX)/bin/scaleno
+	for m in man/*.[1-8]; do s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+	cp -R etc/. $(DESTDIR)$(PREFIX)/share/scaleno/examples/
+	if ls contrib/lua/*.lua >/dev/null 2>&1; then install -m 0644 contrib/lua/*.lua $(DESTDIR)$(PREFIX)/share/scaleno/lua/; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/scaleno
+	for m in man/*.[1-8]; do s=$${m##*.}; rm -f $(DESTDIR)$(PREFIX)/share/man/man$$s/$${m##*/}; done
+	rm -rf $(DESTDIR)$(PREFIX)/share/scaleno
+
+clean:
+	rm -rf build

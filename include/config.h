@@ -1,0 +1,163 @@
+/*
+ * config — the main file and the per-queue policy files (libconfig syntax),
+ * parsed through one table of keys into the structs below. Every mistake is
+ * collected as "file:line: message"; nothing stops at the first one.
+ *
+ * Ownership: config_load returns a struct config the caller frees with
+ * config_free. All strings inside belong to it.
+ */
+#ifndef SCALENO_CONFIG_H
+#define SCALENO_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+/* A step limit: an absolute count, or a percentage of the current count. */
+struct step_limit {
+	int64_t value;
+	bool percent;
+};
+
+enum scale_target { SCALE_TARGET_NOMAD = 0, SCALE_TARGET_NONE };
+enum handler_protocol { PROTO_PIPE = 0, PROTO_EXEC };
+
+/* The four error-handling modes of SPEC §5.2, from loss_critical x order_critical. */
+enum queue_mode {
+	MODE_DROP = 1,		/* loss ok, order irrelevant */
+	MODE_ORDERED_DROP = 2,	/* loss ok, order critical */
+	MODE_DLQ = 3,		/* loss critical, order irrelevant */
+	MODE_HALT = 4,		/* loss critical, order critical */
+};
+
+struct redis_conf {
+	char *address;		/* "host:port" or "unix:/path" */
+	char *username;
+	char *password_file;
+	char *password;		/* read from password_file at load time; never logged */
+	int database;
+	int64_t connect_timeout_ms;
+	int64_t command_timeout_ms;
+};
+
+struct nomad_conf {
+	char *address;
+	char *token_file;
+	char *token;		/* from token_file or NOMAD_TOKEN; never logged */
+	char *namespace;
+	char *region;
+	char *ca_file, *cert_file, *key_file;
+	int64_t timeout_ms;
+};
+
+struct agent_conf {
+	int64_t interval_ms;
+	char *policy_dir;	/* absolute after load */
+	char *listen;		/* "" = off */
+	bool dry_run;
+	char *lease_key;	/* HA lease key in Redis */
+	int64_t lease_ttl_ms;
+};
+
+struct log_conf {
+	enum log_level level;
+	enum log_format format;
+	bool syslog;
+};
+
+struct scale_conf {
+	enum scale_target target;
+	char *job, *group, *namespace;
+	int min, max;
+	int64_t interval_ms;
+	double backlog_per_worker;
+	int64_t max_age_ms;
+	int64_t startup_ms;
+	int64_t up_cooldown_ms;
+	struct step_limit up_max_step;
+	int64_t down_cooldown_ms;
+	int64_t down_stabilization_ms;
+	struct step_limit down_max_step;
+};
+
+struct worker_conf {
+	char **command;		/* NULL-terminated argv */
+	size_t ncommand;
+	enum handler_protocol protocol;
+	int processes;
+	int batch;
+	int64_t timeout_ms;
+	int retries;
+	int64_t backoff_ms, max_backoff_ms;
+	int64_t *retry_delays_ms;
+	size_t nretry_delays;
+	int64_t claim_idle_ms;
+	int max_deliveries;
+	int64_t drain_timeout_ms;
+	char *listen;		/* "" = off */
+	int64_t block_ms;	/* XREADGROUP BLOCK bound */
+	int64_t consumer_idle_ms; /* remove consumers inactive this long with nothing pending */
+};
+
+struct alert_conf {
+	char **command;		/* NULL-terminated argv, or NULL */
+	size_t ncommand;
+	char *webhook;		/* "" = off */
+	int64_t min_interval_ms; /* rate limit per (kind, subject) */
+};
+
+struct queue_policy {
+	char *name;
+	char *stream;
+	char *group;
+	int partitions;
+	bool loss_critical;
+	bool order_critical;
+	enum queue_mode mode;	/* derived */
+	struct scale_conf scale;
+	struct worker_conf worker;
+	struct alert_conf alert;
+	char *file;		/* policy file it came from */
+	int line;		/* line of its queue block */
+};
+
+struct config {
+	char *path;		/* main file, as given */
+	char *dir;		/* folder of the main file */
+	struct redis_conf redis;
+	struct nomad_conf nomad;
+	struct agent_conf agent;
+	struct log_conf log;
+	struct queue_policy *queues;
+	size_t nqueues;
+};
+
+/* A list of "file:line: message" strings. Zero-initialise; free with cfg_errors_free. */
+struct cfg_errors {
+	char **msgs;
+	size_t n, cap;
+};
+void cfg_errors_add(struct cfg_errors *e, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void cfg_errors_free(struct cfg_errors *e);
+
+/*
+ * Load the main file at path and every *.conf policy in its policy_dir.
+ * path NULL means SCALENO_CONFIG or the compiled-in default.
+ * Returns 0 with *out set, or -1 with every problem in errs (and *out NULL).
+ * Warnings that do not make the file invalid are logged, not returned.
+ */
+int config_load(const char *path, struct config **out, struct cfg_errors *errs);
+void config_free(struct config *cfg);
+/* The queue called name, or NULL. */
+const struct queue_policy *config_queue(const struct config *cfg, const char *name);
+/* The default main file path (SCALENO_CONFIG, else sysconfdir/scaleno/scaleno.conf). */
+const char *config_default_path(void);
+/* "drop", "ordered-drop", "dead-letter", "halt". */
+const char *config_mode_name(enum queue_mode m);
+/* Apply a step limit to current count: the largest allowed change (>= 1). */
+int config_step_allowed(const struct step_limit *s, int current);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * decide — the pure decision engine of SPEC §4.2. Input: the policy, the
+ * signals, Nomad's counts and the time (injected, never read here). Output:
+ * the new count, its direction and a reason a person can read. The same code
+ * runs in the agent and in `scaleno simulate`.
+ */
+#ifndef SCALENO_DECIDE_H
+#define SCALENO_DECIDE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "sample.h"
+
+enum direction { DIR_NONE = 0, DIR_UP, DIR_DOWN };
+
+/* Everything the engine looks at, for one evaluation. */
+struct decide_input {
+	double now;			/* seconds on the engine's clock */
+	const struct signals *sig;	/* NULL or !sig->valid: sample missing */
+	double sample_age_s;		/* now - sig->t; stale beyond 3 intervals */
+	bool nomad_ok;			/* false: Desired/Running unknown */
+	int desired;			/* Nomad group Count */
+	int running;			/* Nomad Running allocations */
+	bool job_stopped;
+};
+
+#define DECIDE_WINDOW 512		/* demand history slots (stabilization) */
+#define DECIDE_REASON_LEN 512
+
+/* Per-policy memory of the engine. Initialise with decide_state_init. */
+struct decide_state {
+	double last_up_t, last_down_t;	/* time of the last applied action per direction; -inf if none */
+	int last_up_target;		/* count requested by the last scale-up */
+	double mu_hat;			/* per-worker service rate, msgs/s; 0 = unknown */
+	/* highest demand per time slot, for the stabilization window */
+	double win_t[DECIDE_WINDOW];
+	int win_need[DECIDE_WINDOW];
+	unsigned win_head, win_len;
+	int last_need;			/* raw demand of the last evaluation */
+};
+
+struct decision {
+	double t;
+	int count;			/* the count to ask for; == desired when dir == DIR_NONE */
+	enum direction dir;
+	int need;			/* raw demand before limits */
+	const char *rule;		/* short name of the rule that won ("backlog", "rate", "age", "hold", ...) */
+	char reason[DECIDE_REASON_LEN];
+};
+
+void decide_state_init(struct decide_state *st);
+
+/*
+ * Evaluate one tick. Updates the engine's memory (demand history, mu_hat)
+ * but not the cooldown clocks: call decide_applied when the action was
+ * actually carried out (a scale call that succeeded, or dry_run).
+ */
+void decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions,
+    bool order_critical, const struct decide_input *in, struct decision *out);
+
+/* Record that d was carried out at time now (starts the cooldown of its direction). */
+void decide_applied(struct decide_state *st, const struct decision *d, double now);
+
+const char *decide_direction_name(enum direction d);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * handler — runs the user's handler command for one message, with the two
+ * protocols of SPEC §5.1: "exec" (one process per message, JSON on stdin,
+ * exit code is the verdict) and "pipe" (one long-lived process per consumer,
+ * one JSON line in, one reply line out). Started with execve, no shell;
+ * message content never reaches argv.
+ */
+#ifndef SCALENO_HANDLER_H
+#define SCALENO_HANDLER_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* One stream entry. Field names and values are binary-safe (length-counted). */
+struct message {
+	const char *queue;
+	const char *stream;	/* the stream it was read from */
+	char id[48];
+	int64_t delivery;	/* delivery count as Redis reports it (1 = first) */
+	size_t nfields;
+	char **names;		/* nfields entries */
+	size_t *name_lens;
+	char **values;
+	size_t *value_lens;
+};
+
+enum handler_outcome {
+	HANDLER_OK = 0,		/* done: acknowledge */
+	HANDLER_RETRY,		/* failed, may succeed later */
+	HANDLER_FAIL,		/* failed permanently: do not retry */
+};
+
+struct handler_result {
+	enum handler_outcome outcome;
+	char error[512];	/* why, for HANDLER_RETRY/FAIL (never message content) */
+	double duration_s;
+	int timed_out;		/* the per-message timeout (or drain deadline) fired */
+};
+
+struct handler;
+
+/* Prepare a handler for q (does not start a process yet). NULL + err on failure. */
+struct handler *handler_new(const struct queue_policy *q, char *err, size_t errlen);
+/* Stops a pipe handler process (closes its stdin, waits briefly, then kills). */
+void handler_free(struct handler *h);
+
+/*
+ * Run the handler on m. Blocks until the verdict, the per-message timeout,
+ * or, once *draining becomes non-zero, drain_deadline_ms (monotonic ms,
+ * read when draining flips; 0 = none) — whichever comes first. A timed-out
+ * or crashed handler process is killed (its whole process group) and counts
+ * as HANDLER_RETRY. Returns 0, or -1 when the handler could not be started
+ * at all (result filled as HANDLER_RETRY with the reason).
+ */
+int handler_run(struct handler *h, const struct message *m,
+    volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
+    struct handler_result *res);
+
+/* JSON text of m as the protocols send it (one line, no newline). Caller frees. */
+char *handler_message_json(const struct message *m);
+
+#endif

@@ -1,0 +1,11 @@
+/* publish.c — placeholder until the module lands. */
+#include <stdio.h>
+#include "cli.h"
+int
+cmd_publish(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	fprintf(stderr, "scaleno: not implemented yet\n");
+	return EXIT_RUNTIME;
+}
