@@ -42,9 +42,13 @@ LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 PROG  := $(BUILD)/scaleno
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Example handlers (contrib/handlers/*.c) and test/bench tools (tests/tools/*.c):
+# standalone programs, each one file.
+HANDLER_BINS := $(patsubst contrib/handlers/%.c,$(BUILD)/handlers/%,$(wildcard contrib/handlers/*.c))
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(wildcard tests/tools/*.c))
 
 .PHONY: all deps check unit integration lint install uninstall clean bench demo
-all: $(PROG)
+all: $(PROG) $(HANDLER_BINS) $(TOOL_BINS)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
@@ -57,6 +61,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) $(shell pkg-config --cflags cunit) \
 	  -o $@ $< $(LIBOBJS) $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cunit)
+
+$(BUILD)/handlers/%: contrib/handlers/%.c
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
 
 -include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
 
