@@ -1,0 +1,31 @@
+/*
+ * httpd — a tiny HTTP endpoint (libmicrohttpd, its own thread) for /metrics,
+ * /healthz and /v1/status. The only module that includes microhttpd.h.
+ * The callback runs on the server's thread: it must only read data the
+ * owner publishes under its own lock (see agent.c's snapshot).
+ */
+#ifndef SCALENO_HTTPD_H
+#define SCALENO_HTTPD_H
+
+#include <stddef.h>
+
+/* What the callback answers: status, content type, and a malloc'd body the server frees. */
+struct httpd_reply {
+	int status;
+	const char *content_type;
+	char *body;
+};
+
+typedef void (*httpd_handler)(void *arg, const char *method, const char *path,
+    struct httpd_reply *reply);
+
+struct httpd;
+
+/*
+ * Listen on "host:port" (an IPv4 address or "localhost"). Returns NULL with
+ * err filled when the address is bad or cannot be bound. Free with httpd_stop.
+ */
+struct httpd *httpd_start(const char *listen, httpd_handler fn, void *arg, char *err, size_t errlen);
+void httpd_stop(struct httpd *h);
+
+#endif
