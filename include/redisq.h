@@ -28,14 +28,31 @@ bool redisq_connected(const struct redisq *r);
 
 /*
  * Sample n queues: all their streams (partitions) and groups in one
- * pipelined round trip (plus one more only for null-lag fallbacks). Fills
+ * pipelined round trip (one per REDISQ_CHUNK streams; one more to load the
+ * Lua script the first time and after a Redis restart). The null-lag
+ * fallback runs inside the same script, so it costs no round trip. Fills
  * out[i] for queues[i], with out[i].t = t. On a connection failure every
  * out[i].ok is false and -1 is returned; per-queue problems (missing stream
- * or group: read as empty, with a flag) do not fail the call.
- * round_trips, if not NULL, gets the number of round trips used.
+ * or group: read as empty, with a flag) do not fail the call, and a queue
+ * whose reply is unusable (e.g. WRONGTYPE) gets ok = false and an error
+ * that redisq_queue_error returns. round_trips, if not NULL, gets the
+ * number of round trips used.
  */
 int redisq_sample(struct redisq *r, const struct queue_policy *const *queues, int n,
     double t, struct raw_sample *out, int *round_trips, char *err, size_t errlen);
+
+/*
+ * Why queues[i] failed in the last redisq_sample (ok == false), or NULL.
+ * The string belongs to r and lives until the next redisq_sample.
+ */
+const char *redisq_queue_error(const struct redisq *r, int i);
+
+/* Streams sampled per round trip: several thousand keeps 10,000 queues to a few. */
+#define REDISQ_CHUNK 4000
+/* Most entries counted by the null-lag fallback's XRANGE before the figure is marked estimated. */
+#define REDISQ_LAG_CAP 10000
+/* Change that cap (tests use a small one). cap >= 1. */
+void redisq_set_lag_cap(struct redisq *r, int64_t cap);
 
 /*
  * HA lease (SPEC §4.4): SET key value NX PX ttl, renewed by a

@@ -1,0 +1,631 @@
+/*
+ * redisq against a real redis-server started on a free 127.0.0.1 port in a
+ * temporary folder (killed in cleanup).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "redisq.h"
+#include "util.h"
+
+/* struct redis_conf and queue_policy hold char *; tests point them at literals. */
+#define MUT(s) ((char *)(uintptr_t)(s))
+
+static char tmpdir[] = "/tmp/scaleno-redisq.XXXXXX";
+static int port;
+static pid_t redis_pid = -1;
+static redisContext *admin;
+static struct redis_conf rconf;
+static char address[64];
+
+static int
+free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), p = -1;
+
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0
+	    && getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		p = ntohs(sa.sin_port);
+	close(fd);
+	return p;
+}
+
+static void
+redis_stop(void)
+{
+	if (admin != NULL) {
+		redisFree(admin);
+		admin = NULL;
+	}
+	if (redis_pid > 0) {
+		kill(redis_pid, SIGKILL);
+		waitpid(redis_pid, NULL, 0);
+		redis_pid = -1;
+	}
+}
+
+/* Start redis-server on port and wait (bounded) until it answers. 0 or -1. */
+static int
+redis_start(void)
+{
+	char portstr[16];
+	struct timeval tv = { 1, 0 };
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	redis_pid = fork();
+	if (redis_pid < 0)
+		return -1;
+	if (redis_pid == 0) {
+		/* Never outlive a test killed by its time limit. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1",
+		    "--save", "", "--appendonly", "no", "--dir", tmpdir, "--daemonize", "no",
+		    "--logfile", "redis.log", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200; i++) {
+		redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+
+		if (c != NULL && c->err == 0) {
+			redisReply *rep = redisCommand(c, "PING");
+			bool up = rep != NULL && rep->type == REDIS_REPLY_STATUS;
+
+			if (rep != NULL)
+				freeReplyObject(rep);
+			if (up) {
+				redisSetTimeout(c, tv);
+				admin = c;
+				return 0;
+			}
+		}
+		if (c != NULL)
+			redisFree(c);
+		usleep(20000);
+	}
+	return -1;
+}
+
+/* Run a command on the admin connection; returns the integer reply or 0. */
+static long long
+cmd(const char *fmt, ...)
+{
+	va_list ap;
+	redisReply *rep;
+	long long v = 0;
+
+	va_start(ap, fmt);
+	rep = redisvCommand(admin, fmt, ap);
+	va_end(ap);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rep);
+	if (rep->type == REDIS_REPLY_ERROR)
+		fprintf(stderr, "admin command %s: %s\n", fmt, rep->str);
+	CU_ASSERT(rep->type != REDIS_REPLY_ERROR);
+	if (rep->type == REDIS_REPLY_INTEGER)
+		v = rep->integer;
+	freeReplyObject(rep);
+	return v;
+}
+
+static int
+suite_init(void)
+{
+	if (mkdtemp(tmpdir) == NULL || (port = free_port()) < 0)
+		return -1;
+	snprintf(address, sizeof(address), "127.0.0.1:%d", port);
+	rconf.address = address;
+	rconf.username = MUT("");
+	rconf.password = MUT("");
+	rconf.connect_timeout_ms = 500;
+	rconf.command_timeout_ms = 2000;
+	return redis_start();
+}
+
+static int
+suite_clean(void)
+{
+	char path[256];
+
+	redis_stop();
+	snprintf(path, sizeof(path), "%s/redis.log", tmpdir);
+	unlink(path);
+	rmdir(tmpdir);
+	return 0;
+}
+
+static struct queue_policy
+policy(const char *name, int partitions)
+{
+	struct queue_policy q;
+
+	memset(&q, 0, sizeof(q));
+	q.name = MUT(name);
+	q.stream = q.name;
+	q.group = MUT("g");
+	q.partitions = partitions;
+	return q;
+}
+
+/* Sample one queue; asserts the call itself succeeded. */
+static struct raw_sample
+sample_one(struct redisq *r, const struct queue_policy *q)
+{
+	const struct queue_policy *qs[1] = { q };
+	struct raw_sample s;
+	char err[256];
+	int trips;
+
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 42.0, &s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT_DOUBLE_EQUAL(s.t, 42.0, 1e-9);
+	return s;
+}
+
+static struct redisq *
+new_redisq(void)
+{
+	struct redisq *r = redisq_new(&rconf);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	return r;
+}
+
+static void
+test_counts(void)
+{
+	struct redisq *r = new_redisq();
+	struct queue_policy q = policy("counts", 1);
+	struct raw_sample s;
+
+	for (int i = 0; i < 10; i++)
+		cmd("XADD counts * n %d", i);
+	cmd("XGROUP CREATE counts g 0");
+	cmd("XREADGROUP GROUP g c1 COUNT 4 STREAMS counts >");
+	{
+		redisReply *rep = redisCommand(admin, "XRANGE counts - + COUNT 2");
+
+		CU_ASSERT_FATAL(rep != NULL && rep->elements == 2);
+		cmd("XACK counts g %s %s", rep->element[0]->element[0]->str,
+		    rep->element[1]->element[0]->str);
+		freeReplyObject(rep);
+	}
+	s = sample_one(r, &q);
+	CU_ASSERT(s.ok);
+	CU_ASSERT_EQUAL(s.lag, 6);
+	CU_ASSERT_FALSE(s.lag_estimated);
+	CU_ASSERT_EQUAL(s.pending, 2);
+	CU_ASSERT_EQUAL(s.lag + s.pending, 8);
+	CU_ASSERT_EQUAL(s.entries_added, 10);
+	CU_ASSERT_EQUAL(s.entries_read, 4);
+	CU_ASSERT_EQUAL(s.length, 10);
+	CU_ASSERT_FALSE(s.stream_missing);
+	CU_ASSERT_FALSE(s.group_missing);
+	CU_ASSERT_EQUAL(s.halted, 0);
+	CU_ASSERT(s.oldest_age_ms >= 0);
+	redisq_free(r);
+}
+
+/* Ages come from server time and the ids' ms part. */
+static void
+test_oldest_age(void)
+{
+	struct redisq *r = new_redisq();
+	struct queue_policy q = policy("aged", 1);
+	struct raw_sample s;
+	int64_t now = util_wall_ms();
+
+	cmd("XADD aged %lld-0 n 1", (long long)(now - 5000));
+	cmd("XADD aged %lld-0 n 2", (long long)(now - 3000));
+	cmd("XGROUP CREATE aged g 0");
+	s = sample_one(r, &q);	/* nothing delivered: the oldest undelivered counts */
+	CU_ASSERT(s.oldest_age_ms >= 5000 && s.oldest_age_ms < 8000);
+	cmd("XREADGROUP GROUP g c1 COUNT 1 STREAMS aged >");
+	s = sample_one(r, &q);	/* first one pending, unacked: still ~5 s */
+	CU_ASSERT(s.oldest_age_ms >= 5000 && s.oldest_age_ms < 8000);
+	cmd("XACK aged g %lld-0", (long long)(now - 5000));
+	s = sample_one(r, &q);	/* only the second, undelivered, waits */
+	CU_ASSERT(s.oldest_age_ms >= 3000 && s.oldest_age_ms < 5000);
+	cmd("XREADGROUP GROUP g c1 COUNT 1 STREAMS aged >");
+	cmd("XACK aged g %lld-0", (long long)(now - 3000));
+	s = sample_one(r, &q);
+	CU_ASSERT_EQUAL(s.oldest_age_ms, 0);
+	CU_ASSERT_EQUAL(s.lag, 0);
+	redisq_free(r);
+}
+
+static void
+test_null_lag(void)
+{
+	struct redisq *r = new_redisq();
+	struct queue_policy q = policy("nl1", 1);
+	struct queue_policy q2 = policy("nl2", 1);
+	struct queue_policy q3 = policy("nl3", 1);
+	struct raw_sample s;
+
+	/* XDEL after last-delivered-id: lag is null; exact count of 3 remains. */
+	for (int i = 1; i <= 6; i++)
+		cmd("XADD nl1 %d-0 n %d", i, i);
+	cmd("XGROUP CREATE nl1 g 0");
+	cmd("XREADGROUP GROUP g c COUNT 2 STREAMS nl1 >");
+	cmd("XDEL nl1 4-0");
+	s = sample_one(r, &q);
+	CU_ASSERT(s.ok);
+	CU_ASSERT_EQUAL(s.lag, 3);
+	CU_ASSERT_FALSE(s.lag_estimated);
+	CU_ASSERT_EQUAL(s.pending, 2);
+	/* A cap below the count: figure capped, marked estimated, never 0. */
+	redisq_set_lag_cap(r, 2);
+	s = sample_one(r, &q);
+	CU_ASSERT_EQUAL(s.lag, 2);
+	CU_ASSERT_TRUE(s.lag_estimated);
+	redisq_set_lag_cap(r, REDISQ_LAG_CAP);
+
+	/* Group created at an arbitrary id: entries 4..6 wait. */
+	for (int i = 1; i <= 6; i++)
+		cmd("XADD nl2 %d-0 n %d", i, i);
+	cmd("XGROUP CREATE nl2 g 3-0");
+	s = sample_one(r, &q2);
+	CU_ASSERT_EQUAL(s.lag, 3);
+	CU_ASSERT_EQUAL(s.entries_read, 3);	/* derived: entries-read is null */
+	CU_ASSERT(s.oldest_age_ms > 0);
+
+	/* Group behind the first entry with a tombstone: XLEN. */
+	for (int i = 1; i <= 5; i++)
+		cmd("XADD nl3 %d-0 n %d", i, i);
+	cmd("XGROUP CREATE nl3 g 0");
+	cmd("XDEL nl3 3-0");
+	s = sample_one(r, &q3);
+	CU_ASSERT_EQUAL(s.lag, 4);
+	CU_ASSERT_FALSE(s.lag_estimated);
+	redisq_free(r);
+}
+
+static void
+test_partitions(void)
+{
+	struct redisq *r = new_redisq();
+	struct queue_policy q = policy("parts", 3);
+	struct raw_sample s;
+	int64_t now = util_wall_ms();
+
+	for (int p = 0; p < 3; p++) {
+		for (int i = 0; i <= p; i++)
+			cmd("XADD parts:%d %lld-%d n 1", p, (long long)(now - 1000 * (p + 1)), i);
+		cmd("XGROUP CREATE parts:%d g 0", p);
+	}
+	cmd("XREADGROUP GROUP g c COUNT 1 STREAMS parts:2 >");
+	cmd("SET parts:1:halt x");
+	s = sample_one(r, &q);
+	CU_ASSERT(s.ok);
+	CU_ASSERT_EQUAL(s.lag, 1 + 2 + 2);
+	CU_ASSERT_EQUAL(s.pending, 1);
+	CU_ASSERT_EQUAL(s.length, 6);
+	CU_ASSERT_EQUAL(s.entries_added, 6);
+	CU_ASSERT_EQUAL(s.entries_read, 1);
+	CU_ASSERT_EQUAL(s.halted, 1);
+	CU_ASSERT(s.oldest_age_ms >= 3000 && s.oldest_age_ms < 6000);	/* max over partitions */
+	redisq_free(r);
+}
+
+static void
+test_missing(void)
+{
+	struct redisq *r = new_redisq();
+	struct queue_policy q = policy("nosuch", 1);
+	struct queue_policy q2 = policy("nogroup", 1);
+	struct raw_sample s;
+
+	s = sample_one(r, &q);
+	CU_ASSERT(s.ok);
+	CU_ASSERT_TRUE(s.stream_missing);
+	CU_ASSERT_EQUAL(s.lag + s.pending + s.length, 0);
+	cmd("XADD nogroup * a 1");
+	s = sample_one(r, &q2);
+	CU_ASSERT(s.ok);
+	CU_ASSERT_FALSE(s.stream_missing);
+	CU_ASSERT_TRUE(s.group_missing);
+	CU_ASSERT_EQUAL(s.length, 1);
+	CU_ASSERT_EQUAL(s.lag + s.pending, 0);
+	redisq_free(r);
+}
+
+static void
+test_wrongtype(void)
+{
+	struct redisq *r = new_redisq();
+	struct queue_policy good = policy("wt_good", 1), bad = policy("wt_bad", 1);
+	const struct queue_policy *qs[3] = { &good, &bad, &good };
+	struct raw_sample s[3];
+	char err[256];
+
+	cmd("XADD wt_good * a 1");
+	cmd("XGROUP CREATE wt_good g 0");
+	cmd("SET wt_bad hello");
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 3, 1.0, s, NULL, err, sizeof(err)), 0);
+	CU_ASSERT(s[0].ok && s[2].ok);
+	CU_ASSERT_EQUAL(s[0].lag, 1);
+	CU_ASSERT_EQUAL(s[2].lag, 1);
+	CU_ASSERT_FALSE(s[1].ok);
+	CU_ASSERT_PTR_NULL(redisq_queue_error(r, 0));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(redisq_queue_error(r, 1));
+	CU_ASSERT_PTR_NOT_NULL(strstr(redisq_queue_error(r, 1), "WRONGTYPE"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(redisq_queue_error(r, 1), "wt_bad"));
+	redisq_free(r);
+}
+
+static void
+test_retry_dlq(void)
+{
+	struct redisq *r = new_redisq();
+	struct queue_policy q = policy("stages", 1);
+	int64_t delays[2] = { 10000, 60000 };
+	struct raw_sample s;
+
+	q.worker.retry_delays_ms = delays;
+	q.worker.nretry_delays = 2;
+	cmd("XADD stages * a 1");
+	cmd("XGROUP CREATE stages g 0");
+	cmd("XADD stages:retry:1 * a 1");
+	cmd("XADD stages:retry:2 * a 1");
+	cmd("XADD stages:retry:2 * a 1");
+	cmd("XADD stages:retry:3 * a 1");	/* not a configured stage */
+	for (int i = 0; i < 4; i++)
+		cmd("XADD stages:dlq * a 1");
+	s = sample_one(r, &q);
+	CU_ASSERT(s.ok);
+	CU_ASSERT_EQUAL(s.retry_length, 3);
+	CU_ASSERT_EQUAL(s.dlq_length, 4);
+	CU_ASSERT_EQUAL(s.lag, 1);
+	CU_ASSERT_EQUAL(s.halted, 0);
+	cmd("SET stages:halt x");
+	s = sample_one(r, &q);
+	CU_ASSERT_EQUAL(s.halted, 1);
+	redisq_free(r);
+}
+
+/* Total EVALSHA calls Redis has run, from INFO commandstats. */
+static long long
+evalsha_calls(void)
+{
+	redisReply *rep = redisCommand(admin, "INFO commandstats");
+	long long calls = 0;
+	const char *p;
+
+	CU_ASSERT_FATAL(rep != NULL && rep->type == REDIS_REPLY_STRING);
+	p = strstr(rep->str, "cmdstat_evalsha:calls=");
+	if (p != NULL)
+		calls = strtoll(p + strlen("cmdstat_evalsha:calls="), NULL, 10);
+	freeReplyObject(rep);
+	return calls;
+}
+
+static void
+test_one_round_trip(void)
+{
+	enum { N = 50 };
+	struct redisq *r = new_redisq();
+	struct queue_policy q[N];
+	const struct queue_policy *qs[N];
+	char names[N][16];
+	struct raw_sample s[N];
+	char err[256];
+	int trips = -1;
+	long long before;
+
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "many%d", i);
+		q[i] = policy(names[i], 1);
+		qs[i] = &q[i];
+		for (int k = 0; k <= i % 5; k++)
+			cmd("XADD %s * a 1", names[i]);
+		cmd("XGROUP CREATE %s g 0", names[i]);
+	}
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, N, 1.0, s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT(trips >= 1 && trips <= 2);	/* the first may load the script */
+	before = evalsha_calls();
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, N, 2.0, s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(trips, 1);
+	CU_ASSERT_EQUAL(evalsha_calls() - before, N);
+	for (int i = 0; i < N; i++) {
+		CU_ASSERT(s[i].ok);
+		CU_ASSERT_EQUAL(s[i].lag, i % 5 + 1);
+	}
+	redisq_free(r);
+}
+
+static void
+test_noscript(void)
+{
+	struct redisq *r = new_redisq();
+	struct queue_policy q = policy("ns", 1);
+	const struct queue_policy *qs[1] = { &q };
+	struct raw_sample s;
+	char err[256];
+	int trips;
+
+	cmd("XADD ns * a 1");
+	cmd("XGROUP CREATE ns g 0");
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 1.0, &s, &trips, err, sizeof(err)), 0);
+	cmd("SCRIPT FLUSH");
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 2.0, &s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT(s.ok);
+	CU_ASSERT_EQUAL(s.lag, 1);
+	CU_ASSERT_EQUAL(trips, 3);	/* NOSCRIPT, SCRIPT LOAD, resend */
+	redisq_free(r);
+}
+
+static void
+test_lease(void)
+{
+	struct redisq *a = new_redisq(), *b = new_redisq();
+	long long ttl;
+
+	CU_ASSERT_EQUAL(redisq_lease(a, "lease", "agent-a", 5000), 1);
+	CU_ASSERT_EQUAL(redisq_lease(b, "lease", "agent-b", 5000), 0);
+	cmd("PEXPIRE lease 100");
+	CU_ASSERT_EQUAL(redisq_lease(a, "lease", "agent-a", 5000), 1);	/* renewal */
+	ttl = cmd("PTTL lease");
+	CU_ASSERT(ttl > 1000 && ttl <= 5000);
+	cmd("DEL lease");	/* as if it expired */
+	CU_ASSERT_EQUAL(redisq_lease(b, "lease", "agent-b", 5000), 1);
+	CU_ASSERT_EQUAL(redisq_lease(a, "lease", "agent-a", 5000), 0);	/* lost */
+	cmd("SET lease_str x");
+	cmd("LPUSH lease_list x");
+	CU_ASSERT_EQUAL(redisq_lease(a, "lease_list", "agent-a", 5000), -1);
+	CU_ASSERT_EQUAL(redisq_lease(a, "lease", "agent-a", 0), -1);
+	redisq_free(a);
+	redisq_free(b);
+}
+
+/* Redis dies: the call fails at once; reconnects back off; restart works again. */
+static void
+test_redis_down(void)
+{
+	struct redisq *r = new_redisq();
+	struct queue_policy q = policy("down", 1);
+	const struct queue_policy *qs[1] = { &q };
+	struct raw_sample s;
+	char err[256];
+	int64_t t0;
+	int rc = -1, trips = 0;
+
+	cmd("XADD down * a 1");
+	cmd("XGROUP CREATE down g 0");
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 1.0, &s, NULL, err, sizeof(err)), 0);
+	CU_ASSERT(redisq_connected(r));
+	redis_stop();
+
+	t0 = util_now_ms();
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 2.0, &s, NULL, err, sizeof(err)), -1);
+	CU_ASSERT_FALSE(s.ok);
+	CU_ASSERT_FALSE(redisq_connected(r));
+	/* Sample, then the reconnect it tries: both bounded by the timeouts. */
+	CU_ASSERT(util_now_ms() - t0 < rconf.command_timeout_ms + rconf.connect_timeout_ms + 1000);
+	/* Immediate retries are refused during the backoff without touching the network. */
+	for (int i = 0; i < 3; i++)
+		rc = redisq_ensure(r, err, sizeof(err));
+	CU_ASSERT_EQUAL(rc, -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "next attempt in"));
+	CU_ASSERT_EQUAL(redisq_lease(r, "lease", "x", 1000), -1);
+
+	CU_ASSERT_FATAL(redis_start() == 0);
+	for (int i = 0; i < 200 && rc != 0; i++) {
+		rc = redisq_ensure(r, err, sizeof(err));
+		if (rc != 0)
+			usleep(50000);
+	}
+	CU_ASSERT_EQUAL_FATAL(rc, 0);
+	cmd("XADD down * a 1");
+	cmd("XADD down * a 1");
+	cmd("XGROUP CREATE down g 0");
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 3.0, &s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT(s.ok);
+	CU_ASSERT_EQUAL(s.lag, 2);
+	CU_ASSERT_EQUAL(trips, 3);	/* the new server had no script: NOSCRIPT path */
+	redisq_free(r);
+}
+
+static void
+test_bad_address(void)
+{
+	struct redis_conf c = rconf;
+	struct redisq *r;
+	char err[256];
+
+	c.address = MUT("no-port-here");
+	r = redisq_new(&c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	CU_ASSERT_EQUAL(redisq_ensure(r, err, sizeof(err)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no-port-here"));
+	redisq_free(r);
+	c.address = MUT("unix:/nonexistent/redis.sock");
+	c.password = MUT("s3cret-value");
+	r = redisq_new(&c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	CU_ASSERT_EQUAL(redisq_ensure(r, err, sizeof(err)), -1);
+	CU_ASSERT_PTR_NULL(strstr(err, "s3cret"));
+	redisq_free(r);
+}
+
+static void
+test_auth_select(void)
+{
+	struct redis_conf c = rconf;
+	struct redisq *r;
+	struct queue_policy q = policy("indb3", 1);
+	struct raw_sample s;
+	char err[256];
+
+	cmd("ACL SETUSER scal on >pw-123 ~* &* +@all");
+	c.username = MUT("scal");
+	c.password = MUT("wrong-pw");
+	r = redisq_new(&c);
+	CU_ASSERT_EQUAL(redisq_ensure(r, err, sizeof(err)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "AUTH"));
+	CU_ASSERT_PTR_NULL(strstr(err, "wrong-pw"));
+	redisq_free(r);
+
+	c.password = MUT("pw-123");
+	c.database = 3;
+	cmd("SELECT 3");
+	cmd("XADD indb3 * a 1");
+	cmd("XGROUP CREATE indb3 g 0");
+	cmd("SELECT 0");
+	r = redisq_new(&c);
+	s = sample_one(r, &q);
+	CU_ASSERT(s.ok);
+	CU_ASSERT_FALSE(s.stream_missing);
+	CU_ASSERT_EQUAL(s.lag, 1);
+	redisq_free(r);
+	cmd("ACL DELUSER scal");
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+	unsigned fails;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite("redisq", suite_init, suite_clean);
+	if (s == NULL
+	    || !CU_add_test(s, "counts", test_counts)
+	    || !CU_add_test(s, "oldest age", test_oldest_age)
+	    || !CU_add_test(s, "null lag", test_null_lag)
+	    || !CU_add_test(s, "partitions", test_partitions)
+	    || !CU_add_test(s, "missing", test_missing)
+	    || !CU_add_test(s, "wrongtype", test_wrongtype)
+	    || !CU_add_test(s, "retry and dlq", test_retry_dlq)
+	    || !CU_add_test(s, "one round trip", test_one_round_trip)
+	    || !CU_add_test(s, "noscript", test_noscript)
+	    || !CU_add_test(s, "lease", test_lease)
+	    || !CU_add_test(s, "bad address", test_bad_address)
+	    || !CU_add_test(s, "auth and select", test_auth_select)
+	    || !CU_add_test(s, "redis down", test_redis_down)) {
+		CU_cleanup_registry();
+		return 1;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	fails = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
+	CU_cleanup_registry();
+	return fails != 0;
+}
