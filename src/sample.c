@@ -1,0 +1,117 @@
+/*
+ * sample.c — see include/sample.h.
+ *
+ * Rates come from differences of Redis's cumulative counters, so a single
+ * lost tick costs nothing: the next good reading measures over the longer
+ * interval. Smoothing is an EWMA whose weight depends on the elapsed time,
+ * so irregular ticks (a slow Redis, a simulator) weigh correctly.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "sample.h"
+
+void
+sample_state_init(struct sample_state *st, double tau_s)
+{
+	memset(st, 0, sizeof(*st));
+	st->tau_s = tau_s;
+}
+
+/* Weight of a new observation made dt seconds after the previous one. */
+static double
+ewma_alpha(double dt, double tau)
+{
+	if (tau <= 0)
+		return 1.0;
+	return 1.0 - exp(-dt / tau);
+}
+
+static void
+levels_from(struct signals *s, const struct raw_sample *in)
+{
+	s->t = in->t;
+	s->undelivered = in->lag > 0 ? in->lag : 0;
+	s->pending = in->pending > 0 ? in->pending : 0;
+	s->backlog = s->undelivered + s->pending;
+	s->backlog_estimated = in->lag_estimated;
+	s->oldest_age_s = in->oldest_age_ms > 0 ? (double)in->oldest_age_ms / 1000.0 : 0.0;
+	s->dlq_length = in->dlq_length;
+	s->retry_length = in->retry_length;
+	s->halted = in->halted;
+}
+
+/* Completed messages so far: read by the group and no longer pending. */
+static int64_t
+completed_total(const struct raw_sample *s)
+{
+	return s->entries_read - s->pending;
+}
+
+void
+sample_update(struct sample_state *st, const struct raw_sample *in, struct signals *out)
+{
+	struct signals *cur = &st->cur;
+	double dt, a, lambda, mu, trend, slope, old_lambda;
+	int64_t dcompleted;
+	int64_t prev_backlog;
+
+	if (!in->ok) {
+		/* Keep the rates for whoever looks, but nobody may act on them. */
+		cur->valid = false;
+		goto done;
+	}
+	if (st->have_prev) {
+		dt = in->t - st->prev.t;
+		if (!(dt > 0))
+			goto done;	/* a repeated or out-of-order reading carries no news */
+	}
+	if (!st->have_prev || in->entries_added < st->prev.entries_added ||
+	    in->entries_read < st->prev.entries_read) {
+		/*
+		 * First reading, or the counters went backwards (stream
+		 * recreated, Redis restarted without persistence): the levels
+		 * are good, the rates start over from the next reading.
+		 */
+		levels_from(cur, in);
+		cur->valid = true;
+		cur->rates_valid = false;
+		cur->arrival_rate = cur->arrival_slope = 0;
+		cur->completion_rate = cur->trend = 0;
+		st->prev = *in;
+		st->have_prev = true;
+		goto done;
+	}
+
+	/* Failed readings leave the levels alone, so this is the last good backlog. */
+	prev_backlog = cur->backlog;
+	levels_from(cur, in);
+	cur->valid = true;
+
+	lambda = (double)(in->entries_added - st->prev.entries_added) / dt;
+	/* Claims and deletions can shrink pending without a read: never below 0. */
+	dcompleted = completed_total(in) - completed_total(&st->prev);
+	mu = dcompleted > 0 ? (double)dcompleted / dt : 0.0;
+	trend = (double)(cur->backlog - prev_backlog) / dt;
+
+	if (!cur->rates_valid) {
+		/* The first measured rate is the estimate; no slope yet. */
+		cur->arrival_rate = lambda;
+		cur->completion_rate = mu;
+		cur->trend = trend;
+		cur->arrival_slope = 0;
+		cur->rates_valid = true;
+	} else {
+		a = ewma_alpha(dt, st->tau_s);
+		old_lambda = cur->arrival_rate;
+		cur->arrival_rate += a * (lambda - cur->arrival_rate);
+		cur->completion_rate += a * (mu - cur->completion_rate);
+		cur->trend += a * (trend - cur->trend);
+		slope = (cur->arrival_rate - old_lambda) / dt;
+		cur->arrival_slope += a * (slope - cur->arrival_slope);
+	}
+	st->prev = *in;
+done:
+	if (out != NULL)
+		*out = *cur;
+}
