@@ -24,7 +24,9 @@ struct worker_stats {
 	uint64_t consumer_restarts;
 	uint64_t claimed;			/* entries reclaimed from dead consumers */
 	uint64_t redis_errors;
-	int64_t dlq_depth;			/* last seen XLEN <stream>:dlq */
+	int64_t dlq_depth;			/* last seen XLEN <stream>:dlq; -1 = unknown */
+	int64_t crash_loop;			/* 1 while a consumer slot is crash-looping */
+	int64_t consumers_running;		/* consumer processes alive (supervisor) */
 	uint8_t halted[WSTATS_MAX_PARTITIONS];	/* 1 = partition halted */
 	int npartitions;
 };
@@ -35,6 +37,10 @@ void wstats_destroy(struct worker_stats *s);
 void wstats_count(struct worker_stats *s, enum wstats_result r);
 void wstats_observe(struct worker_stats *s, double seconds);
 void wstats_set_halted(struct worker_stats *s, int partition, int halted);
+/* Store a gauge (dlq_depth, crash_loop, consumers_running) atomically. */
+void wstats_set(int64_t *gauge, int64_t value);
+/* Add n to a counter (consumer_restarts, claimed, redis_errors) atomically. */
+void wstats_add(uint64_t *counter, uint64_t n);
 /* Append the Prometheus text for queue to buf (util.h strbuf). */
 struct strbuf;
 void wstats_render(const struct worker_stats *s, const char *queue, struct strbuf *buf);

@@ -1,0 +1,775 @@
+/*
+ * handler.c — the two handler protocols of SPEC §5.1.
+ *
+ * A handler process is forked into its own process group, with every
+ * descriptor above 2 closed on exec, signals reset to their defaults and
+ * PR_SET_PDEATHSIG so it dies with its consumer. An exec failure is sent
+ * back through a close-on-exec pipe (as libuv does), so "command not found"
+ * is a clear error and not an exit status 127 that looks like a crash.
+ *
+ * Writing the message and reading the reply/exit happen in one poll loop,
+ * so a multi-megabyte message never deadlocks against a handler that
+ * writes before it has read everything. The handler's stderr is inherited:
+ * it goes to the worker's own stderr (the journal, Nomad's log), and error
+ * texts are built only from exit statuses and the handler's own reply
+ * reason, never from message content.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "handler.h"
+#include "log.h"
+#include "util.h"
+
+extern char **environ;
+
+#define REPLY_MAX 4096		/* longest accepted pipe reply line */
+#define POLL_SLICE_MS 100	/* re-check the draining flag at least this often */
+#define NOPIDFD_TICK_MS 2	/* exit polling when pidfd_open is unavailable */
+#define STOP_GRACE_MS 500	/* handler_free: time a pipe handler gets after EOF */
+
+struct proc {
+	pid_t pid;		/* 0 = not started */
+	int reaped;		/* pid has been waited for (its group may live on) */
+	int pidfd;		/* -1 when the kernel has no pidfd_open */
+	int in_fd;		/* its stdin (write end), -1 once closed */
+	int out_fd;		/* its stdout (read end), pipe protocol only */
+};
+
+struct handler {
+	char *const *argv;	/* borrowed from the queue policy */
+	enum handler_protocol proto;
+	int64_t timeout_ms;
+	char *queue, *stream;
+	struct proc p;		/* the long-lived pipe handler */
+	char reply[REPLY_MAX + 1];
+	size_t rlen;
+};
+
+/* What one exchange with a handler process ended with. */
+enum io_end { IO_DONE = 0, IO_TIMEOUT, IO_EOF, IO_OVERLONG, IO_ERROR };
+
+struct io {
+	const char *wbuf;	/* message line still to write */
+	size_t wlen, woff;
+	int want_line;		/* pipe: wait for one reply line */
+	int want_exit;		/* exec: wait for the process to exit */
+	int status;		/* wait status, when want_exit */
+	int write_errno;	/* EPIPE etc.: recorded, not fatal by itself */
+	int deadline_is_drain;
+};
+
+static void
+proc_init(struct proc *p)
+{
+	p->pid = 0;
+	p->reaped = 0;
+	p->pidfd = p->in_fd = p->out_fd = -1;
+}
+
+static void
+close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+static int
+open_pidfd(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	if (fd >= 0)
+		util_set_cloexec(fd);
+	return fd;
+#else
+	(void)pid;
+	return -1;
+#endif
+}
+
+/* Kill the whole process group (when asked), reap the leader, close its pipes. */
+static int
+proc_reap(struct proc *p, int kill_it)
+{
+	int st = 0;
+
+	if (p->pid > 0) {
+		if (kill_it) {
+			kill(-p->pid, SIGKILL);
+			kill(p->pid, SIGKILL);
+		}
+		while (!p->reaped && waitpid(p->pid, &st, 0) == -1 && errno == EINTR)
+			;
+	}
+	close_fd(&p->in_fd);
+	close_fd(&p->out_fd);
+	close_fd(&p->pidfd);
+	p->pid = 0;
+	p->reaped = 0;
+	return st;
+}
+
+/* Child side of proc_spawn: never returns. Only async-signal-safe calls. */
+static void __attribute__((noreturn))
+child_exec(char *const *argv, char **envp, int in_rd, int out_wr, int err_wr, pid_t parent)
+{
+	sigset_t none;
+	int e;
+
+	setpgid(0, 0);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127);
+	if (dup2(in_rd, 0) == -1 || (out_wr >= 0 && dup2(out_wr, 1) == -1))
+		goto fail;
+	/* Everything else (Redis sockets, other pipes) must not leak. */
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == -1) {
+		long max = sysconf(_SC_OPEN_MAX);
+
+		if (max < 0 || max > 65536)
+			max = 65536;
+		for (int fd = 3; fd < max; fd++)
+			if (fd != err_wr)
+				fcntl(fd, F_SETFD, FD_CLOEXEC);
+	}
+	execvpe(argv[0], argv, envp);
+fail:
+	e = errno;
+	while (write(err_wr, &e, sizeof(e)) == -1 && errno == EINTR)
+		;
+	_exit(127);
+}
+
+/*
+ * Start argv with stdin (and stdout when want_stdout) connected to pipes.
+ * envp is built by the caller before the fork. 0, or -1 with err filled.
+ */
+static int
+proc_spawn(char *const *argv, char **envp, int want_stdout, struct proc *p,
+    char *err, size_t errlen)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, ep[2] = { -1, -1 };
+	int child_errno = 0;
+	ssize_t n;
+	pid_t pid;
+
+	proc_init(p);
+	if (pipe2(in, O_CLOEXEC) == -1 || (want_stdout && pipe2(out, O_CLOEXEC) == -1) ||
+	    pipe2(ep, O_CLOEXEC) == -1) {
+		snprintf(err, errlen, "cannot create pipes for the handler: %s", strerror(errno));
+		goto fail;
+	}
+	pid = fork();
+	if (pid == -1) {
+		snprintf(err, errlen, "cannot fork the handler: %s", strerror(errno));
+		goto fail;
+	}
+	if (pid == 0)
+		child_exec(argv, envp, in[0], out[1], ep[1], getppid());
+	setpgid(pid, pid);	/* both sides set it: no window where a kill misses */
+	p->pid = pid;
+	close_fd(&in[0]);
+	close_fd(&out[1]);
+	close_fd(&ep[1]);
+	do
+		n = read(ep[0], &child_errno, sizeof(child_errno));
+	while (n == -1 && errno == EINTR);
+	close_fd(&ep[0]);
+	p->in_fd = in[1];
+	p->out_fd = out[0];
+	if (n > 0) {
+		snprintf(err, errlen, "cannot run handler \"%s\": %s", argv[0],
+		    strerror(n == (ssize_t)sizeof(child_errno) ? child_errno : EIO));
+		proc_reap(p, 0);
+		return -1;
+	}
+	p->pidfd = open_pidfd(pid);
+	util_set_nonblock(p->in_fd);
+	if (p->out_fd >= 0)
+		util_set_nonblock(p->out_fd);
+	return 0;
+fail:
+	close_fd(&in[0]);
+	close_fd(&in[1]);
+	close_fd(&out[0]);
+	close_fd(&out[1]);
+	close_fd(&ep[0]);
+	close_fd(&ep[1]);
+	return -1;
+}
+
+/* environ plus SCALENO_* settings (replacing inherited ones). Caller frees the array and strings. */
+static char **
+env_build(const char *const *add, size_t nadd)
+{
+	size_t n = 0, k = 0;
+	char **envp;
+
+	while (environ != NULL && environ[n] != NULL)
+		n++;
+	envp = calloc(n + nadd + 1, sizeof(*envp));
+	if (envp == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		int replaced = 0;
+
+		for (size_t j = 0; j < nadd && !replaced; j++) {
+			size_t klen = strcspn(add[j], "=") + 1;
+
+			replaced = strncmp(environ[i], add[j], klen) == 0;
+		}
+		if (!replaced)
+			envp[k++] = environ[i];
+	}
+	for (size_t j = 0; j < nadd; j++)
+		envp[k++] = (char *)(uintptr_t)add[j];
+	envp[k] = NULL;
+	return envp;
+}
+
+static int64_t
+io_deadline(int64_t start, int64_t timeout_ms, volatile sig_atomic_t *draining,
+    const volatile int64_t *drain_deadline_ms, int *is_drain)
+{
+	int64_t d = timeout_ms > 0 ? start + timeout_ms : INT64_MAX;
+
+	*is_drain = 0;
+	if (draining != NULL && *draining && drain_deadline_ms != NULL && *drain_deadline_ms > 0 &&
+	    *drain_deadline_ms < d) {
+		d = *drain_deadline_ms;
+		*is_drain = 1;
+	}
+	return d;
+}
+
+/* Append what is readable on p->out_fd to h->reply. IO_DONE when a full line is in. */
+static int
+read_reply(struct handler *h, int *got_line)
+{
+	char buf[1024];
+	ssize_t n;
+
+	for (;;) {
+		n = read(h->p.out_fd, buf, sizeof(buf));
+		if (n == 0)
+			return IO_EOF;
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return IO_DONE;
+			return IO_ERROR;
+		}
+		for (ssize_t i = 0; i < n; i++) {
+			if (*got_line)
+				return IO_OVERLONG;	/* bytes after the reply: out of step */
+			if (buf[i] == '\n') {
+				*got_line = 1;
+				continue;
+			}
+			if (h->rlen >= REPLY_MAX)
+				return IO_OVERLONG;
+			h->reply[h->rlen++] = buf[i];
+		}
+		h->reply[h->rlen] = '\0';
+	}
+}
+
+/*
+ * One exchange with p: write io->wbuf, and wait for a reply line and/or
+ * the process exit, until the deadline. Returns an enum io_end.
+ */
+static int
+io_run(struct handler *h, struct proc *p, struct io *io, int64_t start,
+    volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms)
+{
+	int got_line = 0, exited = 0;
+
+	h->rlen = 0;
+	h->reply[0] = '\0';
+	for (;;) {
+		struct pollfd pfd[3];
+		int nfd = 0, iw = -1, ir = -1, ix = -1, tmo, rc;
+		int64_t now, deadline;
+
+		if ((!io->want_line || got_line) && (!io->want_exit || exited))
+			return IO_DONE;
+		if (io->woff == io->wlen && io->want_exit)
+			close_fd(&p->in_fd);	/* exec: EOF tells the handler the message is complete */
+		deadline = io_deadline(start, h->timeout_ms, draining, drain_deadline_ms,
+		    &io->deadline_is_drain);
+		now = util_now_ms();
+		if (now >= deadline)
+			return IO_TIMEOUT;
+		tmo = deadline - now > POLL_SLICE_MS ? POLL_SLICE_MS : (int)(deadline - now);
+		if (p->in_fd >= 0 && io->woff < io->wlen) {
+			iw = nfd;
+			pfd[nfd++] = (struct pollfd){ .fd = p->in_fd, .events = POLLOUT };
+		}
+		if (io->want_line && !got_line) {
+			ir = nfd;
+			pfd[nfd++] = (struct pollfd){ .fd = p->out_fd, .events = POLLIN };
+		}
+		if (io->want_exit && !exited) {
+			if (p->pidfd >= 0) {
+				ix = nfd;
+				pfd[nfd++] = (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
+			} else if (tmo > NOPIDFD_TICK_MS) {
+				tmo = NOPIDFD_TICK_MS;
+			}
+		}
+		rc = poll(pfd, (nfds_t)nfd, tmo);
+		if (rc == -1 && errno != EINTR)
+			return IO_ERROR;
+		if (rc <= 0 && !(io->want_exit && p->pidfd < 0))
+			continue;
+		if (iw >= 0 && pfd[iw].revents != 0) {
+			ssize_t n = write(p->in_fd, io->wbuf + io->woff, io->wlen - io->woff);
+
+			if (n > 0) {
+				io->woff += (size_t)n;
+			} else if (n == -1 && errno != EAGAIN && errno != EINTR) {
+				/* The handler closed its stdin (or died): stop writing, keep waiting. */
+				io->write_errno = errno;
+				io->woff = io->wlen;
+				close_fd(&p->in_fd);
+			}
+		}
+		if (ir >= 0 && pfd[ir].revents != 0) {
+			rc = read_reply(h, &got_line);
+			if (rc != IO_DONE)
+				return rc;
+		}
+		if (io->want_exit && !exited && (ix < 0 || pfd[ix].revents != 0)) {
+			pid_t r = waitpid(p->pid, &io->status, WNOHANG);
+
+			if (r == p->pid) {
+				exited = 1;
+				p->reaped = 1;
+			} else if (r == -1 && errno != EINTR) {
+				return IO_ERROR;
+			}
+		}
+	}
+}
+
+static void
+describe_status(int st, char *buf, size_t len)
+{
+	if (WIFEXITED(st))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+	else
+		snprintf(buf, len, "ended with wait status 0x%x", (unsigned)st);
+}
+
+static void
+set_result(struct handler_result *res, enum handler_outcome o, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+set_result(struct handler_result *res, enum handler_outcome o, const char *fmt, ...)
+{
+	va_list ap;
+
+	res->outcome = o;
+	va_start(ap, fmt);
+	vsnprintf(res->error, sizeof(res->error), fmt, ap);
+	va_end(ap);
+}
+
+static void
+set_timeout(struct handler *h, const struct io *io, struct handler_result *res)
+{
+	char d[32];
+
+	res->timed_out = 1;
+	if (io->deadline_is_drain) {
+		set_result(res, HANDLER_RETRY, "handler killed at the drain deadline");
+	} else {
+		util_format_duration(h->timeout_ms, d, sizeof(d));
+		set_result(res, HANDLER_RETRY, "handler timed out after %s", d);
+	}
+}
+
+struct handler *
+handler_new(const struct queue_policy *q, char *err, size_t errlen)
+{
+	struct handler *h;
+
+	if (q->worker.command == NULL || q->worker.command[0] == NULL) {
+		snprintf(err, errlen, "queue %s: worker.command is empty", q->name);
+		return NULL;
+	}
+	h = calloc(1, sizeof(*h));
+	if (h == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	h->argv = q->worker.command;
+	h->proto = q->worker.protocol;
+	h->timeout_ms = q->worker.timeout_ms;
+	h->queue = util_strdup(q->name);
+	h->stream = util_strdup(q->stream != NULL ? q->stream : "");
+	proc_init(&h->p);
+	if (h->queue == NULL || h->stream == NULL) {
+		snprintf(err, errlen, "out of memory");
+		handler_free(h);
+		return NULL;
+	}
+	/* A handler that dies mid-write must give EPIPE, not kill the consumer. */
+	signal(SIGPIPE, SIG_IGN);
+	return h;
+}
+
+void
+handler_free(struct handler *h)
+{
+	if (h == NULL)
+		return;
+	if (h->p.pid > 0) {
+		struct pollfd pfd;
+		int64_t end = util_now_ms() + STOP_GRACE_MS;
+
+		/* EOF on stdin is the polite way to stop a pipe handler. */
+		close_fd(&h->p.in_fd);
+		pfd.fd = h->p.pidfd >= 0 ? h->p.pidfd : h->p.out_fd;
+		pfd.events = POLLIN;
+		while (pfd.fd >= 0 && util_now_ms() < end) {
+			char sink[256];
+
+			if (poll(&pfd, 1, (int)(end - util_now_ms())) > 0) {
+				if (pfd.fd == h->p.pidfd || read(pfd.fd, sink, sizeof(sink)) == 0)
+					break;
+			}
+		}
+		proc_reap(&h->p, 1);
+	}
+	free(h->queue);
+	free(h->stream);
+	free(h);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
+static size_t
+utf8_seq(const unsigned char *s, size_t left)
+{
+	size_t n;
+	uint32_t cp, min;
+
+	if (s[0] < 0x80)
+		return s[0] != 0;	/* NUL cannot travel through a C string */
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f, min = 0x80;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f, min = 0x800;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07, min = 0x10000;
+	else
+		return 0;
+	if (left < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* s[0..len) as valid UTF-8: each invalid byte and each NUL becomes U+FFFD. Caller frees. */
+static char *
+utf8_clean(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	char *out = malloc(len * 3 + 1), *o = out;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_seq(u + i, len - i);
+
+		if (n == 0) {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		} else {
+			memcpy(o, u + i, n);
+			o += n;
+			i += n;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+char *
+handler_message_json(const struct message *m)
+{
+	cJSON *root = cJSON_CreateObject(), *fields;
+	char *text = NULL;
+
+	if (root == NULL)
+		return NULL;
+	if (cJSON_AddStringToObject(root, "queue", m->queue != NULL ? m->queue : "") == NULL ||
+	    cJSON_AddStringToObject(root, "stream", m->stream != NULL ? m->stream : "") == NULL ||
+	    cJSON_AddStringToObject(root, "id", m->id) == NULL ||
+	    cJSON_AddNumberToObject(root, "delivery", (double)m->delivery) == NULL ||
+	    (fields = cJSON_AddObjectToObject(root, "fields")) == NULL)
+		goto out;
+	for (size_t i = 0; i < m->nfields; i++) {
+		char *name = utf8_clean(m->names[i], m->name_lens[i]);
+		char *value = utf8_clean(m->values[i], m->value_lens[i]);
+		cJSON *item = value != NULL ? cJSON_CreateString(value) : NULL;
+
+		free(value);
+		if (name == NULL || item == NULL) {
+			free(name);
+			cJSON_Delete(item);
+			goto out;
+		}
+		cJSON_AddItemToObject(fields, name, item);
+		free(name);
+	}
+	text = cJSON_PrintUnformatted(root);
+out:
+	cJSON_Delete(root);
+	return text;
+}
+
+/* The message line: JSON plus "\n". Caller frees. */
+static char *
+message_line(const struct message *m, size_t *len)
+{
+	char *json = handler_message_json(m), *line;
+	size_t n;
+
+	if (json == NULL)
+		return NULL;
+	n = strlen(json);
+	line = realloc(json, n + 2);
+	if (line == NULL) {
+		free(json);
+		return NULL;
+	}
+	line[n] = '\n';
+	line[n + 1] = '\0';
+	*len = n + 1;
+	return line;
+}
+
+static int
+run_exec(struct handler *h, const struct message *m, const char *line, size_t len,
+    int64_t start, volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
+    struct handler_result *res)
+{
+	char e_queue[256], e_stream[256], e_id[80], e_delivery[48], how[96];
+	const char *add[4] = { e_queue, e_stream, e_id, e_delivery };
+	struct io io = { .wbuf = line, .wlen = len, .want_exit = 1 };
+	struct proc p;
+	char **envp;
+	int rc;
+
+	snprintf(e_queue, sizeof(e_queue), "SCALENO_QUEUE=%s", h->queue);
+	snprintf(e_stream, sizeof(e_stream), "SCALENO_STREAM=%s", m->stream != NULL ? m->stream : h->stream);
+	snprintf(e_id, sizeof(e_id), "SCALENO_ID=%s", m->id);
+	snprintf(e_delivery, sizeof(e_delivery), "SCALENO_DELIVERY=%lld", (long long)m->delivery);
+	envp = env_build(add, ARRAY_LEN(add));
+	if (envp == NULL) {
+		set_result(res, HANDLER_RETRY, "out of memory");
+		return -1;
+	}
+	rc = proc_spawn(h->argv, envp, 0, &p, res->error, sizeof(res->error));
+	free(envp);
+	if (rc == -1) {
+		res->outcome = HANDLER_RETRY;
+		return -1;
+	}
+	rc = io_run(h, &p, &io, start, draining, drain_deadline_ms);
+	if (rc != IO_DONE) {
+		proc_reap(&p, 1);
+		if (rc == IO_TIMEOUT)
+			set_timeout(h, &io, res);
+		else
+			set_result(res, HANDLER_RETRY, "lost track of the handler: %s", strerror(errno));
+		return 0;
+	}
+	/* The message's process group ends with the message: no stragglers. */
+	proc_reap(&p, 1);
+	if (WIFEXITED(io.status) && WEXITSTATUS(io.status) == 0) {
+		res->outcome = HANDLER_OK;
+		return 0;
+	}
+	describe_status(io.status, how, sizeof(how));
+	if (WIFEXITED(io.status) && WEXITSTATUS(io.status) == 65)
+		set_result(res, HANDLER_FAIL, "handler %s (permanent failure)", how);
+	else
+		set_result(res, HANDLER_RETRY, "handler %s", how);
+	return 0;
+}
+
+/* Printable-ASCII copy of a pipe reply reason. */
+static void
+copy_reason(char *dst, size_t len, const char *word, const char *reason)
+{
+	size_t o;
+
+	o = (size_t)snprintf(dst, len, "handler replied %s", word);
+	if (*reason == '\0' || o + 2 >= len)
+		return;
+	dst[o++] = ':';
+	dst[o++] = ' ';
+	for (; *reason != '\0' && o + 1 < len; reason++)
+		dst[o++] = (*reason >= 0x20 && *reason < 0x7f) ? *reason : '?';
+	dst[o] = '\0';
+}
+
+/* Before a message: a pipe handler that died or chattered while idle is restarted. */
+static void
+pipe_check_idle(struct handler *h)
+{
+	struct pollfd pfd = { .fd = h->p.out_fd, .events = POLLIN };
+	char c;
+
+	if (h->p.pid <= 0 || poll(&pfd, 1, 0) <= 0)
+		return;
+	if (read(h->p.out_fd, &c, 1) == 1)
+		log_warnx("queue %s: pipe handler wrote output without a message; restarting it",
+		    h->queue);
+	else
+		log_warnx("queue %s: pipe handler exited while idle; restarting it", h->queue);
+	proc_reap(&h->p, 1);
+}
+
+static int
+pipe_start(struct handler *h, struct handler_result *res)
+{
+	char e_queue[256], e_stream[256];
+	const char *add[3] = { e_queue, e_stream, "SCALENO_PROTOCOL=pipe" };
+	char **envp;
+	int rc;
+
+	snprintf(e_queue, sizeof(e_queue), "SCALENO_QUEUE=%s", h->queue);
+	snprintf(e_stream, sizeof(e_stream), "SCALENO_STREAM=%s", h->stream);
+	envp = env_build(add, ARRAY_LEN(add));
+	if (envp == NULL) {
+		set_result(res, HANDLER_RETRY, "out of memory");
+		return -1;
+	}
+	rc = proc_spawn(h->argv, envp, 1, &h->p, res->error, sizeof(res->error));
+	free(envp);
+	if (rc == -1) {
+		res->outcome = HANDLER_RETRY;
+		return -1;
+	}
+	log_debug("queue %s: pipe handler started, pid %d", h->queue, (int)h->p.pid);
+	return 0;
+}
+
+static int
+run_pipe(struct handler *h, const char *line, size_t len, int64_t start,
+    volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
+    struct handler_result *res)
+{
+	struct io io = { .wbuf = line, .wlen = len, .want_line = 1 };
+	char how[96], *sp, *reason;
+	int rc, st;
+
+	pipe_check_idle(h);
+	if (h->p.pid <= 0 && pipe_start(h, res) == -1)
+		return -1;
+	rc = io_run(h, &h->p, &io, start, draining, drain_deadline_ms);
+	switch (rc) {
+	case IO_DONE:
+		break;
+	case IO_TIMEOUT:
+		proc_reap(&h->p, 1);
+		set_timeout(h, &io, res);
+		return 0;
+	case IO_OVERLONG:
+		proc_reap(&h->p, 1);
+		set_result(res, HANDLER_RETRY, "handler reply longer than %d bytes or out of step; "
+		    "handler restarted", REPLY_MAX);
+		return 0;
+	case IO_EOF:
+		st = proc_reap(&h->p, 1);
+		describe_status(st, how, sizeof(how));
+		set_result(res, HANDLER_RETRY, "handler %s before replying", how);
+		return 0;
+	default:
+		proc_reap(&h->p, 1);
+		set_result(res, HANDLER_RETRY, "reading the handler's reply failed: %s", strerror(errno));
+		return 0;
+	}
+	if (h->rlen > 0 && h->reply[h->rlen - 1] == '\r')
+		h->reply[--h->rlen] = '\0';
+	if (strlen(h->reply) != h->rlen)
+		goto garbage;	/* a NUL inside the reply */
+	sp = strchr(h->reply, ' ');
+	reason = sp != NULL ? sp + 1 : h->reply + h->rlen;
+	if (sp != NULL)
+		*sp = '\0';
+	if (strcmp(h->reply, "ok") == 0) {
+		res->outcome = HANDLER_OK;
+		return 0;
+	}
+	if (strcmp(h->reply, "retry") == 0 || strcmp(h->reply, "fail") == 0) {
+		res->outcome = h->reply[0] == 'r' ? HANDLER_RETRY : HANDLER_FAIL;
+		copy_reason(res->error, sizeof(res->error), h->reply, reason);
+		return 0;
+	}
+garbage:
+	proc_reap(&h->p, 1);
+	set_result(res, HANDLER_RETRY, "handler reply is not \"ok\", \"retry <reason>\" or "
+	    "\"fail <reason>\"; handler restarted");
+	return 0;
+}
+
+int
+handler_run(struct handler *h, const struct message *m,
+    volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
+    struct handler_result *res)
+{
+	int64_t start = util_now_ms();
+	double t0 = util_now_s();
+	char *line;
+	size_t len = 0;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	line = message_line(m, &len);
+	if (line == NULL) {
+		set_result(res, HANDLER_RETRY, "out of memory encoding the message");
+		return -1;
+	}
+	if (h->proto == PROTO_EXEC)
+		rc = run_exec(h, m, line, len, start, draining, drain_deadline_ms, res);
+	else
+		rc = run_pipe(h, line, len, start, draining, drain_deadline_ms, res);
+	free(line);
+	res->duration_s = util_now_s() - t0;
+	return rc;
+}
