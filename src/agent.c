@@ -1,11 +1,1009 @@
-/* agent.c — placeholder until the module lands. */
+/*
+ * agent.c — `scaleno agent`: the control loop of SPEC §4. Each tick samples
+ * every due queue from Redis in one pipelined round trip, reads Nomad's
+ * counts for their groups in one concurrent batch, runs the pure decision
+ * engine, and sends the scale calls in a second batch. Nothing here blocks
+ * longer than redis.command_timeout or nomad.timeout per phase, and no
+ * failure of Redis or Nomad ends the loop.
+ *
+ * Threads: the loop is single-threaded; the HTTP endpoint runs on
+ * libmicrohttpd's thread and only reads the text snapshots published under
+ * snap_lock after each tick.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "alert.h"
 #include "cli.h"
+#include "config.h"
+#include "decide.h"
+#include "httpd.h"
+#include "log.h"
+#include "nomad.h"
+#include "redisq.h"
+#include "sample.h"
+#include "util.h"
+
+/* Unreachable this long before an alert fires (SPEC §7). */
+#define UNREACHABLE_ALERT_MS 60000
+/* A transient Nomad failure is logged again at most this often. */
+#define RELOG_MS 60000
+
+/* The agent's memory of one queue; survives reloads when the name stays. */
+struct qstate {
+	char *name;
+	const struct queue_policy *q;	/* into agent->cfg */
+	struct sample_state ss;
+	struct decide_state ds;
+	struct raw_sample raw;
+	bool have_raw;
+	int64_t next_eval_ms;
+	bool due;
+
+	/* Nomad's view of the group */
+	bool nomad_ok;
+	int desired, running, placed;
+	bool job_stopped;
+	enum nomad_result nomad_last;
+	char nomad_error[256];
+	int64_t nomad_logged_ms;
+	unsigned nomad_failures;
+	int64_t nomad_retry_at_ms;
+	int64_t nomad_down_since_ms;
+	bool deployment_logged;
+
+	struct decision dec;
+	bool have_dec;
+	uint64_t actions_up, actions_down, nomad_errors;
+	bool missing_warned;
+	bool sample_err_warned;
+};
+
+struct agent {
+	const char *config_path;
+	struct config *cfg;
+	struct redisq *rq;
+	struct nomad_client *nc;
+	struct httpd *http;
+	char *http_listen;
+	struct qstate *qs;
+	size_t nqs;
+	bool dry_run_flag;		/* --dry-run on the command line */
+	bool leader;
+	char owner[128];		/* lease owner id */
+	uint64_t redis_errors;
+	uint64_t reloads_ok, reloads_failed;
+	int64_t redis_down_since_ms;
+	int64_t last_tick_ms;
+	double last_tick_s;		/* duration of the last tick */
+
+	pthread_mutex_t snap_lock;
+	char *snap_metrics;
+	char *snap_status;
+	int64_t snap_ms;
+};
+
+static volatile sig_atomic_t agent_stop, agent_reload;
+static int sig_pipe[2] = { -1, -1 };
+
+static void
+agent_on_signal(int sig)
+{
+	int saved = errno;
+	char c = (char)sig;
+
+	if (sig == SIGHUP)
+		agent_reload = 1;
+	else
+		agent_stop = 1;
+	if (sig_pipe[1] != -1)
+		(void)!write(sig_pipe[1], &c, 1);
+	errno = saved;
+}
+
+static int
+agent_signals_setup(void)
+{
+	struct sigaction sa;
+
+	if (pipe(sig_pipe) == -1)
+		return -1;
+	util_set_cloexec(sig_pipe[0]);
+	util_set_cloexec(sig_pipe[1]);
+	util_set_nonblock(sig_pipe[0]);
+	util_set_nonblock(sig_pipe[1]);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = agent_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	return 0;
+}
+
+/* Wait for a signal or until ms have passed. */
+static void
+agent_wait(int64_t ms)
+{
+	struct pollfd pfd = { .fd = sig_pipe[0], .events = POLLIN };
+	char buf[64];
+
+	if (ms < 0)
+		ms = 0;
+	if (ms > 1000)
+		ms = 1000;
+	if (poll(&pfd, 1, (int)ms) > 0)
+		while (read(sig_pipe[0], buf, sizeof(buf)) > 0)
+			;
+}
+
+static bool
+agent_dry_run(const struct agent *a)
+{
+	return a->dry_run_flag || a->cfg->agent.dry_run;
+}
+
+static void
+qstate_init(struct qstate *s, const struct queue_policy *q, int64_t now_ms)
+{
+	memset(s, 0, sizeof(*s));
+	s->name = util_strdup(q->name);
+	s->q = q;
+	sample_state_init(&s->ss, 3.0 * (double)q->scale.interval_ms / 1000.0);
+	decide_state_init(&s->ds);
+	s->next_eval_ms = now_ms;
+	if (q->scale.target == SCALE_TARGET_NONE) {
+		/* Observe-only: the engine's own count stands in for Nomad's. */
+		s->nomad_ok = true;
+		s->desired = s->running = s->placed = q->scale.min;
+	}
+}
+
+static void
+agent_free_states(struct qstate *qs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(qs[i].name);
+	free(qs);
+}
+
+/*
+ * Build the per-queue states for cfg, carrying over the memory (samples,
+ * decisions, cooldowns, Nomad view) of queues that keep their name.
+ */
+static struct qstate *
+agent_build_states(const struct config *cfg, struct qstate *old, size_t nold, int64_t now_ms)
+{
+	struct qstate *qs = calloc(cfg->nqueues ? cfg->nqueues : 1, sizeof(*qs));
+
+	if (qs == NULL)
+		return NULL;
+	for (size_t i = 0; i < cfg->nqueues; i++) {
+		const struct queue_policy *q = &cfg->queues[i];
+		size_t j;
+
+		for (j = 0; j < nold; j++)
+			if (old[j].name != NULL && strcmp(old[j].name, q->name) == 0)
+				break;
+		if (j < nold && old[j].q->scale.target == q->scale.target) {
+			qs[i] = old[j];
+			old[j].name = NULL;	/* moved */
+			qs[i].q = q;
+			qs[i].ss.tau_s = 3.0 * (double)q->scale.interval_ms / 1000.0;
+		} else
+			qstate_init(&qs[i], q, now_ms);
+	}
+	return qs;
+}
+
+/* Create the Redis and Nomad clients for a->cfg. */
+static int
+agent_clients(struct agent *a, struct redisq **rq, struct nomad_client **nc, char *err, size_t errlen)
+{
+	*rq = redisq_new(&a->cfg->redis);
+	if (*rq == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	*nc = nomad_client_new(&a->cfg->nomad, err, errlen);
+	if (*nc == NULL) {
+		redisq_free(*rq);
+		*rq = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+static void agent_http(void *arg, const char *method, const char *path, struct httpd_reply *r);
+
+static void
+agent_listen(struct agent *a)
+{
+	const char *want = a->cfg->agent.listen ? a->cfg->agent.listen : "";
+	char err[256];
+
+	if (a->http_listen != NULL && strcmp(a->http_listen, want) == 0)
+		return;
+	httpd_stop(a->http);
+	a->http = NULL;
+	free(a->http_listen);
+	a->http_listen = strdup(want);
+	if (*want == '\0')
+		return;
+	if ((a->http = httpd_start(want, agent_http, a, err, sizeof(err))) == NULL)
+		log_warnx("agent: metrics endpoint off: %s", err);
+	else
+		log_info("agent: serving /metrics, /healthz and /v1/status on %s", want);
+}
+
+static void
+agent_log_errors(const struct cfg_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		log_error("%s", errs->msgs[i]);
+}
+
+/* SIGHUP: load the configuration anew; keep the running one if the new one is bad. */
+static void
+agent_reload_config(struct agent *a)
+{
+	struct cfg_errors errs = { 0 };
+	struct config *ncfg = NULL;
+	struct config *ocfg = a->cfg;
+	struct redisq *rq = NULL;
+	struct nomad_client *nc = NULL;
+	struct qstate *nqs = NULL;
+	char err[256] = "out of memory";
+
+	log_info("agent: SIGHUP: reloading %s", a->config_path);
+	if (config_load(a->config_path, &ncfg, &errs) == -1) {
+		agent_log_errors(&errs);
+		log_error("agent: reload failed (%zu problem%s); the running configuration stays in force",
+		    errs.n, errs.n == 1 ? "" : "s");
+		cfg_errors_free(&errs);
+		a->reloads_failed++;
+		return;
+	}
+	cfg_errors_free(&errs);
+	a->cfg = ncfg;
+	if (agent_clients(a, &rq, &nc, err, sizeof(err)) == -1 ||
+	    (nqs = agent_build_states(ncfg, a->qs, a->nqs, util_now_ms())) == NULL) {
+		redisq_free(rq);
+		nomad_client_free(nc);
+		a->cfg = ocfg;
+		config_free(ncfg);
+		log_error("agent: reload failed: %s; the running configuration stays in force", err);
+		a->reloads_failed++;
+		return;
+	}
+	redisq_free(a->rq);
+	nomad_client_free(a->nc);
+	a->rq = rq;
+	a->nc = nc;
+	agent_free_states(a->qs, a->nqs);
+	a->qs = nqs;
+	a->nqs = ncfg->nqueues;
+	config_free(ocfg);
+	log_init("scaleno", ncfg->log.level, ncfg->log.format, ncfg->log.syslog);
+	agent_listen(a);
+	a->reloads_ok++;
+	log_info("agent: reloaded: %zu queue%s", a->nqs, a->nqs == 1 ? "" : "s");
+}
+
+/* Log a Nomad problem when it is new, or again after RELOG_MS. */
+static void
+qstate_note_nomad(struct qstate *s, const char *what, const struct nomad_call *c, int64_t now_ms)
+{
+	bool same = s->nomad_last == c->result && strcmp(s->nomad_error, c->error) == 0;
+
+	if (!same || now_ms - s->nomad_logged_ms >= RELOG_MS) {
+		if (nomad_result_transient(c->result))
+			log_warnx("queue %s: nomad %s of job %s: %s (%s), will retry",
+			    s->name, what, s->q->scale.job, nomad_result_name(c->result), c->error);
+		else
+			log_error("queue %s: nomad %s of job %s group %s: %s (%s)",
+			    s->name, what, s->q->scale.job, s->q->scale.group,
+			    nomad_result_name(c->result), c->error);
+		s->nomad_logged_ms = now_ms;
+	}
+	s->nomad_last = c->result;
+	util_strlcpy(s->nomad_error, c->error, sizeof(s->nomad_error));
+}
+
+/* Record a failed Nomad call: errors counted, retry after a backoff. */
+static void
+qstate_nomad_failed(struct qstate *s, const char *what, const struct nomad_call *c, int64_t now_ms)
+{
+	s->nomad_errors++;
+	s->nomad_failures++;
+	if (s->nomad_down_since_ms == 0)
+		s->nomad_down_since_ms = now_ms;
+	qstate_note_nomad(s, what, c, now_ms);
+	/* Policy errors (403/404/400) are retried slowly: an operator may fix them. */
+	s->nomad_retry_at_ms = now_ms + (nomad_result_transient(c->result)
+	    ? util_backoff_ms(1000, 30000, s->nomad_failures - 1)
+	    : util_backoff_ms(15000, 60000, s->nomad_failures - 1));
+	if (now_ms - s->nomad_down_since_ms >= UNREACHABLE_ALERT_MS &&
+	    nomad_result_transient(c->result)) {
+		char text[512];
+
+		snprintf(text, sizeof(text), "Nomad unreachable for %llds for job %s: %s",
+		    (long long)((now_ms - s->nomad_down_since_ms) / 1000), s->q->scale.job, c->error);
+		alert_fire(&s->q->alert, s->name, ALERT_NOMAD_UNREACHABLE, s->q->scale.job, text);
+	}
+}
+
+static void
+qstate_nomad_ok(struct qstate *s, int64_t now_ms)
+{
+	if (s->nomad_failures > 0 && s->nomad_last != NOMAD_OK)
+		log_info("queue %s: nomad answers again for job %s", s->name, s->q->scale.job);
+	(void)now_ms;
+	s->nomad_failures = 0;
+	s->nomad_down_since_ms = 0;
+	s->nomad_last = NOMAD_OK;
+	s->nomad_error[0] = '\0';
+}
+
+/* Phase 1: one pipelined Redis round trip for every due queue. */
+static void
+agent_sample(struct agent *a, double now_s, int64_t now_ms)
+{
+	const struct queue_policy **qv;
+	struct raw_sample *raw;
+	size_t n = 0, k = 0;
+	char err[256] = "";
+	int rc = -1;
+
+	for (size_t i = 0; i < a->nqs; i++)
+		n += a->qs[i].due;
+	if (n == 0)
+		return;
+	qv = calloc(n, sizeof(*qv));
+	raw = calloc(n, sizeof(*raw));
+	if (qv == NULL || raw == NULL) {
+		log_error("agent: out of memory sampling %zu queues", n);
+		free(qv);
+		free(raw);
+		return;
+	}
+	for (size_t i = 0; i < a->nqs; i++)
+		if (a->qs[i].due)
+			qv[k++] = a->qs[i].q;
+	if (redisq_ensure(a->rq, err, sizeof(err)) == 0)
+		rc = redisq_sample(a->rq, qv, (int)n, now_s, raw, NULL, err, sizeof(err));
+	if (rc == -1) {
+		a->redis_errors++;
+		if (a->redis_down_since_ms == 0) {
+			a->redis_down_since_ms = now_ms;
+			log_warnx("agent: redis %s: %s; holding every queue until it is back",
+			    a->cfg->redis.address, err);
+		} else if (now_ms - a->redis_down_since_ms >= UNREACHABLE_ALERT_MS) {
+			char text[512];
+
+			snprintf(text, sizeof(text), "Redis %s unreachable for %llds: %s",
+			    a->cfg->redis.address,
+			    (long long)((now_ms - a->redis_down_since_ms) / 1000), err);
+			for (size_t i = 0; i < a->nqs; i++)
+				alert_fire(&a->qs[i].q->alert, a->qs[i].name, ALERT_REDIS_UNREACHABLE,
+				    a->cfg->redis.address, text);
+		}
+	} else if (a->redis_down_since_ms != 0) {
+		log_info("agent: redis %s is back after %llds", a->cfg->redis.address,
+		    (long long)((now_ms - a->redis_down_since_ms) / 1000));
+		a->redis_down_since_ms = 0;
+	}
+	k = 0;
+	for (size_t i = 0; i < a->nqs; i++) {
+		struct qstate *s = &a->qs[i];
+		struct signals sig;
+
+		if (!s->due)
+			continue;
+		s->raw = raw[k++];
+		s->raw.t = now_s;
+		if (rc == -1)
+			s->raw.ok = false;
+		s->have_raw = true;
+		sample_update(&s->ss, &s->raw, &sig);
+		if (s->raw.ok && (s->raw.stream_missing || s->raw.group_missing)) {
+			if (!s->missing_warned)
+				log_warnx("queue %s: %s %s does not exist yet; reading the queue as empty",
+				    s->name, s->raw.stream_missing ? "stream" : "group",
+				    s->raw.stream_missing ? s->q->stream : s->q->group);
+			s->missing_warned = true;
+		} else if (s->raw.ok)
+			s->missing_warned = false;
+		if (rc == 0 && !s->raw.ok && !s->sample_err_warned) {
+			log_warnx("queue %s: sample unusable (wrong key type or bad reply); holding",
+			    s->name);
+			s->sample_err_warned = true;
+		} else if (s->raw.ok)
+			s->sample_err_warned = false;
+	}
+	free(qv);
+	free(raw);
+}
+
+/* Phase 2: Nomad's Desired/Running for every due queue that scales a job. */
+static void
+agent_nomad_status(struct agent *a, int64_t now_ms)
+{
+	struct nomad_call *calls;
+	size_t *idx, n = 0;
+
+	calls = calloc(a->nqs ? a->nqs : 1, sizeof(*calls));
+	idx = calloc(a->nqs ? a->nqs : 1, sizeof(*idx));
+	if (calls == NULL || idx == NULL) {
+		free(calls);
+		free(idx);
+		return;
+	}
+	for (size_t i = 0; i < a->nqs; i++) {
+		struct qstate *s = &a->qs[i];
+
+		if (!s->due || s->q->scale.target != SCALE_TARGET_NOMAD)
+			continue;
+		if (now_ms < s->nomad_retry_at_ms) {
+			s->nomad_ok = false;	/* unknown while we back off */
+			continue;
+		}
+		calls[n].kind = NOMAD_CALL_STATUS;
+		calls[n].job = s->q->scale.job;
+		calls[n].group = s->q->scale.group;
+		calls[n].namespace = s->q->scale.namespace;
+		idx[n++] = i;
+	}
+	if (n > 0)
+		nomad_perform(a->nc, calls, (int)n);
+	for (size_t k = 0; k < n; k++) {
+		struct qstate *s = &a->qs[idx[k]];
+		struct nomad_call *c = &calls[k];
+
+		if (c->result == NOMAD_OK && !c->group_found) {
+			c->result = NOMAD_BAD_REQUEST;
+			snprintf(c->error, sizeof(c->error), "job has no group \"%s\"",
+			    s->q->scale.group);
+		}
+		if (c->result != NOMAD_OK) {
+			s->nomad_ok = false;
+			qstate_nomad_failed(s, "status", c, now_ms);
+			continue;
+		}
+		qstate_nomad_ok(s, now_ms);
+		s->nomad_ok = true;
+		s->desired = c->desired;
+		s->running = c->running;
+		s->placed = c->placed;
+		if (c->job_stopped && !s->job_stopped)
+			log_warnx("queue %s: job %s is stopped; not scaling it", s->name,
+			    s->q->scale.job);
+		s->job_stopped = c->job_stopped;
+	}
+	free(calls);
+	free(idx);
+}
+
+/* JSON text of the decision inputs, sent as the scaling event's Meta. Caller frees. */
+static char *
+agent_meta_json(const struct qstate *s)
+{
+	const struct signals *g = &s->ss.cur;
+	cJSON *o = cJSON_CreateObject();
+	char *txt;
+
+	if (o == NULL)
+		return NULL;
+	cJSON_AddStringToObject(o, "scaleno_queue", s->name);
+	cJSON_AddNumberToObject(o, "backlog", (double)g->backlog);
+	cJSON_AddNumberToObject(o, "undelivered", (double)g->undelivered);
+	cJSON_AddNumberToObject(o, "pending", (double)g->pending);
+	cJSON_AddNumberToObject(o, "oldest_age_s", round(g->oldest_age_s * 1000) / 1000);
+	cJSON_AddNumberToObject(o, "arrival_rate", round(g->arrival_rate * 100) / 100);
+	cJSON_AddNumberToObject(o, "completion_rate", round(g->completion_rate * 100) / 100);
+	cJSON_AddNumberToObject(o, "need", s->dec.need);
+	cJSON_AddStringToObject(o, "rule", s->dec.rule ? s->dec.rule : "");
+	txt = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return txt;
+}
+
+/* Phase 3: decide for every due queue, then send the scale calls in one batch. */
+static void
+agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
+{
+	struct nomad_call *calls;
+	size_t *idx, n = 0;
+	char **metas;
+
+	calls = calloc(a->nqs ? a->nqs : 1, sizeof(*calls));
+	idx = calloc(a->nqs ? a->nqs : 1, sizeof(*idx));
+	metas = calloc(a->nqs ? a->nqs : 1, sizeof(*metas));
+	if (calls == NULL || idx == NULL || metas == NULL) {
+		free(calls);
+		free(idx);
+		free(metas);
+		return;
+	}
+	for (size_t i = 0; i < a->nqs; i++) {
+		struct qstate *s = &a->qs[i];
+		const struct queue_policy *q = s->q;
+		struct decide_input in;
+
+		if (!s->due)
+			continue;
+		memset(&in, 0, sizeof(in));
+		in.now = now_s;
+		in.sig = &s->ss.cur;
+		in.sample_age_s = s->ss.cur.valid ? now_s - s->ss.cur.t : 1e9;
+		in.nomad_ok = s->nomad_ok;
+		in.desired = s->desired;
+		in.running = s->running;
+		in.job_stopped = s->job_stopped;
+		decide_next(&s->ds, &q->scale, q->partitions, q->order_critical, &in, &s->dec);
+		s->have_dec = true;
+
+		if (s->nomad_ok && s->desired >= q->scale.max && s->ss.cur.valid &&
+		    s->ss.cur.oldest_age_s * 1000 > (double)q->scale.max_age_ms) {
+			char text[512];
+
+			snprintf(text, sizeof(text), "queue %s held at max %d workers while its "
+			    "oldest message is %.1fs old (max_age %.1fs)", s->name, q->scale.max,
+			    s->ss.cur.oldest_age_s, (double)q->scale.max_age_ms / 1000);
+			alert_fire(&q->alert, s->name, ALERT_AT_MAX_OVER_AGE, s->name, text);
+		}
+		if (s->dec.dir == DIR_NONE || s->dec.count == s->desired) {
+			log_debug("queue %s: hold %d: %s", s->name, s->desired, s->dec.reason);
+			continue;
+		}
+		if (q->scale.target == SCALE_TARGET_NONE || agent_dry_run(a) || !a->leader) {
+			const char *why = q->scale.target == SCALE_TARGET_NONE ? "observe-only" :
+			    agent_dry_run(a) ? "dry-run" : "standby (another agent holds the lease)";
+
+			log_info("queue %s: %s: would scale %s %d->%d: %s", s->name, why,
+			    decide_direction_name(s->dec.dir), s->desired, s->dec.count, s->dec.reason);
+			decide_applied(&s->ds, &s->dec, now_s);
+			if (q->scale.target == SCALE_TARGET_NONE)
+				s->desired = s->running = s->placed = s->dec.count;
+			continue;
+		}
+		metas[n] = agent_meta_json(s);
+		calls[n].kind = NOMAD_CALL_SCALE;
+		calls[n].job = q->scale.job;
+		calls[n].group = q->scale.group;
+		calls[n].namespace = q->scale.namespace;
+		calls[n].count = s->dec.count;
+		calls[n].message = s->dec.reason;
+		calls[n].meta_json = metas[n];
+		idx[n++] = i;
+	}
+	if (n > 0)
+		nomad_perform(a->nc, calls, (int)n);
+	for (size_t k = 0; k < n; k++) {
+		struct qstate *s = &a->qs[idx[k]];
+		struct nomad_call *c = &calls[k];
+
+		free(metas[k]);
+		if (c->result == NOMAD_OK) {
+			log_info("queue %s: scaled %s %d->%d: %s", s->name,
+			    decide_direction_name(s->dec.dir), s->desired, s->dec.count, s->dec.reason);
+			decide_applied(&s->ds, &s->dec, now_s);
+			if (s->dec.dir == DIR_UP)
+				s->actions_up++;
+			else
+				s->actions_down++;
+			s->desired = s->dec.count;
+			s->deployment_logged = false;
+			qstate_nomad_ok(s, now_ms);
+		} else if (c->result == NOMAD_DEPLOYMENT_ACTIVE) {
+			/* Not an error and no cooldown: Nomad takes the count once the deployment ends. */
+			if (!s->deployment_logged)
+				log_info("queue %s: job %s has an active deployment; will ask for %d "
+				    "again next tick", s->name, s->q->scale.job, s->dec.count);
+			s->deployment_logged = true;
+		} else
+			qstate_nomad_failed(s, "scale", c, now_ms);
+	}
+	free(calls);
+	free(idx);
+	free(metas);
+}
+
+static void agent_publish(struct agent *a);
+
+static void
+agent_tick(struct agent *a)
+{
+	int64_t now_ms = util_now_ms();
+	double now_s = util_now_s();
+	bool any = false;
+
+	for (size_t i = 0; i < a->nqs; i++) {
+		struct qstate *s = &a->qs[i];
+
+		s->due = now_ms >= s->next_eval_ms;
+		if (s->due) {
+			any = true;
+			/* Keep the phase; skip missed ticks rather than bunching them. */
+			s->next_eval_ms += s->q->scale.interval_ms;
+			if (s->next_eval_ms <= now_ms)
+				s->next_eval_ms = now_ms + s->q->scale.interval_ms;
+		}
+	}
+	if (!any)
+		return;
+	agent_sample(a, now_s, now_ms);
+	if (a->cfg->agent.lease_key != NULL && a->cfg->agent.lease_key[0] != '\0') {
+		int held = a->redis_down_since_ms != 0 ? -1 :
+		    redisq_lease(a->rq, a->cfg->agent.lease_key, a->owner, a->cfg->agent.lease_ttl_ms);
+		bool leader = held == 1;
+
+		if (leader != a->leader)
+			log_info("agent: %s the lease %s", leader ? "acquired" : "does not hold",
+			    a->cfg->agent.lease_key);
+		a->leader = leader;
+	} else
+		a->leader = true;
+	agent_nomad_status(a, now_ms);
+	agent_decide_and_act(a, now_s, now_ms);
+	a->last_tick_s = util_now_s() - now_s;
+	a->last_tick_ms = util_now_ms();
+	agent_publish(a);
+}
+
+static int64_t
+agent_next_due(const struct agent *a)
+{
+	int64_t next = util_now_ms() + 1000;
+
+	for (size_t i = 0; i < a->nqs; i++)
+		if (a->qs[i].next_eval_ms < next)
+			next = a->qs[i].next_eval_ms;
+	return next;
+}
+
+/* --- snapshots for the HTTP endpoint ------------------------------------ */
+
+static void
+metric_head(struct strbuf *b, const char *name, const char *type, const char *help)
+{
+	strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+metric_queue(struct strbuf *b, const char *name, const char *queue, const char *extra, double v)
+{
+	strbuf_printf(b, "%s{queue=\"", name);
+	strbuf_prom_label(b, queue);
+	strbuf_printf(b, "\"%s} %.17g\n", extra ? extra : "", v);
+}
+
+static void
+agent_render_metrics(const struct agent *a, struct strbuf *b)
+{
+	static const struct {
+		const char *name, *help;
+		int field;
+	} gauges[] = {
+		{ "scaleno_queue_backlog", "Undelivered plus pending entries.", 0 },
+		{ "scaleno_queue_undelivered", "Entries not yet delivered to the group (lag).", 1 },
+		{ "scaleno_queue_pending", "Entries delivered but not acknowledged.", 2 },
+		{ "scaleno_queue_oldest_age_seconds", "Age of the oldest waiting entry, by Redis server time.", 3 },
+		{ "scaleno_queue_arrival_rate", "Smoothed arrivals, messages per second.", 4 },
+		{ "scaleno_queue_completion_rate", "Smoothed completions, messages per second.", 5 },
+		{ "scaleno_workers_desired", "Nomad's desired count for the worker group.", 6 },
+		{ "scaleno_workers_running", "Nomad's running allocations of the worker group.", 7 },
+		{ "scaleno_queue_dlq_length", "Entries in the dead-letter stream.", 8 },
+		{ "scaleno_queue_retry_length", "Entries waiting in the delayed retry stages.", 9 },
+		{ "scaleno_queue_halted_partitions", "Partitions halted by a failing message.", 10 },
+		{ "scaleno_queue_sample_ok", "1 when the last Redis sample of the queue was usable.", 11 },
+		{ "scaleno_decision_count", "The count the last decision asked for.", 12 },
+	};
+
+	for (size_t g = 0; g < ARRAY_LEN(gauges); g++) {
+		metric_head(b, gauges[g].name, "gauge", gauges[g].help);
+		for (size_t i = 0; i < a->nqs; i++) {
+			const struct qstate *s = &a->qs[i];
+			const struct signals *sg = &s->ss.cur;
+			double v;
+
+			if (!s->have_raw)
+				continue;
+			switch (gauges[g].field) {
+			case 0: v = (double)sg->backlog; break;
+			case 1: v = (double)sg->undelivered; break;
+			case 2: v = (double)sg->pending; break;
+			case 3: v = sg->oldest_age_s; break;
+			case 4: v = sg->arrival_rate; break;
+			case 5: v = sg->completion_rate; break;
+			case 6: v = s->desired; break;
+			case 7: v = s->running; break;
+			case 8: v = (double)sg->dlq_length; break;
+			case 9: v = (double)sg->retry_length; break;
+			case 10: v = sg->halted; break;
+			case 11: v = s->raw.ok; break;
+			default: v = s->have_dec ? s->dec.count : s->desired; break;
+			}
+			if ((gauges[g].field == 6 || gauges[g].field == 7) && !s->nomad_ok)
+				continue;
+			metric_queue(b, gauges[g].name, s->name, NULL, v);
+		}
+	}
+	metric_head(b, "scaleno_scale_actions_total", "counter", "Scale calls Nomad accepted.");
+	for (size_t i = 0; i < a->nqs; i++) {
+		metric_queue(b, "scaleno_scale_actions_total", a->qs[i].name, ",direction=\"up\"",
+		    (double)a->qs[i].actions_up);
+		metric_queue(b, "scaleno_scale_actions_total", a->qs[i].name, ",direction=\"down\"",
+		    (double)a->qs[i].actions_down);
+	}
+	metric_head(b, "scaleno_nomad_errors_total", "counter", "Failed Nomad calls.");
+	for (size_t i = 0; i < a->nqs; i++)
+		metric_queue(b, "scaleno_nomad_errors_total", a->qs[i].name, NULL,
+		    (double)a->qs[i].nomad_errors);
+	metric_head(b, "scaleno_redis_errors_total", "counter", "Failed Redis sampling round trips.");
+	strbuf_printf(b, "scaleno_redis_errors_total %llu\n", (unsigned long long)a->redis_errors);
+	metric_head(b, "scaleno_agent_leader", "gauge", "1 when this agent holds the lease and acts.");
+	strbuf_printf(b, "scaleno_agent_leader %d\n", a->leader ? 1 : 0);
+	metric_head(b, "scaleno_agent_tick_seconds", "gauge", "Wall time of the last tick.");
+	strbuf_printf(b, "scaleno_agent_tick_seconds %.6f\n", a->last_tick_s);
+	metric_head(b, "scaleno_config_reloads_total", "counter", "SIGHUP reloads by result.");
+	strbuf_printf(b, "scaleno_config_reloads_total{result=\"ok\"} %llu\n",
+	    (unsigned long long)a->reloads_ok);
+	strbuf_printf(b, "scaleno_config_reloads_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)a->reloads_failed);
+}
+
+static double
+cooldown_left(double last, int64_t cooldown_ms, double now)
+{
+	double left;
+
+	if (!isfinite(last))
+		return 0;
+	left = last + (double)cooldown_ms / 1000.0 - now;
+	return left > 0 ? round(left * 1000) / 1000 : 0;
+}
+
+static char *
+agent_render_status(const struct agent *a)
+{
+	cJSON *root = cJSON_CreateObject(), *arr;
+	double now = util_now_s();
+	char *txt;
+
+	if (root == NULL)
+		return NULL;
+	cJSON_AddBoolToObject(root, "leader", a->leader);
+	cJSON_AddBoolToObject(root, "dry_run", agent_dry_run(a));
+	cJSON_AddBoolToObject(root, "redis_ok", a->redis_down_since_ms == 0);
+	arr = cJSON_AddArrayToObject(root, "queues");
+	for (size_t i = 0; arr != NULL && i < a->nqs; i++) {
+		const struct qstate *s = &a->qs[i];
+		const struct signals *g = &s->ss.cur;
+		cJSON *o = cJSON_CreateObject(), *smp, *nmd, *dec, *cd;
+
+		if (o == NULL)
+			break;
+		cJSON_AddItemToArray(arr, o);
+		cJSON_AddStringToObject(o, "name", s->name);
+		cJSON_AddStringToObject(o, "mode", config_mode_name(s->q->mode));
+		cJSON_AddStringToObject(o, "target", s->q->scale.target == SCALE_TARGET_NOMAD ?
+		    "nomad" : "none");
+		if ((smp = cJSON_AddObjectToObject(o, "sample")) != NULL) {
+			cJSON_AddBoolToObject(smp, "ok", s->have_raw && s->raw.ok);
+			cJSON_AddBoolToObject(smp, "valid", g->valid);
+			cJSON_AddNumberToObject(smp, "age_s", g->valid ? round((now - g->t) * 1000) / 1000 : -1);
+			cJSON_AddNumberToObject(smp, "backlog", (double)g->backlog);
+			cJSON_AddBoolToObject(smp, "backlog_estimated", g->backlog_estimated);
+			cJSON_AddNumberToObject(smp, "undelivered", (double)g->undelivered);
+			cJSON_AddNumberToObject(smp, "pending", (double)g->pending);
+			cJSON_AddNumberToObject(smp, "oldest_age_s", round(g->oldest_age_s * 1000) / 1000);
+			cJSON_AddNumberToObject(smp, "arrival_rate", round(g->arrival_rate * 100) / 100);
+			cJSON_AddNumberToObject(smp, "completion_rate", round(g->completion_rate * 100) / 100);
+			cJSON_AddNumberToObject(smp, "trend", round(g->trend * 100) / 100);
+			cJSON_AddNumberToObject(smp, "dlq_length", (double)g->dlq_length);
+			cJSON_AddNumberToObject(smp, "retry_length", (double)g->retry_length);
+			cJSON_AddNumberToObject(smp, "halted_partitions", g->halted);
+			cJSON_AddBoolToObject(smp, "stream_missing", s->raw.stream_missing);
+			cJSON_AddBoolToObject(smp, "group_missing", s->raw.group_missing);
+		}
+		if ((nmd = cJSON_AddObjectToObject(o, "nomad")) != NULL) {
+			cJSON_AddBoolToObject(nmd, "ok", s->nomad_ok);
+			cJSON_AddNumberToObject(nmd, "desired", s->desired);
+			cJSON_AddNumberToObject(nmd, "running", s->running);
+			cJSON_AddNumberToObject(nmd, "placed", s->placed);
+			cJSON_AddBoolToObject(nmd, "job_stopped", s->job_stopped);
+			cJSON_AddStringToObject(nmd, "last_result", nomad_result_name(s->nomad_last));
+			cJSON_AddStringToObject(nmd, "error", s->nomad_error);
+		}
+		if (s->have_dec && (dec = cJSON_AddObjectToObject(o, "decision")) != NULL) {
+			cJSON_AddNumberToObject(dec, "count", s->dec.count);
+			cJSON_AddStringToObject(dec, "direction", decide_direction_name(s->dec.dir));
+			cJSON_AddNumberToObject(dec, "need", s->dec.need);
+			cJSON_AddStringToObject(dec, "rule", s->dec.rule ? s->dec.rule : "");
+			cJSON_AddStringToObject(dec, "reason", s->dec.reason);
+			cJSON_AddNumberToObject(dec, "age_s", round((now - s->dec.t) * 1000) / 1000);
+		}
+		if ((cd = cJSON_AddObjectToObject(o, "cooldown")) != NULL) {
+			cJSON_AddNumberToObject(cd, "up_remaining_s",
+			    cooldown_left(s->ds.last_up_t, s->q->scale.up_cooldown_ms, now));
+			cJSON_AddNumberToObject(cd, "down_remaining_s",
+			    cooldown_left(s->ds.last_down_t, s->q->scale.down_cooldown_ms, now));
+		}
+		cJSON_AddNumberToObject(o, "scale_actions_up", (double)s->actions_up);
+		cJSON_AddNumberToObject(o, "scale_actions_down", (double)s->actions_down);
+		cJSON_AddNumberToObject(o, "nomad_errors", (double)s->nomad_errors);
+	}
+	txt = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	return txt;
+}
+
+static void
+agent_publish(struct agent *a)
+{
+	struct strbuf b = { 0 };
+	char *status = agent_render_status(a);
+
+	agent_render_metrics(a, &b);
+	if (b.oom || status == NULL) {
+		strbuf_free(&b);
+		cJSON_free(status);
+		return;
+	}
+	pthread_mutex_lock(&a->snap_lock);
+	free(a->snap_metrics);
+	cJSON_free(a->snap_status);
+	a->snap_metrics = strbuf_steal(&b);
+	a->snap_status = status;
+	a->snap_ms = a->last_tick_ms;
+	pthread_mutex_unlock(&a->snap_lock);
+}
+
+static void
+agent_http(void *arg, const char *method, const char *path, struct httpd_reply *r)
+{
+	struct agent *a = arg;
+
+	r->status = 200;
+	r->content_type = "text/plain; charset=utf-8";
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		r->status = 405;
+		r->body = strdup("method not allowed\n");
+		return;
+	}
+	pthread_mutex_lock(&a->snap_lock);
+	if (strcmp(path, "/metrics") == 0) {
+		r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		r->body = strdup(a->snap_metrics ? a->snap_metrics : "");
+	} else if (strcmp(path, "/v1/status") == 0) {
+		r->content_type = "application/json";
+		r->body = strdup(a->snap_status ? a->snap_status : "{}");
+	} else if (strcmp(path, "/healthz") == 0) {
+		/* Healthy while the loop keeps ticking (a tick is bounded by the timeouts). */
+		int64_t age = util_now_ms() - a->snap_ms;
+		int64_t limit = 5000 + a->cfg->nomad.timeout_ms * 2 + a->cfg->redis.command_timeout_ms * 2;
+
+		if (a->snap_ms == 0 || age > limit) {
+			r->status = 503;
+			r->body = strdup("loop stalled\n");
+		} else
+			r->body = strdup("ok\n");
+	} else {
+		r->status = 404;
+		r->body = strdup("not found\n");
+	}
+	pthread_mutex_unlock(&a->snap_lock);
+}
+
+/* --- the command ---------------------------------------------------------- */
+
+static void
+agent_usage(FILE *f)
+{
+	fprintf(f, "usage: scaleno agent [-c FILE] [--dry-run] [-v]\n");
+}
+
 int
 cmd_agent(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "scaleno: not implemented yet\n");
-	return EXIT_RUNTIME;
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cfg_errors errs = { 0 };
+	struct agent a;
+	char err[256], host[64];
+	bool verbose = false;
+	int ch;
+
+	memset(&a, 0, sizeof(a));
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "c:nvh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': a.config_path = optarg; break;
+		case 'n': a.dry_run_flag = true; break;
+		case 'v': verbose = true; break;
+		case 'h': agent_usage(stdout); return EXIT_OK;
+		default: agent_usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "scaleno agent: unexpected argument \"%s\"\n", argv[optind]);
+		agent_usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (a.config_path == NULL)
+		a.config_path = config_default_path();
+	if (config_load(a.config_path, &a.cfg, &errs) == -1) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msgs[i]);
+		cfg_errors_free(&errs);
+		return EXIT_USAGE;
+	}
+	cfg_errors_free(&errs);
+	log_init("scaleno", verbose ? LOG_LVL_DEBUG : a.cfg->log.level, a.cfg->log.format,
+	    a.cfg->log.syslog);
+	if (gethostname(host, sizeof(host)) == -1)
+		strcpy(host, "unknown");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(a.owner, sizeof(a.owner), "%s:%d:%lld", host, (int)getpid(),
+	    (long long)util_wall_ms());
+	pthread_mutex_init(&a.snap_lock, NULL);
+	if (agent_signals_setup() == -1 ||
+	    agent_clients(&a, &a.rq, &a.nc, err, sizeof(err)) == -1) {
+		log_error("agent: cannot start: %s", err);
+		config_free(a.cfg);
+		return EXIT_RUNTIME;
+	}
+	if ((a.qs = agent_build_states(a.cfg, NULL, 0, util_now_ms())) == NULL) {
+		log_error("agent: out of memory");
+		return EXIT_RUNTIME;
+	}
+	a.nqs = a.cfg->nqueues;
+	agent_listen(&a);
+	log_info("agent: started with %zu queue%s%s (redis %s, nomad %s)", a.nqs,
+	    a.nqs == 1 ? "" : "s", agent_dry_run(&a) ? ", dry-run" : "",
+	    a.cfg->redis.address, a.cfg->nomad.address);
+
+	while (!agent_stop) {
+		if (agent_reload) {
+			agent_reload = 0;
+			agent_reload_config(&a);
+		}
+		agent_tick(&a);
+		if (agent_stop || agent_reload)
+			continue;
+		agent_wait(agent_next_due(&a) - util_now_ms());
+	}
+
+	log_info("agent: signal received, exiting");
+	httpd_stop(a.http);
+	free(a.http_listen);
+	agent_free_states(a.qs, a.nqs);
+	redisq_free(a.rq);
+	nomad_client_free(a.nc);
+	config_free(a.cfg);
+	free(a.snap_metrics);
+	cJSON_free(a.snap_status);
+	pthread_mutex_destroy(&a.snap_lock);
+	close(sig_pipe[0]);
+	close(sig_pipe[1]);
+	sig_pipe[0] = sig_pipe[1] = -1;
+	return EXIT_OK;
 }
