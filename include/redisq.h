@@ -47,8 +47,14 @@ int redisq_sample(struct redisq *r, const struct queue_policy *const *queues, in
  */
 const char *redisq_queue_error(const struct redisq *r, int i);
 
-/* Streams sampled per round trip: several thousand keeps 10,000 queues to a few. */
+/*
+ * Streams sampled per round trip: several thousand keeps 10,000 queues to a
+ * few round trips and bounds the memory of one pipeline (the benchmark
+ * overrides it to compare).
+ */
+#ifndef REDISQ_CHUNK
 #define REDISQ_CHUNK 4000
+#endif
 /* Most entries counted by the null-lag fallback's XRANGE before the figure is marked estimated. */
 #define REDISQ_LAG_CAP 10000
 /* Change that cap (tests use a small one). cap >= 1. */
