@@ -83,7 +83,8 @@ struct scale_conf {
 };
 
 struct worker_conf {
-	char **command;		/* NULL-terminated argv */
+	char **command;		/* NULL-terminated argv; NULL when the policy has no worker section
+				 * (an agent-only policy: `scaleno worker` must refuse it) */
 	size_t ncommand;
 	enum handler_protocol protocol;
 	int processes;
@@ -99,6 +100,7 @@ struct worker_conf {
 	char *listen;		/* "" = off */
 	int64_t block_ms;	/* XREADGROUP BLOCK bound */
 	int64_t consumer_idle_ms; /* remove consumers inactive this long with nothing pending */
+	int64_t kill_timeout_ms; /* the Nomad job's kill_timeout; drain_timeout stays below it */
 };
 
 struct alert_conf {
@@ -159,5 +161,38 @@ const char *config_default_path(void);
 const char *config_mode_name(enum queue_mode m);
 /* Apply a step limit to current count: the largest allowed change (>= 1). */
 int config_step_allowed(const struct step_limit *s, int current);
+
+/*
+ * The table of keys (src/config_keys.c) that drives parsing, defaults,
+ * validation and "did you mean". Exposed for `scaleno check -k` and for the
+ * test that checks every key against scaleno.conf(5) and etc/.
+ */
+enum cfg_scope { CFG_MAIN = 0, CFG_POLICY };
+enum cfg_type {
+	CFG_STRING, CFG_INT, CFG_NUMBER, CFG_BOOL, CFG_DURATION,
+	CFG_ARGV,	/* list of strings: char ** (NULL-terminated) + size_t count */
+	CFG_DURATIONS,	/* list of durations: int64_t * + size_t count */
+	CFG_STEP,	/* integer count or "NN%": struct step_limit */
+	CFG_ENUM,	/* one of choices; stored as the int index */
+};
+#define CFG_PATH	0x01	/* a file name, relative to the main file's folder */
+#define CFG_NONEMPTY	0x02	/* "" is an error */
+struct cfg_key {
+	enum cfg_scope scope;
+	const char *path;	/* "redis.address"; policy keys without "queue.": "scale.min" */
+	enum cfg_type type;
+	const char *def;	/* default in libconfig syntax; NULL: required or derived (see doc) */
+	int64_t min, max;	/* bounds: value, milliseconds, list length or percent */
+	size_t off, off_n;	/* offset in struct config / struct queue_policy; list count */
+	const char *const *choices; /* CFG_ENUM values, NULL-terminated; index = enum value */
+	const char *env;	/* environment variable that fills an empty value */
+	int (*check)(const char *v, char *err, size_t len); /* extra check of a string */
+	unsigned flags;
+	const char *doc;
+};
+extern const struct cfg_key config_keys[];
+extern const size_t config_nkeys;
+/* "string", "integer", "duration", ...: the type as the man page names it. */
+const char *config_type_name(enum cfg_type t);
 
 #endif
