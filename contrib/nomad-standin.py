@@ -77,7 +77,8 @@ ACL tokens (--acl-tokens FILE), JSON. ACLs are on when the file is given.
 
 Control API (NOT part of Nomad; for tests), JSON in and out, no ACL, never faulted or logged:
   GET    /_standin/requests            every /v1 request: {"Method","Path","Query","RawQuery",
-                                       "Token","TokenHeader","Body","Status","Time"} (oldest first)
+                                       "Token","TokenHeader","Body","Status","Time"} (oldest first;
+                                       Status is null while the request is in flight, e.g. blocking)
   DELETE /_standin/requests            clear the log (POST /_standin/requests/clear works too)
   GET    /_standin/allocs[?job=ID]     [{"ID","Name","JobID","Namespace","TaskGroup","Index",
                                        "DesiredStatus","ClientStatus","Pid","Restarts","Stdout",
@@ -1102,6 +1103,7 @@ class Handler(BaseHTTPRequestHandler):
                                                                       for k, v in self.query.items()},
                  "RawQuery": self.raw_query, "Token": self.token, "TokenHeader": self.token_header,
                  "Body": body.decode("utf-8", "replace"), "Status": None, "Time": time.time()}
+        srv.record(entry)  # in flight until Status is filled in
         try:
             with srv.store.cond:
                 f = srv.store.faults
@@ -1120,8 +1122,8 @@ class Handler(BaseHTTPRequestHandler):
             except Reply as r:
                 self.send_text(r.status, r.text, r.index)
         finally:
-            entry["Status"] = self.status
-            srv.record(entry)
+            with srv.req_lock:
+                entry["Status"] = self.status
 
     def parse_token(self):
         t = self.headers.get("X-Nomad-Token")
