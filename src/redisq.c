@@ -224,14 +224,24 @@ ms_to_tv(int64_t ms)
 	return tv;
 }
 
-/* A command during the handshake; 0 or -1 with err naming what failed. */
+/*
+ * A command during the handshake, given what is left of the connect
+ * deadline (so connect + AUTH + SELECT together stay within
+ * connect_timeout). 0 or -1 with err naming what failed.
+ */
 static int
-handshake_cmd(redisContext *c, const char *what, char *err, size_t errlen, int argc,
-    const char **argv)
+handshake_cmd(redisContext *c, int64_t deadline_ms, const char *what, char *err, size_t errlen,
+    int argc, const char **argv)
 {
-	redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
+	int64_t left = deadline_ms - util_now_ms();
+	redisReply *rep;
 	int rc = -1;
 
+	if (left <= 0 || redisSetTimeout(c, ms_to_tv(left)) != REDIS_OK) {
+		snprintf(err, errlen, "%s: connect_timeout reached", what);
+		return -1;
+	}
+	rep = redisCommandArgv(c, argc, argv, NULL);
 	if (rep == NULL)
 		snprintf(err, errlen, "%s: %s", what, c->errstr[0] ? c->errstr : "no reply");
 	else if (rep->type == REDIS_REPLY_ERROR)
@@ -248,6 +258,7 @@ static redisContext *
 connect_once(struct redisq *r, char *err, size_t errlen)
 {
 	struct timeval ctv = ms_to_tv(r->connect_timeout_ms);
+	int64_t deadline = util_now_ms() + r->connect_timeout_ms;
 	redisContext *c;
 	char host[256];
 	char db[16];
@@ -290,28 +301,24 @@ connect_once(struct redisq *r, char *err, size_t errlen)
 		snprintf(err, errlen, "redis %s: %s", r->address, c->errstr);
 		goto fail;
 	}
-	if (redisSetTimeout(c, ctv) != REDIS_OK) {
-		snprintf(err, errlen, "redis %s: cannot set timeout", r->address);
-		goto fail;
-	}
 	if (c->connection_type == REDIS_CONN_TCP)
 		(void)redisEnableKeepAlive(c);
 	if (r->username[0] != '\0') {
 		const char *argv[] = { "AUTH", r->username, r->password };
 
-		if (handshake_cmd(c, "redis AUTH", err, errlen, 3, argv) < 0)
+		if (handshake_cmd(c, deadline, "redis AUTH", err, errlen, 3, argv) < 0)
 			goto fail;
 	} else if (r->password[0] != '\0') {
 		const char *argv[] = { "AUTH", r->password };
 
-		if (handshake_cmd(c, "redis AUTH", err, errlen, 2, argv) < 0)
+		if (handshake_cmd(c, deadline, "redis AUTH", err, errlen, 2, argv) < 0)
 			goto fail;
 	}
 	if (r->database != 0) {
 		const char *argv[] = { "SELECT", db };
 
 		snprintf(db, sizeof(db), "%d", r->database);
-		if (handshake_cmd(c, "redis SELECT", err, errlen, 2, argv) < 0)
+		if (handshake_cmd(c, deadline, "redis SELECT", err, errlen, 2, argv) < 0)
 			goto fail;
 	}
 	if (redisSetTimeout(c, ms_to_tv(r->command_timeout_ms)) != REDIS_OK) {

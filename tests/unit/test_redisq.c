@@ -493,6 +493,128 @@ test_lease(void)
 	redisq_free(b);
 }
 
+/* A hung Redis (SIGSTOP): the sample gives up after command_timeout, never hangs. */
+static void
+test_redis_hung(void)
+{
+	struct redis_conf c = rconf;
+	struct redisq *r;
+	struct queue_policy q = policy("hung", 1);
+	const struct queue_policy *qs[1] = { &q };
+	struct raw_sample s;
+	char err[256];
+	int64_t t0;
+
+	c.command_timeout_ms = 300;
+	c.connect_timeout_ms = 300;
+	r = redisq_new(&c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 1.0, &s, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_TRUE(s.stream_missing);
+	kill(redis_pid, SIGSTOP);
+	t0 = util_now_ms();
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 2.0, &s, NULL, err, sizeof(err)), -1);
+	CU_ASSERT_FALSE(s.ok);
+	CU_ASSERT(util_now_ms() - t0 < 3000);	/* bounded by the timeout, not by Redis */
+	/* Reconnecting (the kernel still accepts) and sampling again: bounded too. */
+	t0 = util_now_ms();
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 3.0, &s, NULL, err, sizeof(err)), -1);
+	CU_ASSERT_FALSE(s.ok);
+	CU_ASSERT(util_now_ms() - t0 < 3000);
+	redisq_free(r);
+	/* The handshake (AUTH) is bounded by connect_timeout as a whole. */
+	c.password = MUT("pw");
+	r = redisq_new(&c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	t0 = util_now_ms();
+	CU_ASSERT_EQUAL(redisq_ensure(r, err, sizeof(err)), -1);
+	CU_ASSERT(util_now_ms() - t0 < 3000);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "AUTH"));
+	redisq_free(r);
+	kill(redis_pid, SIGCONT);
+}
+
+/*
+ * A fake server that answers each read of one connection with the next
+ * canned reply: absurd replies must fail the queue (or the call), not crash.
+ */
+static pid_t
+fake_server(int *fport, const char *const *replies, int n)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	pid_t pid;
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0
+	    || getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		return -1;
+	*fport = ntohs(sa.sin_port);
+	pid = fork();
+	if (pid == 0) {
+		int c;
+		char buf[65536];
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		alarm(10);
+		c = accept(fd, NULL, NULL);
+		for (int i = 0; c >= 0 && i < n; i++)
+			if (read(c, buf, sizeof(buf)) <= 0
+			    || write(c, replies[i], strlen(replies[i])) < 0)
+				break;
+		_exit(0);
+	}
+	close(fd);
+	return pid;
+}
+
+static void
+test_absurd_replies(void)
+{
+	static const char *const replies[] = {
+		"$40\r\naaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",	/* SCRIPT LOAD */
+		/* TIME, then an integer, 16 strings, an array of 3, a plain error */
+		"*2\r\n$10\r\n1700000000\r\n$1\r\n0\r\n:5\r\n"
+		"*16\r\n$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n"
+		"$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n"
+		"$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n$1\r\nx\r\n"
+		"*3\r\n:1\r\n:1\r\n:1\r\n-ERR boom\r\n",
+		/* a TIME that is not one: the whole call fails */
+		"+OK\r\n:1\r\n:1\r\n:1\r\n:1\r\n",
+		/* garbage that is not RESP: a protocol error, the connection is dropped */
+		"?what\r\n",
+	};
+	struct redis_conf c = rconf;
+	struct queue_policy q = policy("absurd", 1);
+	const struct queue_policy *qs[4] = { &q, &q, &q, &q };
+	struct raw_sample s[4];
+	char addr[64], err[256];
+	struct redisq *r;
+	int fport = 0;
+	pid_t pid = fake_server(&fport, replies, (int)ARRAY_LEN(replies));
+
+	CU_ASSERT_FATAL(pid > 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", fport);
+	c.address = addr;
+	r = redisq_new(&c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 4, 1.0, s, NULL, err, sizeof(err)), 0);
+	for (int i = 0; i < 4; i++) {
+		CU_ASSERT_FALSE(s[i].ok);
+		CU_ASSERT_PTR_NOT_NULL(redisq_queue_error(r, i));
+	}
+	CU_ASSERT_PTR_NOT_NULL(strstr(redisq_queue_error(r, 0), "unexpected reply"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(redisq_queue_error(r, 3), "boom"));
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 4, 2.0, s, NULL, err, sizeof(err)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "TIME"));
+	CU_ASSERT_FALSE(s[0].ok);
+	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 3.0, s, NULL, err, sizeof(err)), -1);
+	CU_ASSERT_FALSE(redisq_connected(r));
+	redisq_free(r);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
 /* Redis dies: the call fails at once; reconnects back off; restart works again. */
 static void
 test_redis_down(void)
@@ -619,6 +741,8 @@ main(void)
 	    || !CU_add_test(s, "lease", test_lease)
 	    || !CU_add_test(s, "bad address", test_bad_address)
 	    || !CU_add_test(s, "auth and select", test_auth_select)
+	    || !CU_add_test(s, "absurd replies", test_absurd_replies)
+	    || !CU_add_test(s, "redis hung", test_redis_hung)
 	    || !CU_add_test(s, "redis down", test_redis_down)) {
 		CU_cleanup_registry();
 		return 1;
