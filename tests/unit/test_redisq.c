@@ -78,7 +78,7 @@ redis_start(void)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1",
 		    "--save", "", "--appendonly", "no", "--dir", tmpdir, "--daemonize", "no",
-		    "--logfile", "redis.log", (char *)NULL);
+		    "--logfile", "redis.log", "--unixsocket", "redis.sock", (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 200; i++) {
@@ -145,6 +145,8 @@ suite_clean(void)
 
 	redis_stop();
 	snprintf(path, sizeof(path), "%s/redis.log", tmpdir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/redis.sock", tmpdir);
 	unlink(path);
 	rmdir(tmpdir);
 	return 0;
@@ -718,6 +720,29 @@ test_auth_select(void)
 	cmd("ACL DELUSER scal");
 }
 
+static void
+test_unix_socket(void)
+{
+	struct redis_conf c = rconf;
+	struct redisq *r;
+	struct queue_policy q = policy("viaunix", 1);
+	struct raw_sample s;
+	char addr[128];
+
+	snprintf(addr, sizeof(addr), "unix:%s/redis.sock", tmpdir);
+	c.address = addr;
+	cmd("XADD viaunix * a 1");
+	cmd("XGROUP CREATE viaunix g $");
+	r = redisq_new(&c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	s = sample_one(r, &q);
+	CU_ASSERT(s.ok);
+	CU_ASSERT_EQUAL(s.length, 1);
+	CU_ASSERT_EQUAL(s.lag, 0);
+	CU_ASSERT(redisq_connected(r));
+	redisq_free(r);
+}
+
 int
 main(void)
 {
@@ -741,6 +766,7 @@ main(void)
 	    || !CU_add_test(s, "lease", test_lease)
 	    || !CU_add_test(s, "bad address", test_bad_address)
 	    || !CU_add_test(s, "auth and select", test_auth_select)
+	    || !CU_add_test(s, "unix socket", test_unix_socket)
 	    || !CU_add_test(s, "absurd replies", test_absurd_replies)
 	    || !CU_add_test(s, "redis hung", test_redis_hung)
 	    || !CU_add_test(s, "redis down", test_redis_down)) {
