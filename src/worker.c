@@ -1,11 +1,194 @@
-/* worker.c — placeholder until the module lands. */
+/*
+ * worker.c — `scaleno worker -q QUEUE [-c FILE]`: load the configuration,
+ * find the queue, create the shared counters, serve /metrics and /healthz,
+ * and hand over to the supervisor (supervise.c), whose children run
+ * consumer_main.
+ */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "cli.h"
+#include "config.h"
+#include "consumer.h"
+#include "httpd.h"
+#include "log.h"
+#include "supervise.h"
+#include "util.h"
+#include "wstats.h"
+
+struct worker {
+	const struct config *cfg;
+	const struct queue_policy *q;
+	struct worker_stats *stats;
+};
+
+static void
+worker_usage(FILE *f)
+{
+	fprintf(f, "usage: scaleno worker -q QUEUE [-c FILE]\n"
+	    "  -q QUEUE  the queue whose consumers to run (a queue block of a policy file)\n"
+	    "  -c FILE   main configuration file (default: $SCALENO_CONFIG or %s)\n"
+	    "See scaleno-worker(8).\n", config_default_path());
+}
+
+static int
+worker_child(void *arg, int slot, volatile sig_atomic_t *stop)
+{
+	const struct worker *w = arg;
+
+	return consumer_main(w->cfg, w->q, slot, w->stats, stop);
+}
+
+/* /metrics and /healthz; runs on the HTTP thread, reads only atomics. */
+static void
+worker_http(void *arg, const char *method, const char *path, struct httpd_reply *r)
+{
+	const struct worker *w = arg;
+	struct strbuf b = { 0 };
+	int64_t running;
+
+	r->content_type = "text/plain; charset=utf-8";
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		r->status = 405;
+		strbuf_printf(&b, "method not allowed\n");
+	} else if (strcmp(path, "/metrics") == 0) {
+		r->status = 200;
+		r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		wstats_render(w->stats, w->q->name, &b);
+	} else if (strcmp(path, "/healthz") == 0) {
+		running = __atomic_load_n(&w->stats->consumers_running, __ATOMIC_RELAXED);
+		if (supervise_draining()) {
+			r->status = 503;
+			strbuf_printf(&b, "draining\n");
+		} else if (running < 1) {
+			r->status = 503;
+			strbuf_printf(&b, "no consumer running (0 of %d)\n", w->q->worker.processes);
+		} else {
+			r->status = 200;
+			strbuf_printf(&b, "ok: %lld of %d consumers running\n", (long long)running,
+			    w->q->worker.processes);
+		}
+	} else {
+		r->status = 404;
+		strbuf_printf(&b, "not found; try /metrics or /healthz\n");
+	}
+	if (b.oom) {
+		strbuf_free(&b);
+		r->status = 500;
+		return;
+	}
+	r->body = strbuf_steal(&b);
+}
+
+/* The queue, or NULL after printing why it cannot be run by a worker. */
+static const struct queue_policy *
+worker_find_queue(const struct config *cfg, const char *name)
+{
+	const struct queue_policy *q = config_queue(cfg, name), *best = NULL;
+	unsigned bestd = 4;
+
+	if (q == NULL) {
+		for (size_t i = 0; i < cfg->nqueues; i++) {
+			unsigned d = util_edit_distance(name, cfg->queues[i].name);
+
+			if (d < bestd) {
+				bestd = d;
+				best = &cfg->queues[i];
+			}
+		}
+		fprintf(stderr, "scaleno worker: %s: no queue named \"%s\"%s%s%s\n", cfg->path, name,
+		    best != NULL ? " (did you mean \"" : "", best != NULL ? best->name : "",
+		    best != NULL ? "\"?)" : "");
+		return NULL;
+	}
+	if (q->worker.command == NULL || q->worker.command[0] == NULL) {
+		fprintf(stderr, "scaleno worker: %s:%d: queue \"%s\" has no worker.command; "
+		    "it cannot be run by a worker\n", q->file != NULL ? q->file : cfg->path, q->line,
+		    q->name);
+		return NULL;
+	}
+	return q;
+}
+
 int
 cmd_worker(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "scaleno: not implemented yet\n");
-	return EXIT_RUNTIME;
+	const char *path = NULL, *qname = NULL;
+	struct cfg_errors errs = { 0 };
+	struct config *cfg = NULL;
+	struct worker w = { 0 };
+	struct supervise_opts o;
+	struct httpd *http = NULL;
+	char err[256];
+	int ch, rc = EXIT_USAGE;
+
+	optind = 1;
+	while ((ch = getopt(argc, argv, "q:c:h")) != -1) {
+		switch (ch) {
+		case 'q':
+			qname = optarg;
+			break;
+		case 'c':
+			path = optarg;
+			break;
+		case 'h':
+			worker_usage(stdout);
+			return EXIT_OK;
+		default:
+			worker_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc || qname == NULL) {
+		fprintf(stderr, "scaleno worker: %s\n", qname == NULL ? "-q QUEUE is required" :
+		    "unexpected arguments");
+		worker_usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (config_load(path, &cfg, &errs) == -1) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msgs[i]);
+		fprintf(stderr, "scaleno worker: configuration is invalid\n");
+		cfg_errors_free(&errs);
+		return EXIT_USAGE;
+	}
+	cfg_errors_free(&errs);
+	w.cfg = cfg;
+	if ((w.q = worker_find_queue(cfg, qname)) == NULL)
+		goto out;
+	log_init("scaleno", cfg->log.level, cfg->log.format, cfg->log.syslog);
+	rc = EXIT_RUNTIME;
+	if ((w.stats = wstats_create(w.q->partitions)) == NULL) {
+		log_warn("worker %s: cannot map the shared counters", w.q->name);
+		goto out;
+	}
+	if (w.q->worker.listen != NULL && w.q->worker.listen[0] != '\0') {
+		http = httpd_start(w.q->worker.listen, worker_http, &w, err, sizeof(err));
+		if (http == NULL)
+			log_warnx("worker %s: /metrics and /healthz are off: %s", w.q->name, err);
+		else
+			log_info("worker %s: serving /metrics and /healthz on %s", w.q->name,
+			    w.q->worker.listen);
+	}
+	supervise_defaults(&o);
+	o.name = w.q->name;
+	o.nslots = w.q->worker.processes;
+	o.child = worker_child;
+	o.child_arg = &w;
+	o.stats = w.stats;
+	o.alert = &w.q->alert;
+	o.drain_timeout_ms = w.q->worker.drain_timeout_ms;
+	o.kill_timeout_ms = w.q->worker.kill_timeout_ms;
+	log_info("worker %s: %s mode, %d consumer process(es), handler %s (%s)", w.q->name,
+	    config_mode_name(w.q->mode), o.nslots, w.q->worker.command[0],
+	    w.q->worker.protocol == PROTO_EXEC ? "exec" : "pipe");
+	rc = supervise_run(&o);
+out:
+	httpd_stop(http);
+	wstats_destroy(w.stats);
+	config_free(cfg);
+	return rc;
 }
