@@ -295,8 +295,12 @@ def decode_scale_body(raw):
             raise DecodeError("unexpected EOF")
         ch = s[e.pos]
         ctx = "looking for beginning of value"
-        if "delimiter" in e.msg or "Expecting ','" in e.msg:
-            ctx = "after object key:value pair" if "}" in e.msg or "','" in e.msg else "after array element"
+        if "Expecting ','" in e.msg:
+            ctx = "after object key:value pair" if _innermost(s, e.pos) == "{" else "after array element"
+        elif "Unterminated string" in e.msg or "control character" in e.msg:
+            ctx = "in string literal"
+        elif "escape" in e.msg:
+            ctx = "in string escape code"
         elif "property name" in e.msg:
             ctx = "looking for beginning of object key string"
         elif "Expecting ':'" in e.msg:
@@ -315,8 +319,11 @@ def decode_scale_body(raw):
     def type_err(field, v, gotype):
         nonlocal first_err
         if first_err is None:
-            k = ("number " + v.text) if isinstance(v, _Num) else (
-                "object" if isinstance(v, _Obj) else _json_kind(v))
+            # Go quotes the literal only when the target is a number type
+            if isinstance(v, _Num):
+                k = ("number " + v.text) if gotype in ("int64", "uint64") else "number"
+            else:
+                k = "object" if isinstance(v, _Obj) else _json_kind(v)
             first_err = "json: cannot unmarshal %s into Go struct field ScalingRequest.%s of type %s" % (
                 k, field, gotype)
 
@@ -360,7 +367,7 @@ def decode_scale_body(raw):
                 if mv is None:
                     m.setdefault(mk, "")
                 elif not isinstance(mv, str):
-                    type_err(name + "." + mk, mv, "string")
+                    type_err(name, mv, "string")
                 else:
                     m[mk] = mv
             out[name] = m
@@ -374,6 +381,21 @@ def decode_scale_body(raw):
     if first_err:
         raise DecodeError(first_err)
     return out
+
+
+def _innermost(s, pos):
+    """The innermost open bracket ('{' or '[') at pos, ignoring brackets inside strings."""
+    stack, in_str, esc = [], False, False
+    for c in s[:pos]:
+        if in_str:
+            esc, in_str = (False, True) if esc else (c == "\\", c != '"')
+        elif c == '"':
+            in_str = True
+        elif c in "{[":
+            stack.append(c)
+        elif c in "}]" and stack:
+            stack.pop()
+    return stack[-1] if stack else ""
 
 
 def _go_quote_char(ch):
@@ -721,7 +743,7 @@ class Store:
                 idx = max(idx, a.modify_index)
             tgs[g["Name"]] = {"Desired": g["Count"], "Placed": len(mine),
                               "Running": sum(1 for a in mine if a.client == "running"),
-                              "Healthy": 0, "Unhealthy": 0, "Events": rec["Groups"].get(g["Name"]) or None}
+                              "Healthy": 0, "Unhealthy": 0, "Events": list(rec["Groups"].get(g["Name"]) or []) or None}
         return idx, {"JobID": jid, "Namespace": ns, "JobCreateIndex": job["CreateIndex"],
                      "JobModifyIndex": job["ModifyIndex"], "JobStopped": job["Stop"], "TaskGroups": tgs}
 
@@ -807,7 +829,7 @@ class Store:
         rec["Index"] = i
         lst = rec["Groups"].setdefault(group, [])
         lst.insert(0, {"Time": now_ns(), "Count": count, "PreviousCount": prev, "Message": req.get("Message", ""),
-                       "Error": bool(req.get("Error", False)), "Meta": req.get("Meta") or None,
+                       "Error": bool(req.get("Error", False)), "Meta": req.get("Meta"),
                        "EvalID": eval_id or None, "CreateIndex": i})
         del lst[MAX_EVENTS:]
         if count is not None:
@@ -956,7 +978,7 @@ class Supervisor(threading.Thread):
             if a.desired == "run" and not st.shutting_down and now >= a.restart_at:
                 try:
                     self.spawn(a)
-                except OSError as e:
+                except (OSError, subprocess.SubprocessError) as e:
                     a.event("Driver Failure", str(e))
                     log("alloc %s: cannot start %s: %s", a.name, g["Command"], e)
                     a.restart_at = now + st.restart_delay
@@ -1044,8 +1066,10 @@ class Server:
 
     def bind(self):
         handler = type("H", (Handler,), {"srv": self})
-        ThreadingHTTPServer.allow_reuse_address = True
-        httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        cls = type("S", (ThreadingHTTPServer,), {"allow_reuse_address": True, "daemon_threads": True,
+                                                  "address_family": socket.AF_INET6 if ":" in self.host
+                                                  else socket.AF_INET})
+        httpd = cls((self.host, self.port), handler)
         httpd.daemon_threads = True
         self.port = httpd.server_address[1]
         self.httpd = httpd
@@ -1085,8 +1109,10 @@ class Handler(BaseHTTPRequestHandler):
         if srv.refusing:
             self.close_connection = True
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
+        body = self.read_body()
+        if body is None:
+            self.close_connection = True
+            return
         split = urlsplit(self.path)
         self.raw_query = split.query
         self.query = parse_qs(split.query, keep_blank_values=True)
@@ -1124,6 +1150,26 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with srv.req_lock:
                 entry["Status"] = self.status
+            log("%s %s -> %s", self.command, self.path, self.status)
+
+    def read_body(self):
+        """The request body (Content-Length or chunked); None when it cannot be read."""
+        try:
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                parts = []
+                for _ in range(100000):
+                    size = int(self.rfile.readline(100).split(b";")[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline(1000).strip():
+                            pass
+                        return b"".join(parts)
+                    parts.append(self.rfile.read(size))
+                    self.rfile.readline(10)
+                return None
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length > 0 else b""
+        except (ValueError, OSError):
+            return None
 
     def parse_token(self):
         t = self.headers.get("X-Nomad-Token")
@@ -1462,7 +1508,8 @@ class Handler(BaseHTTPRequestHandler):
         p, m = self.upath, self.command
         if p == "/_standin/requests" and m == "GET":
             with srv.req_lock:
-                return self.send_json(list(srv.requests), v1=False)
+                text = json.dumps(srv.requests)
+            return self.send_raw(200, text.encode(), "application/json")
         if (p == "/_standin/requests" and m == "DELETE") or (p == "/_standin/requests/clear" and m == "POST"):
             with srv.req_lock:
                 srv.requests.clear()
@@ -1481,7 +1528,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(out, v1=False)
         if p == "/_standin/faults" and m == "GET":
             with st.cond:
-                return self.send_json(dict(st.faults), v1=False)
+                out = json.loads(json.dumps(st.faults))
+            return self.send_json(out, v1=False)
         if p == "/_standin/faults" and m == "POST":
             req = self.control_body(body)
             with st.cond:

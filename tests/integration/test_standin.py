@@ -110,7 +110,15 @@ def test_scale_write_checks_in_order():
              "json: cannot unmarshal number 3.0 into Go struct field ScalingRequest.Count of type int64"),
             ({"Error": "yes", "Target": {"Group": "g"}}, 400,
              "json: cannot unmarshal string into Go struct field ScalingRequest.Error of type bool"),
+            ({"Error": 1, "Target": {"Group": "g"}}, 400,
+             "json: cannot unmarshal number into Go struct field ScalingRequest.Error of type bool"),
+            ({"Target": {"Group": 5}}, 400,
+             "json: cannot unmarshal number into Go struct field ScalingRequest.Target of type string"),
+            ({"JobModifyIndex": -1, "Target": {"Group": "g"}}, 400,
+             "json: cannot unmarshal number -1 into Go struct field ScalingRequest.JobModifyIndex of type uint64"),
             (b"[1]", 400, "json: cannot unmarshal array into Go value of type api.ScalingRequest"),
+            (b'{"Count": 1,}', 400, "invalid character '}' looking for beginning of object key string"),
+            (b'{"Count": 1 "x"}', 400, "invalid character '\"' after object key:value pair"),
             (b"{", 400, "unexpected EOF"),
             ({"Count": -1, "Target": {"Job": "other", "Namespace": "x"}}, 400, "job ID in payload did not match URL"),
             ({"Count": -1, "Target": {"Job": "web", "Namespace": "x"}}, 400,
@@ -191,6 +199,23 @@ def test_index_bookkeeping_and_events():
         assert [x["CreateIndex"] for x in events] == sorted((x["CreateIndex"] for x in events), reverse=True)
     finally:
         assert n.stop() == 0
+
+
+@suite.test
+def test_startup_delay_placed_before_running():
+    m = NomadStandin([{"ID": "slow", "TaskGroups": [{"Name": "g", "Count": 1, "StartupDelay": 1.5}]}])
+    try:
+        harness.wait_until(lambda: m.scale_status("slow")["TaskGroups"]["g"]["Running"] == 1, what="running")
+        expect(m.scale("slow", "g", 2), 200)
+        hdrs, text = expect(m.get("/v1/job/slow/scale"), 200)
+        g = json.loads(text)["TaskGroups"]["g"]
+        assert (g["Desired"], g["Placed"], g["Running"]) == (2, 2, 1), g
+        # a blocking query on the scale status wakes up when the new alloc becomes running
+        idx = int(hdrs["x-nomad-index"])
+        hdrs, text = expect(m.get("/v1/job/slow/scale?index=%d&wait=10s" % idx), 200)
+        assert int(hdrs["x-nomad-index"]) > idx and json.loads(text)["TaskGroups"]["g"]["Running"] == 2
+    finally:
+        assert m.stop() == 0
 
 
 @suite.test
