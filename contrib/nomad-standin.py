@@ -42,7 +42,8 @@ Job file (--jobs FILE), JSON:
                     "Policy": {}},            object returned as is
         "Task": "worker",                     task name (default: group name)
         "Command": ["sh", "-c", "..."],       argv list (a string means ["sh","-c",string]);
-                                              omitted: nothing runs, allocs count as running
+                                              omitted: nothing runs; allocs count as running
+                                              at once (or after StartupDelay)
         "Env": {"KEY": "value"},              added to the NOMAD_* environment
         "KillTimeout": "5s",                  Go duration string or integer ns, default 5s,
                                               capped at 30s like the client's max_kill_timeout
@@ -58,8 +59,10 @@ Allocations (spec 5.1, 5.2)
   stdout/stderr in <state-dir>/<alloc-id>/alloc/logs/<task>.stdout.0 / .stderr.0.
   Scale-up places the lowest free indexes; scale-in marks the highest indexes DesiredStatus=stop
   at once (they leave Placed/Running immediately), sends KillSignal to the main pid only, then
-  SIGKILL to the whole process group after KillTimeout; ClientStatus becomes complete (killed by
-  us or exit 0) or failed. A process that exits by itself is restarted after --restart-delay
+  SIGKILL to the whole process group after KillTimeout; ClientStatus becomes complete when the
+  process has ended (a task Nomad killed is not "failed"). Placed = allocs with DesiredStatus
+  run and ClientStatus not terminal; Running = those whose process is alive and past
+  StartupDelay (ClientStatus running). A process that exits by itself is restarted after --restart-delay
   seconds (ClientStatus pending meanwhile, TaskStates.<task>.Restarts counts them); unlike Nomad
   there is no attempt limit. Every status change is a write (new raft index), so blocking
   queries wake up. On SIGTERM/SIGINT every allocation is stopped the same way and the stand-in
@@ -102,6 +105,12 @@ Control API (NOT part of Nomad; for tests), JSON in and out, no ACL, never fault
   POST   /_standin/job {"ID": id, "Namespace": ns, "Stop": bool, "Counts": {"group": n}}
                                        operator-style re-register: sets Stop and/or counts,
                                        bumps Version/JobModifyIndex, reconciles allocations
+
+Start-up: --listen 127.0.0.1:0 picks a free port; the actual address is printed on stdout
+("nomad-standin listening on 127.0.0.1:PORT ...") and, with --ready-file, written to that file
+as "127.0.0.1:PORT\n" (atomically, once listening). Only loopback addresses are accepted. Exit
+status: 0 after SIGTERM/SIGINT, 2 for a bad job/token file or argument, 1 if it cannot listen.
+Tests use the wrapper class NomadStandin in tests/integration/standin.py.
 
 Command line: see --help. The fault switches can be given there too.
 """
@@ -606,6 +615,16 @@ class Alloc:
         self.events.append(e)
         del self.events[:-MAX_TASK_EVENTS]
 
+    def set_client(self, status):
+        """Set ClientStatus with the matching description and task state (caller records the write)."""
+        desc, task = {"pending": ("Tasks are restarting", "pending"), "running": ("Tasks are running", "running"),
+                      "complete": ("All tasks have completed", "dead")}[status]
+        self.client, self.client_desc, self.task_state = status, desc, task
+        if status == "running":
+            self.started_at = time.time()
+        elif status == "complete":
+            self.finished_at = self.finished_at or time.time()
+
     def nonterminal(self):
         return self.desired == "run" and self.client not in TERMINAL_CLIENT
 
@@ -711,11 +730,15 @@ class Store:
                 a.desired = "stop"
                 a.desired_desc = "alloc not needed due to job update" if not job["Stop"] else "alloc not needed since job is stopped"
                 a.modify_index, a.modify_time = i, now_ns()
+                if a.group["Command"] is None:  # nothing to drain
+                    a.set_client("complete")
             for g, n in placed:
                 a = Alloc(job, g, n, ev["ID"] if ev else "", i)
                 if job["Type"] in ("system", "sysbatch"):
                     a.name = "%s.%s[0]" % (job["ID"], g["Name"])
                 a.event("Received", "Task received by client")
+                if g["Command"] is None and g["StartupDelay"] == 0:
+                    a.set_client("running")  # API-only allocs without a modelled start-up run at once
                 self.allocs.append(a)
         if ev:
             i = self.write("evals")
@@ -845,9 +868,12 @@ class Store:
         for name in counts or {}:
             if not any(g["Name"] == name for g in job["Groups"]):
                 raise ValueError("no group %r in job %r" % (name, jid))
-        i = self.write("jobs")
+        i = self.write("jobs", "scaling_policy") if stop is not None else self.write("jobs")
         if stop is not None:
             job["Stop"] = bool(stop)
+            for g in job["Groups"]:
+                if g["Scaling"] is not None:
+                    g["Scaling"]["ModifyIndex"] = i
         for g in job["Groups"]:
             if counts and g["Name"] in counts:
                 g["Count"] = int(counts[g["Name"]])
@@ -963,15 +989,13 @@ class Supervisor(threading.Thread):
         if a.proc is None and g["Command"] is None:
             # nothing to run: the allocation only exists in the API
             if a.desired != "run" and a.client not in TERMINAL_CLIENT:
-                a.client, a.client_desc, a.task_state = "complete", "All tasks have completed", "dead"
-                a.finished_at = time.time()
+                a.set_client("complete")
                 st.alloc_changed(a)
             elif a.desired == "run" and a.client == "pending":
                 if a.spawned_mono is None:
                     a.spawned_mono = now
                 if now - a.spawned_mono >= g["StartupDelay"]:
-                    a.client, a.client_desc, a.task_state = "running", "Tasks are running", "running"
-                    a.started_at = time.time()
+                    a.set_client("running")
                     st.alloc_changed(a)
             return
         if a.proc is None:
@@ -986,8 +1010,7 @@ class Supervisor(threading.Thread):
                     a.last_restart = time.time()
                     st.alloc_changed(a)
             elif a.desired != "run" and a.client not in TERMINAL_CLIENT:
-                a.client, a.client_desc, a.task_state = "complete", "All tasks have completed", "dead"
-                a.finished_at = time.time()
+                a.set_client("complete")
                 st.alloc_changed(a)
             return
         rc = a.proc.poll()
@@ -1005,8 +1028,7 @@ class Supervisor(threading.Thread):
                     self._signal(a.proc.pid, signal.SIGKILL)
                     self._killpg(a.pgid)
             elif a.client != "running" and now - a.spawned_mono >= g["StartupDelay"]:
-                a.client, a.client_desc, a.task_state = "running", "Tasks are running", "running"
-                a.started_at = time.time()
+                a.set_client("running")
                 st.alloc_changed(a)
             return
         # the main process ended: clean up its group, then decide what the alloc becomes
@@ -1018,7 +1040,7 @@ class Supervisor(threading.Thread):
         a.event("Terminated", "Exit Code: %d" % rc, exit_code=rc if rc >= 0 else 0, signal=-rc if rc < 0 else 0)
         if a.desired != "run" or st.shutting_down:
             a.failed = False
-            a.client, a.client_desc, a.task_state = "complete", "All tasks have completed", "dead"
+            a.set_client("complete")
             if a.kill_sent:
                 a.event("Killed", "Task successfully killed")
         else:
@@ -1026,7 +1048,7 @@ class Supervisor(threading.Thread):
             a.last_restart = time.time()
             a.restart_at = now + st.restart_delay
             a.event("Restarting", "Task restarting in %gs" % st.restart_delay)
-            a.client, a.client_desc, a.task_state = "pending", "Tasks are restarting", "pending"
+            a.set_client("pending")
         st.alloc_changed(a)
 
     def _signal(self, pid, sig):
@@ -1172,14 +1194,15 @@ class Handler(BaseHTTPRequestHandler):
             return None
 
     def parse_token(self):
+        # as Go's parseToken: a non-empty X-Nomad-Token wins, even if it trims to nothing
         t = self.headers.get("X-Nomad-Token")
-        if t is not None and t.strip():
-            return t.strip(), "X-Nomad-Token"
+        if t:
+            return t.strip() or None, "X-Nomad-Token"
         auth = self.headers.get("Authorization")
         if auth:
-            parts = auth.strip().split(None, 1)
+            parts = auth.split(" ", 1)
             if len(parts) == 2 and parts[0].lower() == "bearer":
-                return parts[1].strip(), "Authorization"
+                return parts[1].strip() or None, "Authorization"
         return None, None
 
     def pretty(self):

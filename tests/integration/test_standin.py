@@ -93,6 +93,14 @@ def test_read_shapes_headers_and_paths():
         expect(n.get("/v1/scaling/policy/nope"), 404, "policy not found")
         expect(n.get("/v1/scaling/policies?job=a/b"), 200, "[]")
         expect(n.get("/v1/evaluation/nope"), 404, "eval not found")
+        # a stopped job: JobStopped, policies disabled, a counted scale is accepted but places nothing
+        n.set_job("web", stop=True)
+        s = n.scale_status("web")
+        assert s["JobStopped"] is True and s["TaskGroups"]["g"]["Placed"] == 0, s
+        assert json.loads(n.get("/v1/scaling/policy/" + pols[0]["ID"])[2])["Enabled"] is False
+        expect(n.scale("web", "g", 4), 200)
+        g = n.scale_status("web")["TaskGroups"]["g"]
+        assert (g["Desired"], g["Placed"]) == (4, 0), g
     finally:
         assert n.stop() == 0
 
