@@ -28,13 +28,31 @@ struct decide_input {
 
 #define DECIDE_WINDOW 512		/* demand history slots (stabilization) */
 #define DECIDE_REASON_LEN 512
+#define DECIDE_RATE_HIST 64		/* arrival-rate history slots (projection) */
 
-/* Per-policy memory of the engine. Initialise with decide_state_init. */
+/*
+ * Per-policy memory of the engine. Initialise with decide_state_init; keep
+ * one per queue for as long as the policy lives (a reload may keep it).
+ */
 struct decide_state {
 	double last_up_t, last_down_t;	/* time of the last applied action per direction; -inf if none */
 	int last_up_target;		/* count requested by the last scale-up */
 	double mu_hat;			/* per-worker service rate, msgs/s; 0 = unknown */
-	/* highest demand per time slot, for the stabilization window */
+	int seen_running;		/* Running at the last evaluation ... */
+	double running_since;		/* ... and since when it has had that value */
+	double saturated_since;		/* start of the current busy spell; +inf when not busy */
+	/* the smoothed arrival rate over the last `startup`, for the projection */
+	double rate_t[DECIDE_RATE_HIST];
+	double rate_v[DECIDE_RATE_HIST];
+	unsigned rate_head, rate_len;
+	double last_oldest_s;		/* oldest age at the last evaluation */
+	/*
+	 * Highest demand per time slot, for the stabilization window. The
+	 * window only counts from win_since: the first good evaluation after
+	 * missing data, so a gap is never read as "demand was low".
+	 */
+	bool win_open;
+	double win_since;
 	double win_t[DECIDE_WINDOW];
 	int win_need[DECIDE_WINDOW];
 	unsigned win_head, win_len;
@@ -53,9 +71,15 @@ struct decision {
 void decide_state_init(struct decide_state *st);
 
 /*
- * Evaluate one tick. Updates the engine's memory (demand history, mu_hat)
- * but not the cooldown clocks: call decide_applied when the action was
- * actually carried out (a scale call that succeeded, or dry_run).
+ * Evaluate one tick. Updates the engine's memory (demand history, mu_hat,
+ * arrival-rate history) but not the cooldown clocks: call decide_applied
+ * when the action was actually carried out (a scale call that succeeded, or
+ * dry_run); a call refused for an active deployment is simply not applied,
+ * and the next tick asks again. in->desired is what Nomad already asks for;
+ * running < desired is capacity in flight. The engine assumes the sampler's
+ * tau is about 3 x interval (it waits that long before trusting rates).
+ * out->reason is a readable, NUL-terminated sentence under
+ * DECIDE_REASON_LEN; out->rule points to a static string.
  */
 void decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions,
     bool order_critical, const struct decide_input *in, struct decision *out);

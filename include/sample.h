@@ -40,6 +40,7 @@ struct signals {
 	double oldest_age_s;
 	double arrival_rate;	/* lambda-hat, msgs/s, EWMA */
 	double arrival_slope;	/* d(lambda)/dt, msgs/s^2, EWMA */
+	double arrival_noise;	/* standard deviation of arrival_rate itself (noise left after smoothing), msgs/s */
 	double completion_rate;	/* mu, msgs/s, EWMA */
 	double trend;		/* d(backlog)/dt, msgs/s, EWMA */
 	bool rates_valid;	/* at least two good samples */
@@ -52,6 +53,7 @@ struct sample_state {
 	bool have_prev;
 	struct raw_sample prev;
 	double tau_s;		/* EWMA time constant */
+	double arrival_var;	/* EWMA variance of the raw rate around arrival_rate */
 	struct signals cur;
 };
 

@@ -11,6 +11,9 @@
 
 #include "sample.h"
 
+/* The variance of the raw arrival rate is averaged over this many tau. */
+#define NOISE_SPAN 10.0
+
 void
 sample_state_init(struct sample_state *st, double tau_s)
 {
@@ -76,7 +79,8 @@ sample_update(struct sample_state *st, const struct raw_sample *in, struct signa
 		levels_from(cur, in);
 		cur->valid = true;
 		cur->rates_valid = false;
-		cur->arrival_rate = cur->arrival_slope = 0;
+		cur->arrival_rate = cur->arrival_slope = cur->arrival_noise = 0;
+		st->arrival_var = 0;
 		cur->completion_rate = cur->trend = 0;
 		st->prev = *in;
 		st->have_prev = true;
@@ -104,6 +108,14 @@ sample_update(struct sample_state *st, const struct raw_sample *in, struct signa
 	} else {
 		a = ewma_alpha(dt, st->tau_s);
 		old_lambda = cur->arrival_rate;
+		/*
+		 * Noise of the smoothed rate: the raw variance (averaged over
+		 * a longer span, so it is itself steady) times the share an
+		 * EWMA lets through, alpha / (2 - alpha).
+		 */
+		st->arrival_var += ewma_alpha(dt, NOISE_SPAN * st->tau_s) *
+		    ((lambda - old_lambda) * (lambda - old_lambda) - st->arrival_var);
+		cur->arrival_noise = sqrt(st->arrival_var * a / (2.0 - a));
 		cur->arrival_rate += a * (lambda - cur->arrival_rate);
 		cur->completion_rate += a * (mu - cur->completion_rate);
 		cur->trend += a * (trend - cur->trend);

@@ -1,0 +1,524 @@
+/*
+ * decide.c — see include/decide.h and SPEC §4.2.
+ *
+ * Three demand rules (backlog, arrival rate, oldest age); the largest wins.
+ * Up is prompt, down is slow: the count only falls to the highest demand of
+ * the whole stabilization window, one step per cooldown, and never on
+ * missing data, a growing backlog or a wait above half of max_age.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "decide.h"
+
+/* Time allowed to clear today's backlog, as a fraction of max_age. */
+#define DRAIN_FRACTION 0.5
+/*
+ * Dead band of the rate rule: a capacity shortfall under 10% with nothing
+ * else pressing (HPA's tolerance) is not a reason to scale ...
+ */
+#define UP_TOLERANCE 0.1
+/* ... nor is a shortfall the arrival rate's own noise explains. */
+#define UP_NOISE_SIGMAS 2.0
+/*
+ * The per-worker rate is only learnt once the workers have been busy, and
+ * Running stable, for this many intervals: the completion rate is an EWMA
+ * (tau = 3 intervals) and lags both a change of the worker count and the
+ * start of a busy spell.
+ */
+#define MU_SETTLE_INTERVALS 6
+/*
+ * Before the first busy spell the completion rate per worker is only a lower
+ * bound of mu; it takes a clear surge (50% over the current count) to act on it.
+ */
+#define BOUND_MARGIN 0.5
+/* A rise of the arrival rate counts once it is this many standard deviations clear of noise. */
+#define NOISE_SIGMAS 3.0
+/* A sample older than this many intervals is stale. */
+#define STALE_INTERVALS 3
+/* Any count above this is nonsense from a huge backlog; bounds clamp it anyway. */
+#define NEED_CAP 1000000.0
+
+void
+decide_state_init(struct decide_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->last_up_t = -INFINITY;
+	st->last_down_t = -INFINITY;
+	st->running_since = -INFINITY;
+	st->saturated_since = INFINITY;
+	st->seen_running = -1;
+}
+
+const char *
+decide_direction_name(enum direction d)
+{
+	switch (d) {
+	case DIR_UP:
+		return "up";
+	case DIR_DOWN:
+		return "down";
+	case DIR_NONE:
+		break;
+	}
+	return "none";
+}
+
+static int
+ceil_count(double x)
+{
+	if (!(x > 0))
+		return 0;
+	if (x > NEED_CAP)
+		return (int)NEED_CAP;
+	/* A hair over an integer is floating-point dust, not one more worker. */
+	return (int)ceil(x - 1e-6);
+}
+
+static int
+clamp_int(int v, int lo, int hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
+static void
+window_push(struct decide_state *st, const struct scale_conf *sc, double now, int need)
+{
+	double stab = (double)sc->down_stabilization_ms / 1000.0;
+	double slot = stab / (DECIDE_WINDOW / 2);
+	unsigned last;
+
+	/* Drop slots that ended before the window began. */
+	while (st->win_len > 0 && st->win_t[st->win_head] + slot < now - stab) {
+		st->win_head = (st->win_head + 1) % DECIDE_WINDOW;
+		st->win_len--;
+	}
+	if (st->win_len > 0) {
+		last = (st->win_head + st->win_len - 1) % DECIDE_WINDOW;
+		/* Same slot, or no room left: fold into the newest slot (max keeps it safe). */
+		if (now - st->win_t[last] < slot || st->win_len == DECIDE_WINDOW) {
+			if (need > st->win_need[last])
+				st->win_need[last] = need;
+			return;
+		}
+	}
+	last = (st->win_head + st->win_len) % DECIDE_WINDOW;
+	st->win_t[last] = now;
+	st->win_need[last] = need;
+	st->win_len++;
+}
+
+static int
+window_max(const struct decide_state *st)
+{
+	int m = 0;
+	unsigned i;
+
+	for (i = 0; i < st->win_len; i++) {
+		int v = st->win_need[(st->win_head + i) % DECIDE_WINDOW];
+		if (v > m)
+			m = v;
+	}
+	return m;
+}
+
+/*
+ * Keep the smoothed arrival rate over the last `startup` seconds. The rise
+ * over that span is the projection: "it will rise as much again before new
+ * workers consume". A difference over a whole span is far steadier than an
+ * instantaneous slope, which noise and the multiplication by startup blow up.
+ */
+static void
+rate_push(struct decide_state *st, double horizon, double now, double rate)
+{
+	double slot = horizon / (DECIDE_RATE_HIST / 2);
+	unsigned last;
+
+	while (st->rate_len > 1) {
+		unsigned second = (st->rate_head + 1) % DECIDE_RATE_HIST;
+		/* keep one point at or before now - horizon */
+		if (st->rate_t[second] > now - horizon)
+			break;
+		st->rate_head = second;
+		st->rate_len--;
+	}
+	if (st->rate_len > 0) {
+		last = (st->rate_head + st->rate_len - 1) % DECIDE_RATE_HIST;
+		if (now - st->rate_t[last] < slot || st->rate_len == DECIDE_RATE_HIST)
+			return;
+	}
+	last = (st->rate_head + st->rate_len) % DECIDE_RATE_HIST;
+	st->rate_t[last] = now;
+	st->rate_v[last] = rate;
+	st->rate_len++;
+}
+
+/*
+ * Rise of the arrival rate per second over the history, counting only the
+ * part of the rise beyond what noise alone gives (NOISE_SIGMAS standard
+ * deviations of a difference of two smoothed rates). 0 with under half a
+ * horizon of history.
+ */
+static double
+rate_slope(const struct decide_state *st, double horizon, double now, double rate, double noise)
+{
+	double span, rise;
+
+	if (st->rate_len == 0)
+		return 0;
+	span = now - st->rate_t[st->rate_head];
+	if (span < horizon / 2 || span <= 0)
+		return 0;
+	rise = rate - st->rate_v[st->rate_head];
+	if (rise > 0)
+		rise = fmax(0.0, rise - NOISE_SIGMAS * M_SQRT2 * noise);
+	return rise / span;
+}
+
+/* Appends to a fixed buffer; silently truncates (the reason stays a string). */
+static void
+reason_add(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void
+reason_add(char *buf, const char *fmt, ...)
+{
+	size_t len = strlen(buf);
+	va_list ap;
+
+	if (len + 1 >= DECIDE_REASON_LEN)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + len, DECIDE_REASON_LEN - len, fmt, ap);
+	va_end(ap);
+}
+
+/* The inputs, in the words the reason uses everywhere. */
+static void
+reason_inputs(char *buf, const struct signals *s, double slope, double mu, bool bound)
+{
+	if (s->rates_valid)
+		reason_add(buf, "arrival %.1f/s %s %.1f/s^2, ", s->arrival_rate,
+		    slope >= 0 ? "rising" : "falling", fabs(slope));
+	else
+		reason_add(buf, "arrival unknown, ");
+	if (mu > 0)
+		reason_add(buf, "mu %s%.1f/s/worker, ", bound ? ">= " : "", mu);
+	else
+		reason_add(buf, "mu unknown, ");
+	reason_add(buf, "backlog %lld%s, trend %+.1f/s, oldest %.1fs",
+	    (long long)s->backlog, s->backlog_estimated ? " (estimated)" : "", s->trend,
+	    s->oldest_age_s);
+}
+
+static void
+hold(struct decision *out, const char *rule, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void
+hold(struct decision *out, const char *rule, const char *fmt, ...)
+{
+	size_t len;
+	va_list ap;
+
+	out->dir = DIR_NONE;
+	out->rule = rule;
+	snprintf(out->reason, sizeof(out->reason), "hold %d: ", out->count);
+	len = strlen(out->reason);
+	va_start(ap, fmt);
+	vsnprintf(out->reason + len, sizeof(out->reason) - len, fmt, ap);
+	va_end(ap);
+}
+
+/* The demand of each rule, kept together so the reason can name the losers. */
+struct demand {
+	int backlog, rate, age, arrivals;	/* arrivals: rate rule without the backlog term */
+	double x;				/* rate rule before rounding (workers) */
+	double slope;				/* arrival-rate rise per second over startup */
+	double mu;				/* per-worker rate used */
+	bool mu_is_bound;			/* mu is only a lower bound */
+	int need;
+	const char *rule;
+};
+
+static void
+demand_compute(const struct decide_state *st, const struct scale_conf *sc,
+    const struct signals *s, int cur, int running, double slope, struct demand *d)
+{
+	double bpw = sc->backlog_per_worker > 0 ? sc->backlog_per_worker : 1.0;
+	double max_age = (double)sc->max_age_ms / 1000.0;
+	double startup = (double)sc->startup_ms / 1000.0;
+	double drain = DRAIN_FRACTION * max_age;
+	double lp;
+
+	memset(d, 0, sizeof(*d));
+	d->slope = slope;
+	d->backlog = ceil_count((double)s->backlog / bpw);
+	d->mu = st->mu_hat;
+	if (d->mu <= 0 && s->rates_valid && running > 0 && s->completion_rate > 0) {
+		/*
+		 * Never saturated yet: the workers do at least what they
+		 * completed. That bound may only push up (a surge before the
+		 * first saturation); at steady state it just echoes the
+		 * current count, so it must not hold the count up either.
+		 */
+		d->mu = s->completion_rate / running;
+		d->mu_is_bound = true;
+	}
+	if (d->mu > 0 && s->rates_valid) {
+		lp = s->arrival_rate + fmax(0.0, slope) * startup;
+		if (drain <= 0)
+			drain = 1.0;
+		d->x = (lp + (double)s->backlog / drain) / d->mu;
+		d->rate = ceil_count(d->x);
+		d->arrivals = ceil_count(lp / d->mu);
+		if (d->mu_is_bound && d->x <= (double)cur * (1.0 + BOUND_MARGIN)) {
+			d->rate = d->arrivals = 0;
+			d->x = 0;
+		}
+	}
+	/*
+	 * Past max_age and not getting better: the workers are not catching
+	 * up, whatever the rates say. Ask for as many more as the wait is
+	 * over the objective, at least one.
+	 */
+	if (max_age > 0 && s->oldest_age_s > max_age && s->oldest_age_s >= st->last_oldest_s) {
+		d->age = ceil_count((double)(cur > 0 ? cur : 1) * s->oldest_age_s / max_age);
+		if (d->age <= cur)
+			d->age = cur + 1;
+	}
+	d->need = d->rate;
+	d->rule = "rate";
+	if (d->age > d->need) {
+		d->need = d->age;
+		d->rule = "age";
+	}
+	if (d->backlog > d->need) {
+		d->need = d->backlog;
+		d->rule = "backlog";
+	}
+	if (d->rate == 0 && d->need == d->backlog)
+		d->rule = "backlog";
+}
+
+/* "rate rule (...) beats backlog rule (5), age rule (0)" */
+static void
+reason_rules(char *buf, const struct demand *d, const struct signals *s)
+{
+	bool first = true;
+
+	reason_add(buf, "%s rule %d (", d->rule, d->need);
+	reason_inputs(buf, s, d->slope, d->mu, d->mu_is_bound);
+	reason_add(buf, ")");
+	if (strcmp(d->rule, "rate") != 0 && d->rate > 0) {
+		reason_add(buf, "%s rate rule %d", first ? " beats" : ",", d->rate);
+		first = false;
+	}
+	if (strcmp(d->rule, "backlog") != 0) {
+		reason_add(buf, "%s backlog rule %d", first ? " beats" : ",", d->backlog);
+		first = false;
+	}
+	if (strcmp(d->rule, "age") != 0 && d->age > 0)
+		reason_add(buf, "%s age rule %d", first ? " beats" : ",", d->age);
+}
+
+static void
+step_name(char *buf, size_t len, const struct step_limit *l)
+{
+	snprintf(buf, len, "%lld%s", (long long)l->value, l->percent ? "%" : "");
+}
+
+void
+decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions,
+    bool order_critical, const struct decide_input *in, struct decision *out)
+{
+	const struct signals *s = in->sig;
+	double interval = sc->interval_ms > 0 ? (double)sc->interval_ms / 1000.0 : 1.0;
+	double max_age = (double)sc->max_age_ms / 1000.0;
+	double startup = (double)sc->startup_ms / 1000.0;
+	double stab = (double)sc->down_stabilization_ms / 1000.0;
+	double since_action, obs, slope;
+	int cur = in->desired, lo = sc->min, hi = sc->max, target, next, allowed, wmax;
+	struct demand d;
+	char step[32];
+	bool inflight = false;
+
+	memset(out, 0, sizeof(*out));
+	out->t = in->now;
+	out->count = cur;
+	out->need = cur;
+	out->dir = DIR_NONE;
+	out->rule = "hold";
+
+	if (!in->nomad_ok) {
+		hold(out, "hold", "Nomad status unknown, holding the current count");
+		return;
+	}
+	if (in->job_stopped) {
+		hold(out, "hold", "job is stopped, not scaling it");
+		return;
+	}
+	if (s == NULL || !s->valid) {
+		st->win_open = false;
+		hold(out, "hold", "no valid sample (Redis unreachable or reply unusable), never scaling on missing data");
+		return;
+	}
+	if (in->sample_age_s > STALE_INTERVALS * interval) {
+		st->win_open = false;
+		hold(out, "hold", "sample is %.1fs old (stale beyond %d intervals), never scaling on missing data",
+		    in->sample_age_s, STALE_INTERVALS);
+		return;
+	}
+
+	/* Learn the per-worker rate, only from saturated, settled workers. */
+	if (in->running != st->seen_running) {
+		st->seen_running = in->running;
+		st->running_since = in->now;
+	}
+	if (s->rates_valid && in->running > 0 && s->backlog > in->running &&
+	    (s->undelivered > 0 || s->trend > 0)) {
+		if (st->saturated_since > in->now)
+			st->saturated_since = in->now;
+	} else {
+		st->saturated_since = INFINITY;
+	}
+	if (in->now - st->saturated_since >= MU_SETTLE_INTERVALS * interval &&
+	    in->now - st->running_since >= MU_SETTLE_INTERVALS * interval) {
+		obs = s->completion_rate / in->running;
+		if (obs > 0)
+			st->mu_hat = obs;
+	}
+
+	slope = s->rates_valid ? rate_slope(st, startup, in->now, s->arrival_rate, s->arrival_noise) : 0;
+	if (s->rates_valid)
+		rate_push(st, startup, in->now, s->arrival_rate);
+	demand_compute(st, sc, s, cur, in->running, slope, &d);
+	st->last_oldest_s = s->oldest_age_s;
+	st->last_need = d.need;
+	out->need = d.need;
+	if (!st->win_open) {
+		st->win_open = true;
+		st->win_since = in->now;
+		st->win_len = 0;
+	}
+	window_push(st, sc, in->now, d.need);
+
+	if (order_critical && partitions > 0 && partitions < hi)
+		hi = partitions;
+	if (lo > hi)
+		lo = hi;
+	target = clamp_int(d.need, lo, hi);
+	since_action = in->now - fmax(st->last_up_t, st->last_down_t);
+
+	/* Outside the bounds (a reload, a manual change): back inside at once. */
+	if (cur > hi || cur < lo) {
+		next = cur > hi ? hi : (target > lo ? target : lo);
+		out->count = next;
+		out->dir = next > cur ? DIR_UP : DIR_DOWN;
+		out->rule = "bounds";
+		snprintf(out->reason, sizeof(out->reason), "%s %d->%d: bounds rule (min %d, max %d%s); ",
+		    decide_direction_name(out->dir), cur, next, lo, hi,
+		    hi < sc->max ? ", capped at the partition count" : "");
+		reason_rules(out->reason, &d, s);
+		return;
+	}
+
+	if (target > cur) {
+		if (since_action < (double)sc->up_cooldown_ms / 1000.0) {
+			hold(out, "cooldown", "up cooldown %.0fs left; wants ", (double)sc->up_cooldown_ms / 1000.0 - since_action);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		if (in->running < cur && in->now - st->last_up_t < startup) {
+			/*
+			 * Capacity in flight: the backlog and the age still grow
+			 * until the new workers consume, so only the arrivals
+			 * alone may ask for more than is already requested.
+			 */
+			if (clamp_int(d.arrivals, lo, hi) <= cur) {
+				hold(out, "in-flight", "capacity in flight (%d of %d running, asked %.0fs ago); wants ",
+				    in->running, cur, in->now - st->last_up_t);
+				reason_rules(out->reason, &d, s);
+				return;
+			}
+			target = clamp_int(d.arrivals, lo, hi);
+			d.rule = "rate";
+			inflight = true;
+		}
+		if (strcmp(d.rule, "rate") == 0 && d.backlog <= cur && d.age <= cur && cur > 0 &&
+		    (d.x - cur) * d.mu <= fmax(UP_TOLERANCE * cur * d.mu, UP_NOISE_SIGMAS * s->arrival_noise)) {
+			hold(out, "tolerance", "rate rule %.2f workers within %.0f%% or %.0f sigma of noise (%.1f/s) of %d; ",
+			    d.x, UP_TOLERANCE * 100, UP_NOISE_SIGMAS, s->arrival_noise, cur);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		allowed = config_step_allowed(&sc->up_max_step, cur);
+		next = target < cur + allowed ? target : cur + allowed;
+		out->count = next;
+		out->dir = DIR_UP;
+		out->rule = d.rule;
+		snprintf(out->reason, sizeof(out->reason), "up %d->%d: ", cur, next);
+		reason_rules(out->reason, &d, s);
+		step_name(step, sizeof(step), &sc->up_max_step);
+		reason_add(out->reason, "; step limit %s allows %d", step, cur + allowed);
+		if (inflight)
+			reason_add(out->reason, "; capacity in flight (%d of %d running), arrivals alone need %d",
+			    in->running, cur, d.arrivals);
+		return;
+	}
+
+	if (target < cur) {
+		wmax = clamp_int(window_max(st), lo, hi);
+		if (in->now - st->win_since < stab) {
+			hold(out, "stabilization", "down waits for %.0fs of good data (have %.0fs); wants ", stab,
+			    in->now - st->win_since);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		if (wmax >= cur) {
+			hold(out, "stabilization", "highest demand in the last %.0fs was %d; now ", stab, window_max(st));
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		if (s->trend > 0) {
+			hold(out, "growing", "backlog growing (%+.1f/s), no scale-in; wants ", s->trend);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		if (max_age > 0 && s->oldest_age_s > max_age / 2) {
+			hold(out, "age", "oldest %.1fs above half of max_age %.0fs, no scale-in; wants ",
+			    s->oldest_age_s, max_age);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		if (since_action < (double)sc->down_cooldown_ms / 1000.0) {
+			hold(out, "cooldown", "down cooldown %.0fs left; wants ",
+			    (double)sc->down_cooldown_ms / 1000.0 - since_action);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		allowed = config_step_allowed(&sc->down_max_step, cur);
+		next = wmax > cur - allowed ? wmax : cur - allowed;
+		out->count = next;
+		out->dir = DIR_DOWN;
+		out->rule = "stabilization";
+		snprintf(out->reason, sizeof(out->reason), "down %d->%d: highest demand in the last %.0fs is %d; now ",
+		    cur, next, stab, window_max(st));
+		reason_rules(out->reason, &d, s);
+		step_name(step, sizeof(step), &sc->down_max_step);
+		reason_add(out->reason, "; step limit %s allows %d", step, cur - allowed < 0 ? 0 : cur - allowed);
+		return;
+	}
+
+	hold(out, "steady", "demand matches; ");
+	reason_rules(out->reason, &d, s);
+}
+
+void
+decide_applied(struct decide_state *st, const struct decision *d, double now)
+{
+	if (d->dir == DIR_UP) {
+		st->last_up_t = now;
+		st->last_up_target = d->count;
+	} else if (d->dir == DIR_DOWN) {
+		st->last_down_t = now;
+	}
+}

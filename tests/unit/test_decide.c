@@ -1,0 +1,730 @@
+/*
+ * test_decide — the decision engine, tick by tick on a fake clock.
+ *
+ * Two kinds of test: single evaluations on hand-made signals (table-driven
+ * where the cases are a table), and scenarios that run a tiny queue world
+ * (per-second arrivals, workers completing R msgs/s each, new workers
+ * consuming `startup` after the call) through the real sampler and engine.
+ * Every test asserts on the count, the direction and a piece of the reason.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <CUnit/Basic.h>
+
+#include "decide.h"
+
+static struct scale_conf
+policy(void)
+{
+	struct scale_conf sc;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.min = 1;
+	sc.max = 60;
+	sc.interval_ms = 1000;
+	sc.backlog_per_worker = 200;
+	sc.max_age_ms = 30000;
+	sc.startup_ms = 15000;
+	sc.up_cooldown_ms = 10000;
+	sc.up_max_step = (struct step_limit){ 100, true };
+	sc.down_cooldown_ms = 60000;
+	sc.down_stabilization_ms = 180000;
+	sc.down_max_step = (struct step_limit){ 1, false };
+	return sc;
+}
+
+static struct signals
+sig(int64_t backlog, double lambda, double slope, double trend, double age_s)
+{
+	struct signals s;
+
+	memset(&s, 0, sizeof(s));
+	s.valid = true;
+	s.rates_valid = true;
+	s.undelivered = backlog;
+	s.backlog = backlog;
+	s.arrival_rate = lambda;
+	s.arrival_slope = slope;
+	s.completion_rate = lambda;
+	s.trend = trend;
+	s.oldest_age_s = age_s;
+	return s;
+}
+
+static struct decision
+eval(struct decide_state *st, const struct scale_conf *sc, double now, const struct signals *s,
+    int desired, int running)
+{
+	struct decide_input in = { .now = now, .sig = s, .sample_age_s = 0, .nomad_ok = true,
+				   .desired = desired, .running = running, .job_stopped = false };
+	struct decision d;
+
+	decide_next(st, sc, 0, false, &in, &d);
+	return d;
+}
+
+#define ASSERT_REASON(d, sub) do {						\
+	CU_ASSERT_PTR_NOT_NULL(strstr((d).reason, (sub)));			\
+	if (strstr((d).reason, (sub)) == NULL)					\
+		fprintf(stderr, "\n  reason \"%s\" lacks \"%s\"\n", (d).reason, (sub)); \
+} while (0)
+
+/* ---- the tiny world ---- */
+
+#define WORLD_MAX_T 4000
+#define WORLD_MAX_W 256
+
+struct world {
+	double t;
+	double rate;			/* msgs/s per running worker */
+	double startup;
+	int desired;
+	double start_at[WORLD_MAX_W];	/* per requested worker: when it consumes */
+	double cohort[WORLD_MAX_T];	/* messages still waiting, by arrival second */
+	unsigned head;			/* oldest second with something waiting */
+	int64_t added, done;
+	double backlog;
+	double carry;			/* fractional capacity carried over */
+	int actions, ups, downs;
+	double max_age_seen;
+};
+
+static void
+world_init(struct world *w, int desired, double rate, double startup)
+{
+	int i;
+
+	memset(w, 0, sizeof(*w));
+	w->rate = rate;
+	w->startup = startup;
+	w->desired = desired;
+	for (i = 0; i < WORLD_MAX_W; i++)
+		w->start_at[i] = -1e9;
+}
+
+static int
+world_running(const struct world *w)
+{
+	int i, n = 0;
+
+	for (i = 0; i < w->desired; i++)
+		if (w->start_at[i] <= w->t)
+			n++;
+	return n;
+}
+
+/* One second: arrivals, then service in arrival order. */
+static void
+world_step(struct world *w, int arrivals)
+{
+	unsigned sec = (unsigned)w->t;
+	double cap = world_running(w) * w->rate + w->carry;
+	int64_t served = 0;
+
+	w->cohort[sec] += arrivals;
+	w->added += arrivals;
+	w->backlog += arrivals;
+	while (w->head <= sec && cap >= 1) {
+		double take = floor(fmin(cap, w->cohort[w->head]));
+		w->cohort[w->head] -= take;
+		cap -= take;
+		served += (int64_t)take;
+		if (w->cohort[w->head] < 1)
+			w->head++;
+		else
+			break;
+	}
+	w->carry = w->backlog - (double)served > 0 ? fmin(cap, 1.0) : 0;
+	w->backlog -= (double)served;
+	w->done += served;
+	w->t += 1;
+}
+
+static double
+world_oldest(const struct world *w)
+{
+	unsigned s;
+
+	for (s = w->head; s < (unsigned)w->t; s++)
+		if (w->cohort[s] >= 1)
+			return w->t - s;
+	return 0;
+}
+
+static void
+world_apply(struct world *w, const struct decision *d)
+{
+	int i;
+
+	if (d->dir == DIR_UP)
+		for (i = w->desired; i < d->count && i < WORLD_MAX_W; i++)
+			w->start_at[i] = w->t + w->startup;
+	w->desired = d->count;
+	w->actions++;
+	if (d->dir == DIR_UP)
+		w->ups++;
+	else
+		w->downs++;
+}
+
+struct run {
+	struct world w;
+	struct sample_state ss;
+	struct decide_state ds;
+	struct scale_conf sc;
+	struct decision last_action;
+	double first_action_t;
+};
+
+static void
+run_init(struct run *r, int desired, double rate)
+{
+	memset(r, 0, sizeof(*r));
+	r->sc = policy();
+	world_init(&r->w, desired, rate, (double)r->sc.startup_ms / 1000.0);
+	sample_state_init(&r->ss, 3.0);
+	decide_state_init(&r->ds);
+	r->first_action_t = -1;
+}
+
+/* One tick: the world moves a second, is sampled, and the engine decides. */
+static struct decision
+run_tick(struct run *r, int arrivals)
+{
+	struct raw_sample raw = { 0 };
+	struct signals s;
+	struct decision d;
+
+	world_step(&r->w, arrivals);
+	raw.t = r->w.t;
+	raw.ok = true;
+	raw.lag = (int64_t)r->w.backlog;
+	raw.entries_added = r->w.added;
+	raw.entries_read = r->w.done;
+	raw.oldest_age_ms = (int64_t)(world_oldest(&r->w) * 1000);
+	sample_update(&r->ss, &raw, &s);
+	if (s.oldest_age_s > r->w.max_age_seen)
+		r->w.max_age_seen = s.oldest_age_s;
+	d = eval(&r->ds, &r->sc, r->w.t, &s, r->w.desired, world_running(&r->w));
+	CU_ASSERT_TRUE(strlen(d.reason) < DECIDE_REASON_LEN - 1);	/* never truncated */
+	if (d.dir != DIR_NONE) {
+		world_apply(&r->w, &d);
+		decide_applied(&r->ds, &d, r->w.t);
+		r->last_action = d;
+		if (getenv("DECIDE_TRACE") != NULL)
+			fprintf(stderr, "  t=%.0f %s\n", d.t, d.reason);
+		if (r->first_action_t < 0)
+			r->first_action_t = r->w.t;
+	}
+	return d;
+}
+
+/* Deterministic noise in [-1, 1). */
+static double
+noise(unsigned *seed)
+{
+	*seed = *seed * 1103515245u + 12345u;
+	return ((double)((*seed >> 8) & 0xffff) / 32768.0) - 1.0;
+}
+
+/* ---- single evaluations ---- */
+
+static void
+test_missing_data_holds(void)
+{
+	struct scale_conf sc = policy();
+	struct decide_state st;
+	struct signals low = sig(0, 0, 0, 0, 0), bad = low, high = sig(50000, 900, 0, 100, 50);
+	struct decide_input in = { .now = 1000, .sig = NULL, .nomad_ok = true, .desired = 10, .running = 10 };
+	struct decision d;
+
+	decide_state_init(&st);
+	bad.valid = false;
+	struct { const struct signals *s; double age; bool nomad_ok, stopped; const char *why; } cases[] = {
+		{ NULL, 0, true, false, "no valid sample" },
+		{ &bad, 0, true, false, "no valid sample" },
+		{ &low, 3.5, true, false, "stale" },
+		{ &high, 3.5, true, false, "stale" },
+		{ &low, 0, false, false, "Nomad status unknown" },
+		{ &high, 0, false, false, "Nomad status unknown" },
+		{ &low, 0, true, true, "job is stopped" },
+		{ &high, 0, true, true, "job is stopped" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		in.sig = cases[i].s;
+		in.sample_age_s = cases[i].age;
+		in.nomad_ok = cases[i].nomad_ok;
+		in.job_stopped = cases[i].stopped;
+		decide_next(&st, &sc, 0, false, &in, &d);
+		CU_ASSERT_EQUAL(d.count, 10);
+		CU_ASSERT_EQUAL(d.dir, DIR_NONE);
+		ASSERT_REASON(d, cases[i].why);
+		ASSERT_REASON(d, "hold 10");
+	}
+}
+
+/* After a gap in the data, a scale-down needs a whole window of good data again. */
+static void
+test_gap_restarts_stabilization(void)
+{
+	struct scale_conf sc = policy();
+	struct decide_state st;
+	struct signals low = sig(0, 5, 0, 0, 0);
+	struct decision d;
+	struct decide_input in = { .sig = NULL, .nomad_ok = true, .desired = 10, .running = 10 };
+	double t;
+
+	decide_state_init(&st);
+	st.mu_hat = 10;
+	for (t = 0; t < 170; t += 1)
+		d = eval(&st, &sc, t, &low, 10, 10);
+	CU_ASSERT_EQUAL(d.dir, DIR_NONE);
+	in.now = 170;
+	decide_next(&st, &sc, 0, false, &in, &d);	/* Redis gone for a tick */
+	for (t = 171; t < 171 + 179; t += 1) {
+		d = eval(&st, &sc, t, &low, 10, 10);
+		CU_ASSERT_EQUAL_FATAL(d.dir, DIR_NONE);
+	}
+	ASSERT_REASON(d, "good data");
+	d = eval(&st, &sc, 171 + 180, &low, 10, 10);
+	CU_ASSERT_EQUAL(d.dir, DIR_DOWN);
+	CU_ASSERT_EQUAL(d.count, 9);
+}
+
+struct bounds_case {
+	int min, max, partitions;
+	bool ordered;
+	int64_t backlog;
+	int desired;
+	int want;
+	enum direction dir;
+	const char *why;
+};
+
+static void
+test_bounds(void)
+{
+	static const struct bounds_case cases[] = {
+		/* huge backlog, max 60 */
+		{ 1, 60, 0, false, 1000000, 40, 60, DIR_UP, "up 40->60" },
+		/* order-critical: never above the partition count */
+		{ 1, 60, 8, true, 1000000, 4, 8, DIR_UP, "up 4->8" },
+		{ 1, 60, 8, true, 1000000, 8, 8, DIR_NONE, "hold 8" },
+		/* partitions only matter when order-critical */
+		{ 1, 60, 8, false, 1000000, 8, 16, DIR_UP, "up 8->16" },
+		/* desired above the partition count (manual change): back at once */
+		{ 1, 60, 8, true, 0, 12, 8, DIR_DOWN, "bounds rule" },
+		/* below min: up to min at once, even with nothing to do */
+		{ 3, 60, 0, false, 0, 1, 3, DIR_UP, "bounds rule" },
+		/* above max after a reload */
+		{ 1, 5, 0, false, 0, 9, 5, DIR_DOWN, "bounds rule" },
+	};
+	struct decision d;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct bounds_case *c = &cases[i];
+		struct scale_conf sc = policy();
+		struct decide_state st;
+		struct signals s = sig(c->backlog, 0, 0, 0, 0);
+		struct decide_input in = { .now = 100, .sig = &s, .nomad_ok = true,
+					   .desired = c->desired, .running = c->desired };
+
+		sc.min = c->min;
+		sc.max = c->max;
+		decide_state_init(&st);
+		decide_next(&st, &sc, c->partitions, c->ordered, &in, &d);
+		CU_ASSERT_EQUAL(d.count, c->want);
+		CU_ASSERT_EQUAL(d.dir, c->dir);
+		ASSERT_REASON(d, c->why);
+	}
+}
+
+struct step_case {
+	struct step_limit up;
+	int desired;
+	int want;
+	const char *why;
+};
+
+static void
+test_step_limits_up(void)
+{
+	static const struct step_case cases[] = {
+		{ { 100, true }, 4, 8, "step limit 100% allows 8" },
+		{ { 50, true }, 4, 6, "step limit 50% allows 6" },
+		{ { 50, true }, 3, 4, "step limit 50% allows 4" },	/* 1.5 rounds down */
+		{ { 2, false }, 4, 6, "step limit 2 allows 6" },
+		{ { 1, false }, 0, 1, "step limit 1 allows 1" },
+		{ { 100, true }, 0, 1, "step limit 100% allows 1" },	/* at least one */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct scale_conf sc = policy();
+		struct decide_state st;
+		struct signals s = sig(20000, 0, 0, 100, 3);	/* backlog rule: 100 workers */
+		struct decision d;
+
+		sc.min = 0;
+		sc.up_max_step = cases[i].up;
+		decide_state_init(&st);
+		d = eval(&st, &sc, 100, &s, cases[i].desired, cases[i].desired);
+		CU_ASSERT_EQUAL(d.count, cases[i].want);
+		CU_ASSERT_EQUAL(d.dir, DIR_UP);
+		CU_ASSERT_EQUAL(d.need, 100);
+		ASSERT_REASON(d, cases[i].why);
+		ASSERT_REASON(d, "backlog rule 100");
+	}
+}
+
+/* Scale-down step limits: 25% of 20 is 5, count limit 3. */
+static void
+test_step_limits_down(void)
+{
+	struct step_limit limits[] = { { 25, true }, { 3, false } };
+	int want[] = { 15, 17 };
+	size_t i;
+	double t;
+
+	for (i = 0; i < 2; i++) {
+		struct scale_conf sc = policy();
+		struct decide_state st;
+		struct signals s = sig(0, 10, 0, 0, 0);
+		struct decision d;
+
+		sc.down_max_step = limits[i];
+		decide_state_init(&st);
+		st.mu_hat = 10;
+		for (t = 0; t <= 180; t += 1) {
+			d = eval(&st, &sc, t, &s, 20, 20);
+			if (d.dir != DIR_NONE)
+				break;
+		}
+		CU_ASSERT_EQUAL(d.dir, DIR_DOWN);
+		CU_ASSERT_EQUAL(d.count, want[i]);
+		CU_ASSERT_DOUBLE_EQUAL(t, 180, 1e-9);
+		ASSERT_REASON(d, "step limit");
+	}
+}
+
+/* A scale-in starts only its own cooldown: an urgent scale-out 15 s later goes through. */
+static void
+test_cooldown_per_direction(void)
+{
+	struct scale_conf sc = policy();
+	struct decide_state st;
+	struct signals quiet = sig(0, 10, 0, 0, 0), surge = sig(8000, 500, 20, 400, 12);
+	struct decision d;
+	double t;
+
+	decide_state_init(&st);
+	st.mu_hat = 10;
+	for (t = 0; t <= 180; t += 1)
+		d = eval(&st, &sc, t, &quiet, 6, 6);
+	CU_ASSERT_EQUAL(d.dir, DIR_DOWN);
+	CU_ASSERT_EQUAL(d.count, 5);
+	decide_applied(&st, &d, 180);
+
+	d = eval(&st, &sc, 185, &surge, 5, 5);		/* within the up cooldown (10 s) */
+	CU_ASSERT_EQUAL(d.dir, DIR_NONE);
+	ASSERT_REASON(d, "up cooldown 5s left");
+	d = eval(&st, &sc, 195, &surge, 5, 5);		/* past it; well within the down cooldown */
+	CU_ASSERT_EQUAL(d.dir, DIR_UP);
+	CU_ASSERT_EQUAL(d.count, 10);
+	ASSERT_REASON(d, "up 5->10");
+
+	/* a scale-in, once applied, starts the down cooldown */
+	decide_applied(&st, &d, 195);
+	d = eval(&st, &sc, 400, &quiet, 10, 10);
+	CU_ASSERT_EQUAL(d.dir, DIR_DOWN);
+	decide_applied(&st, &d, 400);
+	d = eval(&st, &sc, 410, &quiet, 9, 9);
+	CU_ASSERT_EQUAL(d.dir, DIR_NONE);
+	ASSERT_REASON(d, "down cooldown");
+}
+
+/* The scale call failed (deployment in progress): nothing applied, so it asks again next tick. */
+static void
+test_not_applied_retries(void)
+{
+	struct scale_conf sc = policy();
+	struct decide_state st;
+	struct signals surge = sig(4000, 300, 0, 200, 8);
+	struct decision d1, d2;
+
+	decide_state_init(&st);
+	st.mu_hat = 10;
+	d1 = eval(&st, &sc, 100, &surge, 4, 4);
+	CU_ASSERT_EQUAL(d1.dir, DIR_UP);
+	d2 = eval(&st, &sc, 101, &surge, 4, 4);
+	CU_ASSERT_EQUAL(d2.dir, DIR_UP);
+	CU_ASSERT_EQUAL(d2.count, d1.count);
+	ASSERT_REASON(d2, "up 4->8");
+}
+
+/* Requested workers count as capacity for `startup`: no stacked scale-ups. */
+static void
+test_capacity_in_flight(void)
+{
+	struct scale_conf sc = policy();
+	struct decide_state st;
+	struct signals s;
+	struct decision d;
+	double t;
+
+	decide_state_init(&st);
+	st.mu_hat = 10;
+	s = sig(3000, 60, 0, 40, 20);
+	s.completion_rate = 40;
+	d = eval(&st, &sc, 100, &s, 4, 4);
+	CU_ASSERT_EQUAL(d.dir, DIR_UP);
+	CU_ASSERT_EQUAL(d.count, 8);
+	decide_applied(&st, &d, 100);
+	/* the backlog keeps growing while the new workers start */
+	for (t = 111; t < 115; t += 1) {
+		s = sig(3000 + (int64_t)(t - 100) * 40, 60, 0, 40, 20 + (t - 100));
+		s.completion_rate = 40;
+		d = eval(&st, &sc, t, &s, 8, 4);
+		CU_ASSERT_EQUAL(d.dir, DIR_NONE);
+		ASSERT_REASON(d, "capacity in flight (4 of 8 running");
+	}
+	/* but arrivals alone beyond what is already requested still scale */
+	s = sig(3600, 150, 0, 40, 35);
+	s.completion_rate = 40;
+	d = eval(&st, &sc, 114, &s, 8, 4);
+	CU_ASSERT_EQUAL(d.dir, DIR_UP);
+	/* (150 + 15 s x 90/14 s rise) / 10 = 24.6; 100% of 8 allows 16 */
+	CU_ASSERT_EQUAL(d.count, 16);
+	ASSERT_REASON(d, "arrivals alone need 25");
+	/* after startup, workers that never came are no longer capacity */
+	s = sig(5000, 60, 0, 40, 40);
+	d = eval(&st, &sc, 116, &s, 8, 4);
+	CU_ASSERT_EQUAL(d.dir, DIR_UP);
+}
+
+/* ---- scenarios in the tiny world ---- */
+
+/*
+ * Steady 40/s, then 400/s: acts within two ticks of the surge being
+ * measurable, whether the per-worker rate is already known (learnt in an
+ * earlier busy period) or not (the completion rate is then a lower bound).
+ */
+static void
+surge_case(bool mu_known)
+{
+	static struct run r;
+	struct decision d;
+	int i;
+
+	run_init(&r, 5, 10);
+	if (mu_known)
+		r.ds.mu_hat = 10;
+	for (i = 0; i < 120; i++)
+		run_tick(&r, 40);
+	CU_ASSERT_EQUAL(r.w.actions, 0);
+	/* the surge starts in second 120; the sample at t=121 is the first to see it */
+	for (i = 0; i < 2; i++) {
+		d = run_tick(&r, 400);
+		if (d.dir != DIR_NONE)
+			break;
+	}
+	CU_ASSERT_EQUAL(r.w.ups, 1);
+	CU_ASSERT_EQUAL(r.last_action.dir, DIR_UP);
+	CU_ASSERT_EQUAL(r.last_action.count, 10);
+	CU_ASSERT_TRUE(r.first_action_t <= 122);
+	ASSERT_REASON(r.last_action, "up 5->10: rate rule");
+	/* it reaches the 40 the load needs and, once there, never goes below */
+	for (i = 0; i < 900; i++) {
+		run_tick(&r, 400);
+		if (r.w.t > 300)
+			CU_ASSERT_TRUE(r.w.desired >= 40);
+	}
+	CU_ASSERT_TRUE(r.w.max_age_seen < 60);
+}
+
+static void
+test_surge(void)
+{
+	surge_case(true);
+	surge_case(false);
+}
+
+/* 20/s rising to 200/s over 10 minutes: keeps the wait under max_age, never scales down. */
+static void
+test_slow_ramp(void)
+{
+	static struct run r;
+	int i;
+
+	run_init(&r, 3, 10);
+	for (i = 0; i < 100; i++)
+		run_tick(&r, 20);
+	CU_ASSERT_EQUAL(r.w.actions, 0);
+	for (i = 0; i <= 600; i++)
+		run_tick(&r, 20 + (180 * i) / 600);
+	for (i = 0; i < 120; i++)
+		run_tick(&r, 200);
+	CU_ASSERT_EQUAL(r.w.downs, 0);
+	CU_ASSERT_TRUE(r.w.ups >= 1);
+	CU_ASSERT_TRUE(r.w.desired >= 20);
+	CU_ASSERT_TRUE(r.w.max_age_seen <= 30);
+	if (r.w.max_age_seen > 30)
+		fprintf(stderr, "\n  oldest age reached %.0fs\n", r.w.max_age_seen);
+	ASSERT_REASON(r.last_action, "up ");
+}
+
+/* Noise around a steady level for an hour: not one scale action. */
+static void
+test_noise_no_flapping(void)
+{
+	static const struct { int desired; double mean, amp; } cases[] = {
+		{ 5, 40, 10 },		/* +-25%, never above capacity */
+		{ 5, 40, 20 },		/* +-50%, short bursts above capacity */
+		{ 12, 100, 30 },
+	};
+	static struct run r;
+	size_t c;
+	int i;
+
+	for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		unsigned seed = 42;
+
+		run_init(&r, cases[c].desired, 10);
+		r.ds.mu_hat = 10;	/* a long-running queue: learnt in its last busy spell */
+		for (i = 0; i < 3600; i++)
+			run_tick(&r, (int)lround(cases[c].mean + cases[c].amp * noise(&seed)));
+		CU_ASSERT_EQUAL(r.w.actions, 0);
+		if (r.w.actions)
+			fprintf(stderr, "\n  case %zu: %d actions, last: %s\n", c, r.w.actions, r.last_action.reason);
+	}
+}
+
+/*
+ * From 20 busy workers to a load that needs 2 (15/s at 10/s each): down only
+ * after the window, one at a time, one cooldown apart, and never below 2.
+ */
+static void
+test_drain(void)
+{
+	static struct run r;
+	double prev_down = -1;
+	int i, prev = 20;
+
+	run_init(&r, 20, 10);
+	r.ds.mu_hat = 10;	/* learnt in the busy spell that made it 20 */
+	for (i = 0; i < 1800; i++) {
+		struct decision d = run_tick(&r, 15);
+		if (d.dir == DIR_NONE)
+			continue;
+		CU_ASSERT_EQUAL(d.dir, DIR_DOWN);
+		CU_ASSERT_EQUAL(d.count, prev - 1);
+		CU_ASSERT_TRUE(d.t >= 180);
+		if (prev_down >= 0)
+			CU_ASSERT_TRUE(d.t - prev_down >= 60);
+		ASSERT_REASON(d, "highest demand in the last 180s is 2");
+		prev_down = d.t;
+		prev = d.count;
+	}
+	CU_ASSERT_EQUAL(r.w.desired, 2);
+	CU_ASSERT_EQUAL(r.w.ups, 0);
+}
+
+/*
+ * Never saturated, so the per-worker rate is unknown: the backlog rule walks
+ * the count down until the workers are busy, learns the rate there, and
+ * settles at what the load needs: one step back up when it saturates,
+ * perhaps one more to clear what waited meanwhile.
+ */
+static void
+test_drain_unknown_rate(void)
+{
+	static struct run r;
+	int i;
+
+	run_init(&r, 8, 10);
+	for (i = 0; i < 1800; i++)
+		run_tick(&r, 15);
+	CU_ASSERT_EQUAL(r.w.desired, 2);
+	CU_ASSERT_TRUE(r.w.ups <= 2);
+	CU_ASSERT_TRUE(r.ds.mu_hat > 9 && r.ds.mu_hat < 11);
+	CU_ASSERT_TRUE(r.w.max_age_seen < 15);
+}
+
+/* min 0: idle goes to zero after the window; any backlog brings one back. */
+static void
+test_scale_to_zero_and_back(void)
+{
+	static struct run r;
+	struct decision d;
+	int i;
+
+	run_init(&r, 1, 10);
+	r.sc.min = 0;
+	for (i = 0; i < 400 && r.w.desired > 0; i++)
+		run_tick(&r, 0);
+	CU_ASSERT_EQUAL(r.w.desired, 0);
+	CU_ASSERT_EQUAL(r.last_action.dir, DIR_DOWN);
+	CU_ASSERT_TRUE(r.last_action.t >= 180);
+	for (i = 0; i < 30; i++)
+		run_tick(&r, 0);
+	CU_ASSERT_EQUAL(r.w.desired, 0);
+	d = run_tick(&r, 3);
+	CU_ASSERT_EQUAL(d.dir, DIR_UP);
+	CU_ASSERT_EQUAL(d.count, 1);
+	ASSERT_REASON(d, "up 0->1");
+	ASSERT_REASON(d, "backlog 3");
+}
+
+/* The same inputs give the same outputs. */
+static void
+test_deterministic(void)
+{
+	static struct run a, b;
+	unsigned s1 = 7, s2 = 7;
+	int i;
+
+	run_init(&a, 2, 10);
+	run_init(&b, 2, 10);
+	for (i = 0; i < 900; i++) {
+		int n1 = (int)(100 + 80 * noise(&s1)), n2 = (int)(100 + 80 * noise(&s2));
+		struct decision d1 = run_tick(&a, i > 300 ? n1 * 3 : n1);
+		struct decision d2 = run_tick(&b, i > 300 ? n2 * 3 : n2);
+		CU_ASSERT_EQUAL_FATAL(d1.count, d2.count);
+		CU_ASSERT_STRING_EQUAL_FATAL(d1.reason, d2.reason);
+	}
+	CU_ASSERT_TRUE(a.w.actions > 0);
+}
+
+int
+main(void)
+{
+	CU_pSuite suite;
+	unsigned fails;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	suite = CU_add_suite("decide", NULL, NULL);
+	CU_add_test(suite, "missing data, stale, Nomad unknown, stopped: hold", test_missing_data_holds);
+	CU_add_test(suite, "a data gap restarts the stabilization window", test_gap_restarts_stabilization);
+	CU_add_test(suite, "bounds: min, max, partitions", test_bounds);
+	CU_add_test(suite, "step limits up (count, percent)", test_step_limits_up);
+	CU_add_test(suite, "step limits down (count, percent)", test_step_limits_down);
+	CU_add_test(suite, "cooldown per direction of the next action", test_cooldown_per_direction);
+	CU_add_test(suite, "an action not applied is asked again", test_not_applied_retries);
+	CU_add_test(suite, "capacity in flight: no stacking", test_capacity_in_flight);
+	CU_add_test(suite, "surge: acts within two ticks", test_surge);
+	CU_add_test(suite, "slow ramp", test_slow_ramp);
+	CU_add_test(suite, "noise around a steady level: no action", test_noise_no_flapping);
+	CU_add_test(suite, "drain one step at a time after the window", test_drain);
+	CU_add_test(suite, "drain with the per-worker rate unknown", test_drain_unknown_rate);
+	CU_add_test(suite, "scale to zero and back", test_scale_to_zero_and_back);
+	CU_add_test(suite, "deterministic", test_deterministic);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	fails = CU_get_number_of_failures();
+	CU_cleanup_registry();
+	return fails != 0;
+}
