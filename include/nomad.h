@@ -22,11 +22,11 @@ enum nomad_result {
 	NOMAD_DEPLOYMENT_ACTIVE,	/* 400 "job scaling blocked due to active deployment": try next tick */
 	NOMAD_NOT_FOUND,		/* 404: job (or namespace) does not exist */
 	NOMAD_FORBIDDEN,		/* 403: token lacks the capability */
-	NOMAD_BAD_REQUEST,		/* other 400: our request or the group/min/max is wrong */
-	NOMAD_SERVER_ERROR,		/* 5xx */
+	NOMAD_BAD_REQUEST,		/* other 4xx (or refused before sending: bad meta_json, count < 0) */
+	NOMAD_SERVER_ERROR,		/* 5xx, 429 */
 	NOMAD_TIMEOUT,
 	NOMAD_CONNECT,			/* refused, DNS, TLS handshake */
-	NOMAD_BAD_REPLY,		/* 200 with a body we cannot use */
+	NOMAD_BAD_REPLY,		/* 200 with a body we cannot use, other statuses, > 4 MiB */
 	NOMAD_INTERNAL,			/* out of memory, curl setup failure */
 };
 
@@ -60,17 +60,25 @@ struct nomad_client;
 
 /*
  * Create a client from the [nomad] section (already merged with the
- * NOMAD_* environment by config). Returns NULL with err filled.
- * Free with nomad_client_free.
+ * NOMAD_* environment by config). The strings are copied. The address must
+ * be http:// or https://; the token (sent as X-Nomad-Token, never logged)
+ * must not contain a line break. Returns NULL with err filled (err never
+ * contains the token). Free with nomad_client_free. The first call runs
+ * curl_global_init, so make it before starting threads.
  */
 struct nomad_client *nomad_client_new(const struct nomad_conf *conf, char *err, size_t errlen);
 void nomad_client_free(struct nomad_client *c);
 
 /*
- * Run n calls concurrently and fill in their results. Failures that may pass
- * (5xx, timeouts, refused connections) are retried with exponential backoff
- * and jitter while the batch's deadline (the configured timeout) allows.
- * Returns the number of calls that ended NOMAD_OK.
+ * Run n calls concurrently and fill in their results (every result field is
+ * reset first; the caller's strings are only read during the call). Failures
+ * that may pass (5xx, 429, timeouts, refused connections, DNS) are retried
+ * with exponential backoff and full jitter, at most 4 attempts per call, and
+ * never past the batch deadline: the whole call returns within about
+ * nomad.timeout of its start, whatever the number of calls or the server's
+ * behaviour. Calls still unanswered then end NOMAD_TIMEOUT.
+ * Returns the number of calls that ended NOMAD_OK. One client must not be
+ * used by two threads at once.
  */
 int nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n);
 

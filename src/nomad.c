@@ -363,25 +363,30 @@ static void
 reply_classify(struct call_state *st, long code)
 {
 	struct nomad_call *call = st->call;
-	char shown[NOMAD_BODY_SHOWN + 1];
+	char shown[NOMAD_BODY_SHOWN + 3];
 	cJSON *root;
 
 	call->http_status = code;
 	if (code != 200) {
-		text_sanitize(shown, sizeof(shown), st->reply != NULL ? st->reply : "", st->reply_len,
+		/* Nomad's error bodies are text/plain; show them as one safe line. */
+		shown[0] = ':';
+		shown[1] = ' ';
+		text_sanitize(shown + 2, sizeof(shown) - 2, st->reply != NULL ? st->reply : "", st->reply_len,
 		    NOMAD_BODY_SHOWN);
+		if (shown[2] == '\0')
+			shown[0] = '\0';
 		if (code == 400 && st->reply != NULL && strstr(st->reply, DEPLOYMENT_ACTIVE_TEXT) != NULL)
-			call_fail(call, NOMAD_DEPLOYMENT_ACTIVE, "HTTP 400: %s", shown);
+			call_fail(call, NOMAD_DEPLOYMENT_ACTIVE, "HTTP 400%s", shown);
 		else if (code == 403 || code == 401)
-			call_fail(call, NOMAD_FORBIDDEN, "HTTP %ld: %s", code, shown);
+			call_fail(call, NOMAD_FORBIDDEN, "HTTP %ld%s", code, shown);
 		else if (code == 404)
-			call_fail(call, NOMAD_NOT_FOUND, "HTTP 404: %s", shown);
-		else if (code >= 500 && code <= 599)
-			call_fail(call, NOMAD_SERVER_ERROR, "HTTP %ld: %s", code, shown);
+			call_fail(call, NOMAD_NOT_FOUND, "HTTP 404%s", shown);
+		else if ((code >= 500 && code <= 599) || code == 429)
+			call_fail(call, NOMAD_SERVER_ERROR, "HTTP %ld%s", code, shown);
 		else if (code >= 400 && code <= 499)
-			call_fail(call, NOMAD_BAD_REQUEST, "HTTP %ld: %s", code, shown);
+			call_fail(call, NOMAD_BAD_REQUEST, "HTTP %ld%s", code, shown);
 		else
-			call_fail(call, NOMAD_BAD_REPLY, "unexpected HTTP status %ld: %s", code, shown);
+			call_fail(call, NOMAD_BAD_REPLY, "unexpected HTTP status %ld%s", code, shown);
 		return;
 	}
 	root = cJSON_ParseWithLength(st->reply != NULL ? st->reply : "", st->reply_len);
@@ -527,7 +532,7 @@ call_prepare(struct nomad_client *c, struct call_state *st, CURL *esc)
 		meta = cJSON_Parse(call->meta_json);
 		if (!cJSON_IsObject(meta)) {
 			cJSON_Delete(meta);
-			call_fail(call, NOMAD_INTERNAL, "meta_json is not a JSON object");
+			call_fail(call, NOMAD_BAD_REQUEST, "meta_json is not a JSON object");
 			return -1;
 		}
 	}

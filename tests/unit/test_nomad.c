@@ -102,6 +102,8 @@ static const struct canned {
 	{ "forbid", 403, "Permission denied" },
 	{ "missing", 404, "job not found" },
 	{ "gone", 410, "Gone" },
+	{ "blank", 404, "" },
+	{ "busy", 429, "Too many requests" },
 	{ "moved", 302, "" },
 	{ "ugly", 403, "  Permission\r\ndenied\x01\x7f\xff by policy \t\n" },
 	{ "long", 400, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
@@ -436,7 +438,8 @@ test_scale_rejected_locally(void)
 	bad_meta.meta_json = "[1,2";
 	bad_meta = fault_one(bad_meta, 3000);
 	neg = fault_one(neg, 3000);
-	CU_ASSERT_EQUAL(bad_meta.result, NOMAD_INTERNAL);
+	CU_ASSERT_EQUAL(bad_meta.result, NOMAD_BAD_REQUEST);
+	CU_ASSERT_STRING_EQUAL(bad_meta.error, "meta_json is not a JSON object");
 	CU_ASSERT_EQUAL(neg.result, NOMAD_BAD_REQUEST);
 	CU_ASSERT_EQUAL(bad_meta.attempts + neg.attempts, 0);
 	pthread_mutex_lock(&seen_mu);
@@ -487,6 +490,7 @@ test_error_classes(void)
 		{ "forbid", NOMAD_CALL_STATUS, NOMAD_FORBIDDEN, "HTTP 403: Permission denied" },
 		{ "missing", NOMAD_CALL_STATUS, NOMAD_NOT_FOUND, "HTTP 404: job not found" },
 		{ "gone", NOMAD_CALL_STATUS, NOMAD_BAD_REQUEST, "HTTP 410: Gone" },
+		{ "blank", NOMAD_CALL_STATUS, NOMAD_NOT_FOUND, "HTTP 404" },
 		{ "ugly", NOMAD_CALL_STATUS, NOMAD_FORBIDDEN, "HTTP 403: Permission  denied??? by policy" },
 	};
 	struct nomad_call calls[ARRAY_LEN(cases) + 1];
@@ -518,6 +522,7 @@ static void
 test_retry_5xx(void)
 {
 	struct nomad_call flaky = status_call("flaky", "worker"), down = status_call("down", "worker");
+	struct nomad_call busy = status_call("busy", "worker");
 	struct nomad_client *c = client_for(fault_port, TOKEN, NULL, NULL, 4000);
 	int64_t t0;
 
@@ -537,6 +542,10 @@ test_retry_5xx(void)
 	CU_ASSERT_STRING_EQUAL(down.error, "HTTP 500: No cluster leader");
 	CU_ASSERT(down.attempts > 1);
 	CU_ASSERT(util_now_ms() - t0 <= 4000 + 500);
+
+	nomad_perform(c, &busy, 1);
+	CU_ASSERT_EQUAL(busy.result, NOMAD_SERVER_ERROR);
+	CU_ASSERT(busy.attempts > 1);
 	nomad_client_free(c);
 }
 
@@ -637,6 +646,142 @@ test_client_new_errors(void)
 	CU_ASSERT_PTR_NULL(nomad_client_new(&conf, err, sizeof(err)));
 	CU_ASSERT_PTR_NULL(strstr(err, "abc"));
 	CU_ASSERT(strstr(err, "token") != NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * TLS: a CA, a server and a client certificate made with openssl(1), and the
+ * fault server's handler behind libmicrohttpd's TLS.
+ */
+
+static struct MHD_Daemon *tls_d;
+static int tls_port;
+static char tls_dir[] = "/tmp/scaleno-test-nomad-tls.XXXXXX";
+static bool tls_dir_made;
+static char *tls_srv_key, *tls_srv_cert, *tls_ca;
+
+static char *
+tls_path(const char *name)
+{
+	static char buf[4][256];
+	static int next;
+	char *p = buf[next++ % 4];
+
+	snprintf(p, sizeof(buf[0]), "%s/%s", tls_dir, name);
+	return p;
+}
+
+static char *
+slurp(const char *path)
+{
+	char err[256];
+
+	return util_read_secret(path, 64 * 1024, err, sizeof(err));
+}
+
+static int
+tls_init(void)
+{
+	struct strbuf cmd = { 0 };
+	int fd, rc;
+
+	if (mkdtemp(tls_dir) == NULL)
+		return -1;
+	tls_dir_made = true;
+	strbuf_printf(&cmd, "cd '%s' && exec >openssl.log 2>&1 && "
+	    "printf 'subjectAltName=IP:127.0.0.1\\n' >san.ext && "
+	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+	    "-subj /CN=scaleno-test-ca -keyout ca.key -out ca.pem && "
+	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 "
+	    "-keyout srv.key -out srv.csr && "
+	    "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+	    "-extfile san.ext -out srv.pem && "
+	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=scaleno "
+	    "-keyout cli.key -out cli.csr && "
+	    "openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out cli.pem",
+	    tls_dir);
+	rc = cmd.oom ? -1 : system(cmd.s);
+	strbuf_free(&cmd);
+	if (rc != 0) {
+		fprintf(stderr, "openssl failed: see %s/openssl.log\n", tls_dir);
+		return -1;
+	}
+	if ((tls_srv_key = slurp(tls_path("srv.key"))) == NULL || (tls_srv_cert = slurp(tls_path("srv.pem"))) == NULL ||
+	    (tls_ca = slurp(tls_path("ca.pem"))) == NULL)
+		return -1;
+	if ((fd = loopback_socket(false, &tls_port)) < 0)
+		return -1;
+	close(fd);
+	tls_d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+	    MHD_USE_TLS, (uint16_t)tls_port, NULL, NULL, fault_handler, NULL,
+	    MHD_OPTION_NOTIFY_COMPLETED, fault_done, NULL,
+	    MHD_OPTION_HTTPS_MEM_KEY, tls_srv_key, MHD_OPTION_HTTPS_MEM_CERT, tls_srv_cert,
+	    MHD_OPTION_HTTPS_MEM_TRUST, tls_ca,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+	return tls_d != NULL ? 0 : -1;
+}
+
+static int
+tls_cleanup(void)
+{
+	char cmd[300];
+
+	if (tls_d != NULL)
+		MHD_stop_daemon(tls_d);
+	tls_d = NULL;
+	free(tls_srv_key);
+	free(tls_srv_cert);
+	free(tls_ca);
+	if (tls_dir_made && getenv("SCALENO_KEEP_TMP") == NULL) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tls_dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "could not remove %s\n", tls_dir);
+	}
+	return 0;
+}
+
+static struct nomad_call
+tls_one(const char *ca, const char *cert, const char *key)
+{
+	char addr[64], err[256];
+	struct nomad_conf conf = { 0 };
+	struct nomad_client *c;
+	struct nomad_call call = status_call("ok", "worker");
+
+	snprintf(addr, sizeof(addr), "https://127.0.0.1:%d", tls_port);
+	conf.address = addr;
+	conf.token = (char *)(uintptr_t)TOKEN;
+	conf.ca_file = (char *)(uintptr_t)ca;
+	conf.cert_file = (char *)(uintptr_t)cert;
+	conf.key_file = (char *)(uintptr_t)key;
+	conf.timeout_ms = 3000;
+	c = nomad_client_new(&conf, err, sizeof(err));
+	CU_ASSERT_FATAL(c != NULL);
+	nomad_perform(c, &call, 1);
+	nomad_client_free(c);
+	return call;
+}
+
+static void
+test_tls(void)
+{
+	struct nomad_call call;
+
+	call = tls_one(tls_path("ca.pem"), tls_path("cli.pem"), tls_path("cli.key"));
+	CU_ASSERT_EQUAL(call.result, NOMAD_OK);
+	CU_ASSERT_EQUAL(call.desired, 3);
+	pthread_mutex_lock(&seen_mu);
+	CU_ASSERT_STRING_EQUAL(seen.token, TOKEN);
+	pthread_mutex_unlock(&seen_mu);
+
+	/* Without our CA the server's certificate is not trusted: no retries. */
+	call = tls_one(NULL, NULL, NULL);
+	CU_ASSERT_EQUAL(call.result, NOMAD_CONNECT);
+	CU_ASSERT_EQUAL(call.attempts, 1);
+
+	/* A client certificate that cannot be loaded is reported, not ignored. */
+	call = tls_one(tls_path("ca.pem"), tls_path("missing.pem"), tls_path("cli.key"));
+	CU_ASSERT_EQUAL(call.result, NOMAD_CONNECT);
+	CU_ASSERT(call.error[0] != '\0');
 }
 
 /* ---------------------------------------------------------------------------
@@ -1032,6 +1177,8 @@ main(void)
 	CU_add_test(s, "refused connection", test_refused);
 	CU_add_test(s, "concurrent slow calls", test_concurrent_slow);
 	CU_add_test(s, "client_new errors", test_client_new_errors);
+	s = CU_add_suite("nomad-tls", tls_init, tls_cleanup);
+	CU_add_test(s, "TLS with CA and client certificate", test_tls);
 	s = CU_add_suite("nomad-standin", standin_init, standin_cleanup);
 	CU_add_test(s, "status and scale", test_standin_status_and_scale);
 	CU_add_test(s, "deployment, 404, 400, 403", test_standin_failures);
