@@ -83,6 +83,7 @@ struct agent {
 	char owner[128];		/* lease owner id */
 	uint64_t redis_errors;
 	uint64_t reloads_ok, reloads_failed;
+	uint64_t ticks;
 	int64_t redis_down_since_ms;
 	int64_t last_tick_ms;
 	double last_tick_s;		/* duration of the last tick */
@@ -658,6 +659,7 @@ agent_tick(struct agent *a)
 		a->leader = true;
 	agent_nomad_status(a, now_ms);
 	agent_decide_and_act(a, now_s, now_ms);
+	a->ticks++;
 	a->last_tick_s = util_now_s() - now_s;
 	a->last_tick_ms = util_now_ms();
 	agent_publish(a);
@@ -756,6 +758,8 @@ agent_render_metrics(const struct agent *a, struct strbuf *b)
 	strbuf_printf(b, "scaleno_redis_errors_total %llu\n", (unsigned long long)a->redis_errors);
 	metric_head(b, "scaleno_agent_leader", "gauge", "1 when this agent holds the lease and acts.");
 	strbuf_printf(b, "scaleno_agent_leader %d\n", a->leader ? 1 : 0);
+	metric_head(b, "scaleno_agent_ticks_total", "counter", "Ticks that evaluated at least one queue.");
+	strbuf_printf(b, "scaleno_agent_ticks_total %llu\n", (unsigned long long)a->ticks);
 	metric_head(b, "scaleno_agent_tick_seconds", "gauge", "Wall time of the last tick.");
 	strbuf_printf(b, "scaleno_agent_tick_seconds %.6f\n", a->last_tick_s);
 	metric_head(b, "scaleno_config_reloads_total", "counter", "SIGHUP reloads by result.");

@@ -1,0 +1,256 @@
+"""scaleno agent against a real redis-server and the Nomad stand-in (SPEC §4, §9)."""
+import os
+import signal
+import time
+
+import harness
+from agentenv import AgentEnv, backlog, policy_conf
+
+suite = harness.Suite()
+
+
+@suite.test
+def surge_scales_up_within_two_ticks():
+    env = AgentEnv(count=2)
+    try:
+        env.start_agent()
+        env.start_world(rate=10, per_worker=10)
+        harness.wait_until(lambda: env.metric("scaleno_agent_ticks_total") >= 4, timeout=15,
+                           what="a few quiet ticks")
+        assert env.scale_posts() == [], "scaled on a quiet queue: %r" % env.scale_posts()
+        # The surge: 3,000 messages at once (30 workers' worth at 100 per worker).
+        env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
+        ticks0 = env.metric("scaleno_agent_ticks_total")
+        posts = harness.wait_until(env.scale_posts, timeout=15, what="a scale call")
+        ticks1 = env.metric("scaleno_agent_ticks_total")
+        # The tick in progress when the surge landed may have sampled before it: allow it + 2.
+        assert ticks1 - ticks0 <= 3, "scale call came %d ticks after the surge" % (ticks1 - ticks0)
+        first = posts[0]
+        assert first["Count"] > 2, first
+        assert first["Target"]["Group"] == "worker", first
+        assert "backlog" in first["Message"], first["Message"]
+        assert first["Meta"]["backlog"] >= 2000, first["Meta"]
+        harness.wait_until(lambda: env.desired() >= 4, timeout=10, what="Nomad's count to rise")
+        assert "scaled up" in env.logtext()
+    finally:
+        env.close()
+
+
+@suite.test
+def drain_scales_down_only_after_stabilization():
+    pol = policy_conf(min=2, max=20, stabilization="4s", down_cooldown="1s", down_step=1)
+    env = AgentEnv(count=2, policy=pol)
+    try:
+        env.start_agent()
+        world = env.start_world(rate=0, per_worker=200)
+        env.redis.cli("EVAL", "for i=1,1500 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
+        harness.wait_until(lambda: env.desired() >= 5, timeout=15, what="scale up on the backlog")
+        # Workers drain the queue; note when it is empty.
+        harness.wait_until(lambda: backlog(env) == 0, timeout=30, what="the queue to drain")
+        drained_at = time.monotonic()
+        up_posts = len(env.scale_posts())
+        high = env.desired()
+        harness.wait_until(lambda: env.desired() < high, timeout=30, what="a scale-down")
+        first_down = time.monotonic()
+        posts = env.scale_posts()[up_posts:]
+        assert posts and posts[0]["Count"] == high - 1, "down step must be 1: %r" % posts
+        # Demand fell when the queue emptied; the window is 4s, so nothing may go down before.
+        assert first_down - drained_at >= 3.5, "scaled down %.2fs after the drain" % (first_down - drained_at)
+        world.stop()
+    finally:
+        env.close()
+
+
+@suite.test
+def noisy_steady_load_makes_no_scale_actions():
+    """A steady load with +-50% noise every 100 ms. The agent may first move to the count the
+    load needs; once there, the noise must not make it act again (no flapping)."""
+    env = AgentEnv(count=4, policy=policy_conf(min=2, max=20, stabilization="4s", down_cooldown="2s"))
+    try:
+        env.start_agent()
+        world = env.start_world(rate=70, per_worker=30)
+        world.noise = 0.5
+        quiet = {"n": -1, "since": time.monotonic()}
+
+        def settled():
+            n = len(env.scale_posts())
+            if n != quiet["n"]:
+                quiet["n"], quiet["since"] = n, time.monotonic()
+            return time.monotonic() - quiet["since"] >= 6
+        harness.wait_until(settled, timeout=45, interval=0.25,
+                           what="the agent to settle on the noisy load (actions: %r)" %
+                           [p.get("Count") for p in env.scale_posts()])
+        settled_posts = env.scale_posts()
+        assert len(settled_posts) <= 3, "took %d actions to settle: %r" % (
+            len(settled_posts), [p.get("Count") for p in settled_posts])
+        t_end = time.monotonic() + 12
+        harness.wait_until(lambda: time.monotonic() >= t_end or not env.alive(), timeout=20,
+                           interval=0.25, what="12 s of noisy load")
+        assert env.alive()
+        after = env.scale_posts()[len(settled_posts):]
+        assert after == [], "flapped on noise after settling at %d: %r" % (
+            env.desired(), [p.get("Count") for p in after])
+        assert world.added > 1000, "the world did not produce load (%d)" % world.added
+        assert env.metric("scaleno_queue_arrival_rate", 'queue="payments"') > 35
+        world.stop()
+    finally:
+        env.close()
+
+
+def _fault_holds(fault, expect_in_log):
+    """Under a Nomad fault the agent stays up, never scales down, and recovers after."""
+    # A long stabilization window: no scale-down is ever justified during the test, so any
+    # scale-down seen would come from misreading the fault.
+    env = AgentEnv(count=6, policy=policy_conf(min=2, max=20, stabilization="1m"))
+    try:
+        env.start_agent()
+        env.nomad.fault(**fault)
+        t_end = time.monotonic() + 5
+        # Empty queue: a healthy agent would want fewer workers, but not through a fault.
+        harness.wait_until(lambda: time.monotonic() >= t_end or not env.alive(), timeout=15,
+                           interval=0.2, what="5 s under the fault")
+        assert env.alive(), "agent died under %r:\n%s" % (fault, env.logtext()[-2000:])
+        downs = [p for p in env.scale_posts() if p.get("Count", 99) < 6]
+        if "active_deployment" in fault:
+            # Down-scale attempts are refused by Nomad, and the agent keeps trying each tick
+            # without entering a cooldown or an error storm.
+            assert env.desired() == 6
+        else:
+            assert downs == [], "scaled down during %r: %r" % (fault, downs)
+        assert expect_in_log in env.logtext(), "log lacks %r" % expect_in_log
+        assert env.metric("scaleno_nomad_errors_total", 'queue="payments"') >= (0 if "active_deployment" in fault else 1)
+        env.nomad.fault(clear=True)
+        env.redis.cli("EVAL", "for i=1,5000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
+        harness.wait_until(lambda: env.desired() > 6, timeout=20, what="recovery after %r" % fault)
+    finally:
+        env.close()
+
+
+@suite.test
+def nomad_500_is_survived():
+    _fault_holds({"errors": -1, "error_status": 500, "error_text": "No cluster leader"}, "No cluster leader")
+
+
+@suite.test
+def nomad_timeouts_are_survived():
+    _fault_holds({"delay_ms": 2500}, "timeout")
+
+
+@suite.test
+def nomad_refusing_connections_is_survived():
+    _fault_holds({"refuse_ms": 4000}, "connect")
+
+
+@suite.test
+def nomad_garbage_is_survived():
+    _fault_holds({"malformed": -1}, "bad_reply")
+
+
+@suite.test
+def active_deployment_is_retried_without_cooldown():
+    env = AgentEnv(count=2, min=2, max=20)
+    try:
+        env.start_agent()
+        env.nomad.fault(active_deployment=["payments-worker"])
+        env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
+        harness.wait_until(lambda: len(env.scale_posts()) >= 3, timeout=15,
+                           what="repeated scale attempts during the deployment")
+        assert env.desired() == 2
+        # No error storm: one info line for the whole deployment (debug lines aside).
+        noisy = [l for l in env.logtext().splitlines()
+                 if "active deployment" in l and " debug: " not in l]
+        assert len(noisy) == 1, "deployment logged %d times: %r" % (len(noisy), noisy)
+        env.nomad.fault(clear=True)
+        harness.wait_until(lambda: env.desired() > 2, timeout=10, what="the scale after the deployment")
+        assert env.alive()
+    finally:
+        env.close()
+
+
+@suite.test
+def redis_restart_is_survived():
+    env = AgentEnv(count=6, min=2, max=20)
+    try:
+        env.start_agent()
+        env.redis.kill()
+        harness.wait_until(lambda: env.metric("scaleno_queue_sample_ok", 'queue="payments"') == 0,
+                           timeout=10, what="the agent to notice Redis is gone")
+        ticks = env.metric("scaleno_agent_ticks_total")
+        harness.wait_until(lambda: env.metric("scaleno_agent_ticks_total") >= ticks + 8, timeout=15,
+                           what="ticks while Redis is down")
+        assert env.alive()
+        assert [p for p in env.scale_posts() if p["Count"] < 6] == [], "scaled down on missing data"
+        env.redis.restart()
+        env.redis.cli("XGROUP", "CREATE", "payments", "payments", "0", "MKSTREAM")
+        env.redis.cli("EVAL", "for i=1,4000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
+        harness.wait_until(lambda: env.metric("scaleno_queue_sample_ok", 'queue="payments"') == 1,
+                           timeout=15, what="sampling to resume")
+        harness.wait_until(lambda: env.desired() > 6, timeout=15, what="a scale-up after Redis came back")
+        assert env.metric("scaleno_redis_errors_total") >= 1
+    finally:
+        env.close()
+
+
+@suite.test
+def bad_config_on_sighup_keeps_the_old_one():
+    env = AgentEnv(count=2)
+    try:
+        env.start_agent()
+        pol = os.path.join(env.dir, "policies.d", "payments.conf")
+        good = open(pol).read()
+        harness.write(pol, good.replace("min = 2;", "min = 50;"))   # min > max
+        env.agent.send_signal(signal.SIGHUP)
+        harness.wait_until(lambda: "reload failed" in env.logtext(), timeout=10, what="reload failure")
+        assert env.alive()
+        assert "min" in env.logtext().split("reload failed")[0][-2000:]
+        assert [q["name"] for q in env.status()["queues"]] == ["payments"]
+        harness.wait_until(lambda: env.metric('scaleno_config_reloads_total', 'result="failed"') == 1,
+                           timeout=5, what="the failed reload in the metrics")
+        # The old configuration keeps working: a surge still scales.
+        env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
+        harness.wait_until(lambda: env.desired() > 2, timeout=10, what="scaling under the old config")
+        # A good file with a second queue is taken.
+        harness.write(pol, good)
+        harness.write(os.path.join(env.dir, "policies.d", "orders.conf"),
+                      policy_conf(name="orders", job="orders-worker", target="none"))
+        env.agent.send_signal(signal.SIGHUP)
+        harness.wait_until(lambda: len(env.status()["queues"]) == 2, timeout=10, what="the new queue")
+        harness.wait_until(lambda: env.metric('scaleno_config_reloads_total', 'result="ok"') == 1,
+                           timeout=5, what="the reload in the metrics")
+    finally:
+        env.close()
+
+
+@suite.test
+def dry_run_decides_but_never_scales():
+    env = AgentEnv(count=2, extra_agent="dry_run = true;")
+    try:
+        env.start_agent()
+        env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
+        harness.wait_until(lambda: "dry-run: would scale up" in env.logtext(), timeout=10,
+                           what="a dry-run decision")
+        assert env.scale_posts() == []
+        assert env.desired() == 2
+        st = env.status()["queues"][0]
+        assert st["decision"]["direction"] == "up" and st["decision"]["count"] > 2, st
+    finally:
+        env.close()
+
+
+@suite.test
+def missing_stream_is_empty_with_a_warning():
+    env = AgentEnv(count=3, min=2)
+    try:
+        env.redis.cli("DEL", "payments")
+        env.start_agent()
+        harness.wait_until(lambda: "does not exist yet" in env.logtext(), timeout=10, what="the warning")
+        st = env.status()["queues"][0]
+        assert st["sample"]["ok"] and st["sample"]["stream_missing"], st
+        assert st["sample"]["backlog"] == 0
+        assert env.alive()
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    suite.main()
