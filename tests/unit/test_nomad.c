@@ -12,6 +12,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -279,23 +280,47 @@ loopback_socket(bool do_listen, int *port)
  * Helpers.
  */
 
+/* A client for scheme://127.0.0.1:port/ (NULL strings are "not set"). */
 static struct nomad_client *
-client_for(int port, const char *token, const char *ns, const char *region, int64_t timeout_ms)
+client_tls(const char *scheme, int port, const char *token, const char *ns, const char *region,
+    const char *ca, const char *cert, const char *key, int64_t timeout_ms)
 {
 	char addr[64], err[256];
 	struct nomad_conf conf = { 0 };
 	struct nomad_client *c;
 
-	snprintf(addr, sizeof(addr), "http://127.0.0.1:%d/", port);
+	snprintf(addr, sizeof(addr), "%s://127.0.0.1:%d/", scheme, port);
 	conf.address = addr;
 	conf.token = (char *)(uintptr_t)token;
 	conf.namespace = (char *)(uintptr_t)ns;
 	conf.region = (char *)(uintptr_t)region;
+	conf.ca_file = (char *)(uintptr_t)ca;
+	conf.cert_file = (char *)(uintptr_t)cert;
+	conf.key_file = (char *)(uintptr_t)key;
 	conf.timeout_ms = timeout_ms;
 	c = nomad_client_new(&conf, err, sizeof(err));
 	if (c == NULL)
 		fprintf(stderr, "nomad_client_new: %s\n", err);
 	return c;
+}
+
+static struct nomad_client *
+client_for(int port, const char *token, const char *ns, const char *region, int64_t timeout_ms)
+{
+	return client_tls("http", port, token, ns, region, NULL, NULL, NULL, timeout_ms);
+}
+
+/* Remove a test's temporary folder unless SCALENO_KEEP_TMP is set. */
+static void
+tmpdir_remove(const char *dir)
+{
+	char cmd[300];
+
+	if (getenv("SCALENO_KEEP_TMP") != NULL)
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
 }
 
 static struct nomad_call
@@ -723,38 +748,23 @@ tls_init(void)
 static int
 tls_cleanup(void)
 {
-	char cmd[300];
-
 	if (tls_d != NULL)
 		MHD_stop_daemon(tls_d);
 	tls_d = NULL;
 	free(tls_srv_key);
 	free(tls_srv_cert);
 	free(tls_ca);
-	if (tls_dir_made && getenv("SCALENO_KEEP_TMP") == NULL) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tls_dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", tls_dir);
-	}
+	if (tls_dir_made)
+		tmpdir_remove(tls_dir);
 	return 0;
 }
 
 static struct nomad_call
 tls_one(const char *ca, const char *cert, const char *key)
 {
-	char addr[64], err[256];
-	struct nomad_conf conf = { 0 };
-	struct nomad_client *c;
+	struct nomad_client *c = client_tls("https", tls_port, TOKEN, NULL, NULL, ca, cert, key, 3000);
 	struct nomad_call call = status_call("ok", "worker");
 
-	snprintf(addr, sizeof(addr), "https://127.0.0.1:%d", tls_port);
-	conf.address = addr;
-	conf.token = (char *)(uintptr_t)TOKEN;
-	conf.ca_file = (char *)(uintptr_t)ca;
-	conf.cert_file = (char *)(uintptr_t)cert;
-	conf.key_file = (char *)(uintptr_t)key;
-	conf.timeout_ms = 3000;
-	c = nomad_client_new(&conf, err, sizeof(err));
 	CU_ASSERT_FATAL(c != NULL);
 	nomad_perform(c, &call, 1);
 	nomad_client_free(c);
@@ -943,8 +953,6 @@ standin_wait_ready(void)
 static int
 standin_cleanup(void)
 {
-	char cmd[300];
-
 	if (standin_pid > 0) {
 		kill(-standin_pid, SIGTERM);
 		for (int i = 0; i < 100 && waitpid(standin_pid, NULL, WNOHANG) == 0; i++)	/* 5s */
@@ -953,11 +961,8 @@ standin_cleanup(void)
 		waitpid(standin_pid, NULL, 0);
 		standin_pid = -1;
 	}
-	if (standin_dir_made && getenv("SCALENO_KEEP_TMP") == NULL) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", standin_dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "could not remove %s\n", standin_dir);
-	}
+	if (standin_dir_made)
+		tmpdir_remove(standin_dir);
 	return 0;
 }
 
@@ -985,6 +990,10 @@ standin_init(void)
 	if ((standin_pid = fork()) < 0)
 		return -1;
 	if (standin_pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (null >= 0)
+			dup2(null, STDOUT_FILENO);
 		setsid();
 		execlp("python3", "python3", script, "--jobs", jobs, "--acl-tokens", acl, "--listen", "127.0.0.1:0",
 		    "--ready-file", ready, "--region", STANDIN_REGION, "--state-dir", state, "--log", logf,
