@@ -1083,7 +1083,7 @@ class Server:
         self.httpd = None
         self.refuse_until = 0.0
         self.refusing = False
-        self.gen = 0
+        self.refuse_lock = threading.Lock()
         self.refuse_ev = threading.Event()
 
     def bind(self):
@@ -1092,10 +1092,21 @@ class Server:
                                                   "address_family": socket.AF_INET6 if ":" in self.host
                                                   else socket.AF_INET})
         httpd = cls((self.host, self.port), handler)
-        httpd.daemon_threads = True
         self.port = httpd.server_address[1]
         self.httpd = httpd
         return httpd
+
+    def refuse(self, seconds):
+        """Close the listening socket now (so the caller's answer proves it is closed); the main
+        loop listens again on the same port once refuse_until has passed."""
+        with self.refuse_lock:
+            self.refuse_until = max(self.refuse_until, time.monotonic() + seconds)
+            if self.refusing:
+                return
+            self.refusing = True  # also drop requests on kept-alive connections
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.refuse_ev.set()
 
     def record(self, entry):
         with self.req_lock:
@@ -1563,13 +1574,10 @@ class Handler(BaseHTTPRequestHandler):
                 out = dict(st.faults)
                 st.cond.notify_all()
             if out["refuse_ms"] > 0:
-                srv.refuse_until = time.monotonic() + out["refuse_ms"] / 1000.0
                 with st.cond:
                     st.faults["refuse_ms"] = 0
-                self.send_json(out, v1=False)
+                srv.refuse(out["refuse_ms"] / 1000.0)
                 self.close_connection = True
-                srv.refuse_ev.set()
-                return None
             return self.send_json(out, v1=False)
         if p == "/_standin/signal" and m == "POST":
             req = self.control_body(body)
@@ -1730,29 +1738,32 @@ def main(argv=None):
         t.start()
         while not stop_ev.is_set() and not server.refuse_ev.is_set():
             stop_ev.wait(0.1)
-        server.refuse_ev.clear()
-        refusing = not stop_ev.is_set()
-        server.refusing = True  # drop requests on kept-alive connections too
-        httpd.shutdown()
-        httpd.server_close()
-        t.join(timeout=5)
-        if not refusing:
+        if stop_ev.is_set():
+            with server.refuse_lock:
+                server.refusing = True
+                server.httpd.shutdown()
+                server.httpd.server_close()
+            t.join(timeout=5)
             break
+        server.refuse_ev.clear()
+        t.join(timeout=5)
         log("refusing connections for %.0f ms", 1000 * max(0.0, server.refuse_until - time.monotonic()))
         while not stop_ev.is_set() and time.monotonic() < server.refuse_until:
             stop_ev.wait(min(0.05, max(0.0, server.refuse_until - time.monotonic())))
         if stop_ev.is_set():
             break
-        for _ in range(100):
-            try:
-                httpd = server.bind()
+        with server.refuse_lock:
+            for _ in range(100):
+                try:
+                    httpd = server.bind()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                log("cannot listen again on port %d", server.port)
                 break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            log("cannot listen again on port %d", server.port)
-            break
-        server.refusing = False
+            server.refusing = False
+            server.refuse_until = 0.0
         log("listening again on %s", addr)
 
     # shutdown: stop every allocation (kill signal, SIGKILL after kill_timeout), then exit 0
