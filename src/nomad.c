@@ -143,6 +143,26 @@ fail:
 	return NULL;
 }
 
+/* Catch a malformed address at start-up rather than on every call. */
+static int
+url_check(const char *addr, char *err, size_t errlen)
+{
+	CURLU *u = curl_url();
+	CURLUcode rc;
+
+	if (u == NULL) {
+		snprintf(err, errlen, "out of memory creating the nomad client");
+		return -1;
+	}
+	rc = curl_url_set(u, CURLUPART_URL, addr, 0);
+	curl_url_cleanup(u);
+	if (rc != CURLUE_OK) {
+		snprintf(err, errlen, "nomad address \"%.100s\" is not a valid URL", addr);
+		return -1;
+	}
+	return 0;
+}
+
 struct nomad_client *
 nomad_client_new(const struct nomad_conf *conf, char *err, size_t errlen)
 {
@@ -166,6 +186,8 @@ nomad_client_new(const struct nomad_conf *conf, char *err, size_t errlen)
 		}
 		curl_ready = true;
 	}
+	if (url_check(addr, err, errlen) < 0)
+		return NULL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto oom;
 	if ((c->address = strdup(addr)) == NULL)
@@ -255,7 +277,7 @@ call_fail(struct nomad_call *call, enum nomad_result r, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* An exact non-negative integer that fits an int; NULL item is "absent". */
+/* An exact non-negative integer that fits an int; a missing item fails. */
 static int
 json_int(const cJSON *item, int *out)
 {
@@ -389,7 +411,8 @@ reply_classify(struct call_state *st, long code)
 			call_fail(call, NOMAD_BAD_REPLY, "unexpected HTTP status %ld%s", code, shown);
 		return;
 	}
-	root = cJSON_ParseWithLength(st->reply != NULL ? st->reply : "", st->reply_len);
+	/* Strict: trailing bytes after the JSON value make the reply unusable. */
+	root = st->reply == NULL ? NULL : cJSON_ParseWithLengthOpts(st->reply, st->reply_len + 1, NULL, true);
 	if (root == NULL) {
 		call_fail(call, NOMAD_BAD_REPLY, "reply is not JSON (%zu bytes)", st->reply_len);
 		return;
@@ -529,7 +552,7 @@ call_prepare(struct nomad_client *c, struct call_state *st, CURL *esc)
 		return -1;
 	}
 	if (call->meta_json != NULL) {
-		meta = cJSON_Parse(call->meta_json);
+		meta = cJSON_ParseWithOpts(call->meta_json, NULL, true);
 		if (!cJSON_IsObject(meta)) {
 			cJSON_Delete(meta);
 			call_fail(call, NOMAD_BAD_REQUEST, "meta_json is not a JSON object");

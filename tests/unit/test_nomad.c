@@ -82,6 +82,7 @@ static const struct canned {
 	    "\"Running\":0,\"Events\":null}}}" },
 	{ "junk", 200, "{not json" },
 	{ "empty", 200, "" },
+	{ "trailing", 200, "{\"TaskGroups\":{}} x" },
 	{ "array", 200, "[1,2,3]" },
 	{ "nogroups", 200, "{\"JobID\":\"x\",\"JobStopped\":false}" },
 	{ "groupsnull", 200, "{\"TaskGroups\":null}" },
@@ -460,7 +461,7 @@ test_scale_rejected_locally(void)
 	pthread_mutex_lock(&seen_mu);
 	hits = seen.hits;
 	pthread_mutex_unlock(&seen_mu);
-	bad_meta.meta_json = "[1,2";
+	bad_meta.meta_json = "{\"a\":1} trailing";
 	bad_meta = fault_one(bad_meta, 3000);
 	neg = fault_one(neg, 3000);
 	CU_ASSERT_EQUAL(bad_meta.result, NOMAD_BAD_REQUEST);
@@ -475,8 +476,8 @@ test_scale_rejected_locally(void)
 static void
 test_bad_replies(void)
 {
-	static const char *jobs[] = { "junk", "empty", "array", "nogroups", "groupsnull", "wrongtype", "huge",
-	    "overflow", "negative", "fraction", "missingrun", "groupstr", "stoppedstr", "eventsobj",
+	static const char *jobs[] = { "junk", "empty", "trailing", "array", "nogroups", "groupsnull",
+	    "wrongtype", "huge", "overflow", "negative", "fraction", "missingrun", "groupstr", "stoppedstr", "eventsobj",
 	    "eventtime", "truncated", "bigbody", "moved" };
 	struct nomad_call calls[ARRAY_LEN(jobs) + 2];
 	struct nomad_client *c = client_for(fault_port, TOKEN, NULL, NULL, 5000);
@@ -666,6 +667,9 @@ test_client_new_errors(void)
 	conf.address = (char *)(uintptr_t)"ftp://nomad:4646";
 	CU_ASSERT_PTR_NULL(nomad_client_new(&conf, err, sizeof(err)));
 	CU_ASSERT(strstr(err, "http://") != NULL);
+	conf.address = (char *)(uintptr_t)"http://nomad host:4646";
+	CU_ASSERT_PTR_NULL(nomad_client_new(&conf, err, sizeof(err)));
+	CU_ASSERT(strstr(err, "not a valid URL") != NULL);
 	conf.address = (char *)(uintptr_t)"http://127.0.0.1:4646";
 	conf.token = (char *)(uintptr_t)"abc\r\nX-Evil: 1";
 	CU_ASSERT_PTR_NULL(nomad_client_new(&conf, err, sizeof(err)));
