@@ -312,7 +312,14 @@ io_run(struct handler *h, struct proc *p, struct io *io, int64_t start,
 		int nfd = 0, iw = -1, ir = -1, ix = -1, tmo, rc;
 		int64_t now, deadline;
 
-		if ((!io->want_line || got_line) && (!io->want_exit || exited))
+		/*
+		 * exec: the exit is the verdict, however much it read. pipe: a
+		 * reply that came early still waits for the rest of the line to
+		 * go out, or the next message would start mid-line.
+		 */
+		if (io->want_exit && exited)
+			return IO_DONE;
+		if (io->want_line && got_line && io->woff == io->wlen)
 			return IO_DONE;
 		if (io->woff == io->wlen && io->want_exit)
 			close_fd(&p->in_fd);	/* exec: EOF tells the handler the message is complete */

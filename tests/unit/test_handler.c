@@ -1,0 +1,668 @@
+/*
+ * test_handler — both handler protocols against build/handlers/testhandler
+ * and small sh -c handlers: verdicts, timeouts that kill the process group,
+ * bad replies, dying and missing handlers, huge messages, non-UTF-8 fields,
+ * no descriptor or message content leaking into the handler. Ends with a
+ * micro-benchmark of the per-message overhead (printed, not asserted).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CUnit/Basic.h>
+#include <cjson/cJSON.h>
+
+#include "handler.h"
+#include "util.h"
+
+static char tmpdir[256];
+static char testhandler[512];
+
+/* A policy with argv (NULL-terminated, borrowed) and the given protocol/timeout. */
+static struct queue_policy
+policy(char **argv, enum handler_protocol proto, int64_t timeout_ms)
+{
+	struct queue_policy q;
+
+	memset(&q, 0, sizeof(q));
+	q.name = (char *)(uintptr_t)"jobs";
+	q.stream = (char *)(uintptr_t)"jobs-stream";
+	q.worker.command = argv;
+	q.worker.protocol = proto;
+	q.worker.timeout_ms = timeout_ms;
+	return q;
+}
+
+/* A one-field message; the strings are borrowed. */
+struct msgbuf {
+	struct message m;
+	char *names[2], *values[2];
+	size_t nlens[2], vlens[2];
+};
+
+static void
+msg_init(struct msgbuf *b, const char *id, const char *name, const char *value, size_t vlen)
+{
+	memset(b, 0, sizeof(*b));
+	b->m.queue = "jobs";
+	b->m.stream = "jobs-stream";
+	util_strlcpy(b->m.id, id, sizeof(b->m.id));
+	b->m.delivery = 1;
+	b->names[0] = (char *)(uintptr_t)name;
+	b->nlens[0] = strlen(name);
+	b->values[0] = (char *)(uintptr_t)value;
+	b->vlens[0] = vlen;
+	b->m.nfields = 1;
+	b->m.names = b->names;
+	b->m.name_lens = b->nlens;
+	b->m.values = b->values;
+	b->m.value_lens = b->vlens;
+}
+
+/* Run one message through a fresh handler; returns handler_run's value. */
+static int
+run_once(char **argv, enum handler_protocol proto, int64_t timeout_ms, struct handler_result *res)
+{
+	struct queue_policy q = policy(argv, proto, timeout_ms);
+	char err[256];
+	struct handler *h = handler_new(&q, err, sizeof(err));
+	struct msgbuf b;
+	int rc;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	msg_init(&b, "1-1", "key", "value", 5);
+	rc = handler_run(h, &b.m, NULL, NULL, res);
+	handler_free(h);
+	return rc;
+}
+
+static char *
+tpath(const char *name)
+{
+	static char buf[4][600];
+	static int k;
+
+	k = (k + 1) % 4;
+	snprintf(buf[k], sizeof(buf[k]), "%s/%s", tmpdir, name);
+	return buf[k];
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	char *s;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	s = malloc((size_t)n + 1);
+	if (s != NULL && fread(s, 1, (size_t)n, f) != (size_t)n) {
+		free(s);
+		s = NULL;
+	}
+	if (s != NULL)
+		s[n] = '\0';
+	if (len != NULL)
+		*len = (size_t)n;
+	fclose(f);
+	return s;
+}
+
+static int
+count_lines(const char *path)
+{
+	size_t len = 0;
+	char *s = slurp(path, &len);
+	int n = 0;
+
+	for (size_t i = 0; s != NULL && i < len; i++)
+		n += s[i] == '\n';
+	free(s);
+	return n;
+}
+
+/* The pid (6th column) of line k (from 0) of a testhandler log. */
+static long
+log_pid(const char *path, int k)
+{
+	char *s = slurp(path, NULL), *line, *save = NULL;
+	long pid = -1;
+	int i = 0;
+
+	for (line = s != NULL ? strtok_r(s, "\n", &save) : NULL; line != NULL;
+	    line = strtok_r(NULL, "\n", &save), i++) {
+		if (i == k) {
+			char *p = strrchr(line, ' ');
+
+			pid = p != NULL ? strtol(p + 1, NULL, 10) : -1;
+			break;
+		}
+	}
+	free(s);
+	return pid;
+}
+
+/* 1 when pid is gone or a zombie (polls up to 2 s). */
+static int
+process_gone(long pid)
+{
+	char path[64], buf[512];
+
+	for (int i = 0; i < 200; i++) {
+		FILE *f;
+		char *p;
+
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		f = fopen(path, "r");
+		if (f == NULL)
+			return 1;
+		p = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		if (p != NULL && (p = strrchr(buf, ')')) != NULL && p[1] == ' ' && p[2] == 'Z')
+			return 1;
+		while (waitpid(-1, NULL, WNOHANG) > 0)	/* we are a subreaper: reap orphans */
+			;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static void
+test_exec_verdicts(void)
+{
+	static const struct {
+		const char *status;
+		enum handler_outcome outcome;
+		const char *text;
+	} cases[] = {
+		{ "0", HANDLER_OK, "" },
+		{ "75", HANDLER_RETRY, "exited with status 75" },
+		{ "65", HANDLER_FAIL, "exited with status 65 (permanent failure)" },
+		{ "3", HANDLER_RETRY, "exited with status 3" },
+		{ "1", HANDLER_RETRY, "exited with status 1" },
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char *argv[] = { testhandler, (char *)(uintptr_t)"-p", (char *)(uintptr_t)"exec",
+			(char *)(uintptr_t)"-x", (char *)(uintptr_t)cases[i].status, NULL };
+		struct handler_result r;
+
+		CU_ASSERT_EQUAL(run_once(argv, PROTO_EXEC, 5000, &r), 0);
+		CU_ASSERT_EQUAL(r.outcome, cases[i].outcome);
+		CU_ASSERT_PTR_NOT_NULL(strstr(r.error, cases[i].text));
+		CU_ASSERT_FALSE(r.timed_out);
+	}
+}
+
+static void
+test_exec_signal(void)
+{
+	char *argv[] = { testhandler, (char *)(uintptr_t)"-p", (char *)(uintptr_t)"exec",
+		(char *)(uintptr_t)"-S", NULL };
+	struct handler_result r;
+
+	CU_ASSERT_EQUAL(run_once(argv, PROTO_EXEC, 5000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "signal 11"));
+}
+
+static void
+test_exec_env(void)
+{
+	char *argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c",
+		(char *)(uintptr_t)"test \"$SCALENO_QUEUE/$SCALENO_STREAM/$SCALENO_ID/$SCALENO_DELIVERY\" "
+		"= jobs/jobs-stream/1-1/1 && read -r line && case \"$line\" in "
+		"'{\"queue\":\"jobs\",\"stream\":\"jobs-stream\",\"id\":\"1-1\",\"delivery\":1,"
+		"\"fields\":{\"key\":\"value\"}}') exit 0;; esac; exit 65", NULL };
+	struct handler_result r;
+
+	setenv("SCALENO_ID", "inherited-must-be-replaced", 1);
+	CU_ASSERT_EQUAL(run_once(argv, PROTO_EXEC, 5000, &r), 0);
+	unsetenv("SCALENO_ID");
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_OK);
+}
+
+/* A descriptor the worker opened without O_CLOEXEC must not reach the handler. */
+static void
+test_exec_no_fd_leak(void)
+{
+	char script[128];
+	char *argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c", script, NULL };
+	struct handler_result r;
+	int fd = open("/dev/null", O_RDONLY);	/* deliberately inheritable */
+
+	CU_ASSERT_FATAL(fd > 2);
+	snprintf(script, sizeof(script), "cat >/dev/null; [ -e /proc/self/fd/%d ] && exit 65; exit 0", fd);
+	CU_ASSERT_EQUAL(run_once(argv, PROTO_EXEC, 5000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_OK);
+	close(fd);
+}
+
+static void
+test_exec_timeout_kills_group(void)
+{
+	char script[700];
+	char *argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c", script, NULL };
+	struct handler_result r;
+	char *pidtxt;
+	long bg;
+
+	/* The handler leaves a grandchild in its group, then hangs. */
+	snprintf(script, sizeof(script), "sleep 30 & echo $! > %s; wait", tpath("bg.pid"));
+	CU_ASSERT_EQUAL(run_once(argv, PROTO_EXEC, 300, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+	CU_ASSERT_TRUE(r.timed_out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "timed out after 300ms"));
+	CU_ASSERT(r.duration_s >= 0.29 && r.duration_s < 3.0);
+	pidtxt = slurp(tpath("bg.pid"), NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pidtxt);
+	bg = strtol(pidtxt, NULL, 10);
+	free(pidtxt);
+	CU_ASSERT(bg > 1);
+	CU_ASSERT_TRUE(process_gone(bg));
+}
+
+static void
+test_exec_not_found(void)
+{
+	char *argv[] = { (char *)(uintptr_t)"/nonexistent/handler-xyz", NULL };
+	char *argv2[] = { (char *)(uintptr_t)"no-such-handler-in-path-xyz", NULL };
+	struct handler_result r;
+
+	CU_ASSERT_EQUAL(run_once(argv, PROTO_EXEC, 5000, &r), -1);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "cannot run handler \"/nonexistent/handler-xyz\""));
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "No such file"));
+	CU_ASSERT_EQUAL(run_once(argv2, PROTO_PIPE, 5000, &r), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "No such file"));
+}
+
+/* A handler that exits without reading a big message: EPIPE, not SIGPIPE death. */
+static void
+test_exec_ignores_stdin(void)
+{
+	char *argv[] = { (char *)(uintptr_t)"/bin/true", NULL };
+	struct queue_policy q = policy(argv, PROTO_EXEC, 5000);
+	char err[256];
+	struct handler *h = handler_new(&q, err, sizeof(err));
+	size_t big = 4u << 20;
+	char *v = malloc(big);
+	struct handler_result r;
+	struct msgbuf b;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	memset(v, 'x', big);
+	msg_init(&b, "2-1", "blob", v, big);
+	CU_ASSERT_EQUAL(handler_run(h, &b.m, NULL, NULL, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_OK);
+	handler_free(h);
+	free(v);
+}
+
+/* Message content never reaches argv: read back /proc/self/cmdline from the handler. */
+static void
+test_no_content_in_argv(void)
+{
+	char *argv[] = { testhandler, (char *)(uintptr_t)"-p", (char *)(uintptr_t)"exec",
+		(char *)(uintptr_t)"-x", (char *)(uintptr_t)"0", (char *)(uintptr_t)"-a",
+		tpath("cmdline"), NULL };
+	char *argv2[] = { testhandler, (char *)(uintptr_t)"-a", tpath("cmdline2"), NULL };
+	const char *secret = "SECRET-PAYLOAD-7731";
+	struct handler_result r;
+	struct msgbuf b;
+	size_t len;
+	char *s, expect[1024];
+	size_t elen = 0;
+
+	for (int pass = 0; pass < 2; pass++) {
+		struct queue_policy q = policy(pass == 0 ? argv : argv2, pass == 0 ? PROTO_EXEC : PROTO_PIPE,
+		    5000);
+		char err[256];
+		struct handler *h = handler_new(&q, err, sizeof(err));
+		char **av = pass == 0 ? argv : argv2;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		msg_init(&b, "3-1", "secret", secret, strlen(secret));
+		CU_ASSERT_EQUAL(handler_run(h, &b.m, NULL, NULL, &r), 0);
+		CU_ASSERT_EQUAL(r.outcome, HANDLER_OK);
+		handler_free(h);
+		s = slurp(pass == 0 ? argv[6] : argv2[2], &len);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+		elen = 0;
+		for (int i = 0; av[i] != NULL; i++) {
+			size_t l = strlen(av[i]) + 1;
+
+			memcpy(expect + elen, av[i], l);
+			elen += l;
+		}
+		CU_ASSERT_EQUAL(len, elen);
+		CU_ASSERT(len == elen && memcmp(s, expect, len) == 0);
+		CU_ASSERT_PTR_NULL(memmem(s, len, secret, strlen(secret)));
+		free(s);
+	}
+}
+
+static void
+test_pipe_sequence_and_verdicts(void)
+{
+	char *ok[] = { testhandler, (char *)(uintptr_t)"-l", tpath("seq.log"), NULL };
+	char *retry[] = { testhandler, (char *)(uintptr_t)"-r", (char *)(uintptr_t)"1", NULL };
+	char *fail[] = { testhandler, (char *)(uintptr_t)"-f", (char *)(uintptr_t)"1", NULL };
+	struct queue_policy q = policy(ok, PROTO_PIPE, 5000);
+	struct handler_result r;
+	struct handler *h;
+	char err[256];
+	struct msgbuf b;
+
+	unlink(tpath("seq.log"));
+	h = handler_new(&q, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	for (int i = 0; i < 5; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "%d-0", i + 1);
+		msg_init(&b, id, "key", "k", 1);
+		CU_ASSERT_EQUAL(handler_run(h, &b.m, NULL, NULL, &r), 0);
+		CU_ASSERT_EQUAL(r.outcome, HANDLER_OK);
+	}
+	handler_free(h);
+	CU_ASSERT_EQUAL(count_lines(tpath("seq.log")), 5);
+	/* One process served every message. */
+	CU_ASSERT(log_pid(tpath("seq.log"), 0) > 0);
+	CU_ASSERT_EQUAL(log_pid(tpath("seq.log"), 0), log_pid(tpath("seq.log"), 4));
+
+	CU_ASSERT_EQUAL(run_once(retry, PROTO_PIPE, 5000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+	CU_ASSERT_STRING_EQUAL(r.error, "handler replied retry: testhandler chose to retry");
+	CU_ASSERT_EQUAL(run_once(fail, PROTO_PIPE, 5000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_FAIL);
+	CU_ASSERT_STRING_EQUAL(r.error, "handler replied fail: testhandler chose to fail");
+}
+
+static void
+test_pipe_bad_replies(void)
+{
+	char *garbage[] = { testhandler, (char *)(uintptr_t)"-g", NULL };
+	char *overlong[] = { testhandler, (char *)(uintptr_t)"-G", NULL };
+	char *crash[] = { testhandler, (char *)(uintptr_t)"-c", NULL };
+	char *segv[] = { testhandler, (char *)(uintptr_t)"-S", NULL };
+	struct handler_result r;
+
+	CU_ASSERT_EQUAL(run_once(garbage, PROTO_PIPE, 5000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "is not \"ok\""));
+	CU_ASSERT_EQUAL(run_once(overlong, PROTO_PIPE, 5000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "longer than 4096 bytes"));
+	CU_ASSERT_EQUAL(run_once(crash, PROTO_PIPE, 5000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "exited with status 3 before replying"));
+	CU_ASSERT(r.duration_s < 3.0);
+	CU_ASSERT_EQUAL(run_once(segv, PROTO_PIPE, 5000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "signal 11"));
+}
+
+/* A handler that dies mid-stream is restarted for the next message. */
+static void
+test_pipe_restart_after_death(void)
+{
+	char *argv[] = { testhandler, (char *)(uintptr_t)"-k", (char *)(uintptr_t)"2",
+		(char *)(uintptr_t)"-l", tpath("die.log"), NULL };
+	struct queue_policy q = policy(argv, PROTO_PIPE, 5000);
+	enum handler_outcome want[] = { HANDLER_OK, HANDLER_RETRY, HANDLER_OK, HANDLER_RETRY };
+	struct handler_result r;
+	struct handler *h;
+	char err[256];
+	struct msgbuf b;
+
+	unlink(tpath("die.log"));
+	h = handler_new(&q, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+		msg_init(&b, "4-1", "key", "k", 1);
+		CU_ASSERT_EQUAL(handler_run(h, &b.m, NULL, NULL, &r), 0);
+		CU_ASSERT_EQUAL(r.outcome, want[i]);
+		if (want[i] == HANDLER_RETRY)
+			CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "exited with status 1 before replying"));
+	}
+	handler_free(h);
+	CU_ASSERT_EQUAL(count_lines(tpath("die.log")), 2);
+	CU_ASSERT_NOT_EQUAL(log_pid(tpath("die.log"), 0), log_pid(tpath("die.log"), 1));
+}
+
+static void
+test_pipe_timeout_then_restart(void)
+{
+	char *argv[] = { testhandler, (char *)(uintptr_t)"-d", (char *)(uintptr_t)"5000", NULL };
+	struct queue_policy q = policy(argv, PROTO_PIPE, 250);
+	struct handler_result r;
+	struct handler *h;
+	char err[256];
+	struct msgbuf b;
+
+	h = handler_new(&q, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	msg_init(&b, "5-1", "key", "k", 1);
+	for (int i = 0; i < 2; i++) {
+		CU_ASSERT_EQUAL(handler_run(h, &b.m, NULL, NULL, &r), 0);
+		CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+		CU_ASSERT_TRUE(r.timed_out);
+		CU_ASSERT(r.duration_s >= 0.24 && r.duration_s < 3.0);
+	}
+	handler_free(h);
+}
+
+/* Once draining, the drain deadline cuts a long handler short. */
+static void
+test_drain_deadline(void)
+{
+	char *argv[] = { testhandler, (char *)(uintptr_t)"-d", (char *)(uintptr_t)"5000", NULL };
+	struct queue_policy q = policy(argv, PROTO_PIPE, 30000);
+	volatile sig_atomic_t draining = 1;
+	volatile int64_t deadline = util_now_ms() + 200;
+	struct handler_result r;
+	struct handler *h;
+	char err[256];
+	struct msgbuf b;
+
+	h = handler_new(&q, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	msg_init(&b, "6-1", "key", "k", 1);
+	CU_ASSERT_EQUAL(handler_run(h, &b.m, &draining, &deadline, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+	CU_ASSERT_TRUE(r.timed_out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "drain deadline"));
+	CU_ASSERT(r.duration_s < 3.0);
+	handler_free(h);
+}
+
+/* 8 MiB through both protocols, including a handler that replies before reading it all. */
+static void
+test_huge_messages(void)
+{
+	char *pipe_early[] = { testhandler, (char *)(uintptr_t)"-E", (char *)(uintptr_t)"-l",
+		tpath("early.log"), NULL };
+	char *exec_log[] = { testhandler, (char *)(uintptr_t)"-p", (char *)(uintptr_t)"exec",
+		(char *)(uintptr_t)"-x", (char *)(uintptr_t)"0", (char *)(uintptr_t)"-l",
+		tpath("huge.log"), NULL };
+	size_t big = 8u << 20;
+	char *v = malloc(big), *json, *log;
+	struct handler_result r;
+	struct msgbuf b;
+	char expect[64];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+	memset(v, 'y', big);
+	msg_init(&b, "7-1", "blob", v, big);
+	json = handler_message_json(&b.m);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(json);
+	unlink(tpath("huge.log"));
+	unlink(tpath("early.log"));
+	for (int pass = 0; pass < 2; pass++) {
+		char **argv = pass == 0 ? exec_log : pipe_early;
+		struct queue_policy q = policy(argv, pass == 0 ? PROTO_EXEC : PROTO_PIPE, 20000);
+		char err[256];
+		struct handler *h = handler_new(&q, err, sizeof(err));
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		for (int i = 0; i < 2; i++) {
+			CU_ASSERT_EQUAL(handler_run(h, &b.m, NULL, NULL, &r), 0);
+			CU_ASSERT_EQUAL(r.outcome, HANDLER_OK);
+		}
+		handler_free(h);
+	}
+	/* The handlers saw the whole JSON line, twice each, in step. */
+	snprintf(expect, sizeof(expect), "ok 7-1 1 %zu - ", strlen(json));
+	log = slurp(tpath("huge.log"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(log);
+	CU_ASSERT_PTR_NOT_NULL(log != NULL ? strstr(log, expect) : NULL);
+	CU_ASSERT_EQUAL(count_lines(tpath("huge.log")), 2);
+	free(log);
+	log = slurp(tpath("early.log"), NULL);
+	CU_ASSERT_PTR_NOT_NULL(log != NULL ? strstr(log, expect) : NULL);
+	CU_ASSERT_EQUAL(count_lines(tpath("early.log")), 2);
+	free(log);
+	free(json);
+	free(v);
+}
+
+static void
+test_json_non_utf8(void)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *out;
+	} cases[] = {
+		{ "plain", 5, "plain" },
+		{ "caf\xc3\xa9", 5, "caf\xc3\xa9" },			/* valid 2-byte */
+		{ "\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80" },		/* valid 4-byte */
+		{ "a\xff" "b", 3, "a\xef\xbf\xbd" "b" },		/* invalid byte */
+		{ "a\0b", 3, "a\xef\xbf\xbd" "b" },			/* NUL */
+		{ "\xc0\x80", 2, "\xef\xbf\xbd\xef\xbf\xbd" },		/* overlong NUL */
+		{ "\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* surrogate */
+		{ "\xe2\x82", 2, "\xef\xbf\xbd\xef\xbf\xbd" },		/* truncated */
+		{ "q\"\\\n\t", 5, "q\"\\\n\t" },			/* JSON escapes */
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		struct msgbuf b;
+		char *json;
+		cJSON *j, *f, *v;
+
+		msg_init(&b, "8-1", "k\xfe", cases[i].in, cases[i].len);
+		json = handler_message_json(&b.m);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(json);
+		CU_ASSERT_PTR_NULL(strchr(json, '\n'));
+		j = cJSON_Parse(json);
+		CU_ASSERT_PTR_NOT_NULL(j);
+		f = cJSON_GetObjectItemCaseSensitive(j, "fields");
+		v = cJSON_GetObjectItemCaseSensitive(f, "k\xef\xbf\xbd");
+		CU_ASSERT_TRUE(cJSON_IsString(v));
+		if (cJSON_IsString(v))
+			CU_ASSERT_STRING_EQUAL(v->valuestring, cases[i].out);
+		cJSON_Delete(j);
+		free(json);
+	}
+}
+
+/* Per-message overhead of each protocol with a no-op handler (printed, not asserted). */
+static void
+bench_overhead(void)
+{
+	char *pipe_argv[] = { testhandler, NULL };
+	char *exec_argv[] = { testhandler, (char *)(uintptr_t)"-p", (char *)(uintptr_t)"exec",
+		(char *)(uintptr_t)"-x", (char *)(uintptr_t)"0", NULL };
+	const int n[2] = { 200, 5000 };
+
+	for (int pass = 0; pass < 2; pass++) {
+		struct queue_policy q = policy(pass == 0 ? exec_argv : pipe_argv,
+		    pass == 0 ? PROTO_EXEC : PROTO_PIPE, 5000);
+		char err[256];
+		struct handler *h = handler_new(&q, err, sizeof(err));
+		struct handler_result r;
+		struct msgbuf b;
+		int ok = 0;
+		double t0;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		const char *value = "a field value of a typical size, some sixty-four bytes or so.";
+
+		msg_init(&b, "9-1", "key", value, strlen(value));
+		CU_ASSERT_EQUAL(handler_run(h, &b.m, NULL, NULL, &r), 0);	/* warm-up/start */
+		t0 = util_now_s();
+		for (int i = 0; i < n[pass]; i++)
+			ok += handler_run(h, &b.m, NULL, NULL, &r) == 0 && r.outcome == HANDLER_OK;
+		printf("\n  bench: %s handler, %d messages: %.1f us/message", pass == 0 ? "exec" : "pipe",
+		    n[pass], (util_now_s() - t0) * 1e6 / n[pass]);
+		CU_ASSERT_EQUAL(ok, n[pass]);
+		handler_free(h);
+	}
+	printf("\n");
+}
+
+int
+main(void)
+{
+	const char *build = getenv("BUILD");
+	char cwd[256];
+	CU_pSuite s;
+	int fails;
+
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return 2;
+	snprintf(testhandler, sizeof(testhandler), "%s/%s/handlers/testhandler", cwd,
+	    build != NULL && *build != '\0' ? build : "build");
+	if (access(testhandler, X_OK) != 0) {
+		fprintf(stderr, "test_handler: %s is missing (run make first)\n", testhandler);
+		return 2;
+	}
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/scaleno-test-handler.XXXXXX");
+	if (mkdtemp(tmpdir) == NULL)
+		return 2;
+	/* Orphans of killed handlers come back to us, so the tests can see them die. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("handler", NULL, NULL);
+	CU_add_test(s, "exec exit statuses", test_exec_verdicts);
+	CU_add_test(s, "exec killed by a signal", test_exec_signal);
+	CU_add_test(s, "exec environment and stdin", test_exec_env);
+	CU_add_test(s, "exec no descriptor leak", test_exec_no_fd_leak);
+	CU_add_test(s, "exec timeout kills the group", test_exec_timeout_kills_group);
+	CU_add_test(s, "handler not found", test_exec_not_found);
+	CU_add_test(s, "exec handler ignoring stdin", test_exec_ignores_stdin);
+	CU_add_test(s, "no message content in argv", test_no_content_in_argv);
+	CU_add_test(s, "pipe sequence and verdicts", test_pipe_sequence_and_verdicts);
+	CU_add_test(s, "pipe bad replies", test_pipe_bad_replies);
+	CU_add_test(s, "pipe restart after death", test_pipe_restart_after_death);
+	CU_add_test(s, "pipe timeout then restart", test_pipe_timeout_then_restart);
+	CU_add_test(s, "drain deadline", test_drain_deadline);
+	CU_add_test(s, "huge messages", test_huge_messages);
+	CU_add_test(s, "JSON of non-UTF-8 fields", test_json_non_utf8);
+	CU_add_test(s, "benchmark: per-message overhead", bench_overhead);
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	fails = (int)CU_get_number_of_failures();
+	CU_cleanup_registry();
+	{
+		char cmd[300];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "test_handler: could not remove %s\n", tmpdir);
+	}
+	return fails != 0;
+}
