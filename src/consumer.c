@@ -1,20 +1,966 @@
-/* consumer.c — placeholder until the consumer module lands. */
+/*
+ * consumer.c — one consumer process of `scaleno worker` (SPEC §5): reads its
+ * queue with XREADGROUP, own pending entries first, runs the handler, and
+ * applies the queue's mode through modes.c; reclaims dead consumers'
+ * entries, reaps idle consumers, holds partition leases for order-critical
+ * queues, and drains on SIGINT/SIGTERM.
+ *
+ * Order-critical queues (modes 2 and 4): a partition is read only by the
+ * holder of its lease; on taking a lease the new owner claims every pending
+ * entry of the partition and handles them in id order before new ones;
+ * every ack is fenced by the lease token and done per message, so only the
+ * message in flight can ever be redelivered.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-#include "consumer.h"
+#include "alert.h"
 #include "cli.h"
+#include "consumer.h"
+#include "handler.h"
+#include "log.h"
+#include "modes.h"
+#include "redisq.h"
+#include "rstream.h"
+#include "util.h"
 
-int
-consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
-    struct worker_stats *stats, volatile sig_atomic_t *stop)
+#define LEASE_MARGIN_MS 5000	/* lease ttl = handler timeout + this */
+#define CLAIM_COUNT 100
+#define TAKEOVER_MAX_ROUNDS 1000	/* XAUTOCLAIM rounds when taking a partition over */
+#define DLQ_DEPTH_EVERY_MS 5000
+#define ERR_BACKOFF_BASE_MS 100
+#define ERR_BACKOFF_CAP_MS 5000
+
+struct source {
+	char *key;		/* stream key */
+	int part;		/* partition index (main streams), -1 for retry stages */
+	int stage;		/* 0 = main stream, k = retry stage k */
+	int64_t delay_ms;	/* retry stage delay */
+	char pend_cursor[RS_ID_MAX];	/* own pending entries are read after this id */
+	bool pend_done;
+	char claim_cursor[RS_ID_MAX];
+	int64_t next_due;	/* retry stage: monotonic ms of the next due check */
+};
+
+struct partition {
+	char *lease_key, *epoch_key, *halt_key;
+	char token[320];
+	bool held, halted;
+	int64_t renewed_at;	/* monotonic ms of the last successful acquire/renew */
+};
+
+struct consumer {
+	const struct queue_policy *q;
+	struct worker_stats *stats;
+	volatile sig_atomic_t *stop;
+	char name[256];
+	struct redisq *r;
+	struct handler *h;
+	struct mode_limits lim;
+	bool ordered;
+	struct source *src;	/* partitions first (src[i].part == i), then stages */
+	int nsrc, npart;
+	struct partition *part;
+	char *dlq, *members_key;
+	bool ready;		/* groups created */
+	int64_t lease_ttl_ms;
+	int64_t next_claim, next_reap, next_lease, next_depth;
+	unsigned err_streak;
+	struct rs_batch batch;
+	const char **ackids;	/* per batch: ids to acknowledge, by source */
+	int *acksrc;
+	size_t nacks, capacks;
+};
+
+/* Set by the signal handler: when the drain began, plus drain_timeout. */
+static volatile sig_atomic_t *sig_stop;
+static volatile int64_t drain_deadline_ms;
+static int64_t drain_timeout_ms;
+
+static void
+on_stop_signal(int sig)
 {
-	(void)cfg; (void)q; (void)slot; (void)stats; (void)stop;
-	fprintf(stderr, "scaleno: consumer not implemented yet\n");
-	return EXIT_RUNTIME;
+	(void)sig;
+	if (drain_deadline_ms == 0)
+		drain_deadline_ms = util_now_ms() + drain_timeout_ms;
+	if (sig_stop != NULL)
+		*sig_stop = 1;
 }
 
 void
 consumer_name(int slot, char *buf, size_t len)
 {
-	snprintf(buf, len, "consumer/%d", slot);
+	const char *job = getenv("NOMAD_JOB_ID"), *group = getenv("NOMAD_GROUP_NAME");
+	const char *idx = getenv("NOMAD_ALLOC_INDEX");
+	char host[256];
+
+	if (job != NULL && *job && group != NULL && *group && idx != NULL && *idx) {
+		snprintf(buf, len, "%s/%s/%s/%d", job, group, idx, slot);
+		return;
+	}
+	if (gethostname(host, sizeof(host)) != 0)
+		util_strlcpy(host, "localhost", sizeof(host));
+	host[sizeof(host) - 1] = '\0';
+	snprintf(buf, len, "%s/%d", host, slot);
+}
+
+/* ---- setup ---- */
+
+/* "<a><suffix>", or "<a><suffix><n>" when n >= 0. Caller frees; NULL on OOM. */
+static char *
+key_of(const char *a, const char *suffix, int n)
+{
+	char *s;
+	int rc = n >= 0 ? asprintf(&s, "%s%s%d", a, suffix, n) : asprintf(&s, "%s%s", a, suffix);
+
+	return rc < 0 ? NULL : s;
+}
+
+static void
+consumer_free(struct consumer *c)
+{
+	for (int i = 0; i < c->nsrc; i++)
+		free(c->src[i].key);
+	for (int i = 0; i < c->npart; i++) {
+		free(c->part[i].lease_key);
+		free(c->part[i].epoch_key);
+		free(c->part[i].halt_key);
+	}
+	free(c->src);
+	free(c->part);
+	free(c->dlq);
+	free(c->members_key);
+	free(c->ackids);
+	free(c->acksrc);
+	rstream_batch_free(&c->batch);
+	if (c->h != NULL)
+		handler_free(c->h);
+	if (c->r != NULL)
+		redisq_free(c->r);
+}
+
+static int
+consumer_init(struct consumer *c, const struct config *cfg, const struct queue_policy *q,
+    int slot, struct worker_stats *stats, volatile sig_atomic_t *stop, char *err, size_t errlen)
+{
+	int nstage;
+
+	memset(c, 0, sizeof(*c));
+	c->q = q;
+	c->stats = stats;
+	c->stop = stop;
+	consumer_name(slot, c->name, sizeof(c->name));
+	modes_limits(q, &c->lim);
+	c->ordered = q->mode == MODE_ORDERED_DROP || q->mode == MODE_HALT;
+	c->npart = q->partitions > 0 ? q->partitions : 1;
+	nstage = q->mode == MODE_DLQ ? (int)q->worker.nretry_delays : 0;
+	c->lease_ttl_ms = q->worker.timeout_ms + LEASE_MARGIN_MS;
+	if (c->lease_ttl_ms < 2 * LEASE_MARGIN_MS)
+		c->lease_ttl_ms = 2 * LEASE_MARGIN_MS;
+	c->src = calloc((size_t)(c->npart + nstage), sizeof(*c->src));
+	c->part = calloc((size_t)c->npart, sizeof(*c->part));
+	c->dlq = key_of(q->stream, ":dlq", -1);
+	c->members_key = key_of(q->stream, ":members", -1);
+	if (c->src == NULL || c->part == NULL || c->dlq == NULL || c->members_key == NULL)
+		goto oom;
+	for (int i = 0; i < c->npart; i++) {
+		struct source *s = &c->src[c->nsrc++];
+		struct partition *p = &c->part[i];
+
+		s->key = c->npart == 1 ? util_strdup(q->stream) : key_of(q->stream, ":", i);
+		s->part = i;
+		if (s->key == NULL)
+			goto oom;
+		p->lease_key = key_of(s->key, ":lease", -1);
+		p->epoch_key = key_of(s->key, ":lease:epoch", -1);
+		p->halt_key = key_of(s->key, ":halt", -1);
+		if (p->lease_key == NULL || p->epoch_key == NULL || p->halt_key == NULL)
+			goto oom;
+	}
+	for (int k = 1; k <= nstage; k++) {
+		struct source *s = &c->src[c->nsrc++];
+
+		s->key = key_of(q->stream, ":retry:", k);
+		s->part = -1;
+		s->stage = k;
+		s->delay_ms = q->worker.retry_delays_ms[k - 1];
+		if (s->key == NULL)
+			goto oom;
+	}
+	for (int i = 0; i < c->nsrc; i++)
+		util_strlcpy(c->src[i].pend_cursor, "0", RS_ID_MAX);
+	if ((c->r = redisq_new(&cfg->redis)) == NULL)
+		goto oom;
+	if ((c->h = handler_new(q, err, errlen)) == NULL)
+		return -1;
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+/* ---- helpers ---- */
+
+/* Count a Redis failure and wait a little (longer after each one in a row). */
+static void
+redis_trouble(struct consumer *c, const char *what, const char *err)
+{
+	int64_t ms = util_backoff_ms(ERR_BACKOFF_BASE_MS, ERR_BACKOFF_CAP_MS, c->err_streak);
+
+	if (c->err_streak < 32)
+		c->err_streak++;
+	if (c->stats != NULL)
+		wstats_add(&c->stats->redis_errors, 1);
+	log_warnx("%s: consumer %s: %s: %s (retrying in %" PRId64 "ms)", c->q->name, c->name, what,
+	    err, ms);
+	util_sleep_ms(ms, (volatile int *)c->stop);
+}
+
+static bool
+source_active(const struct consumer *c, const struct source *s)
+{
+	if (s->part < 0)
+		return true;
+	if (!c->ordered)
+		return true;
+	return c->part[s->part].held && !c->part[s->part].halted;
+}
+
+static void
+pending_reset(struct source *s)
+{
+	util_strlcpy(s->pend_cursor, "0", RS_ID_MAX);
+	s->pend_done = false;
+}
+
+static int
+create_groups(struct consumer *c)
+{
+	char err[512];
+
+	for (int i = 0; i < c->nsrc; i++)
+		if (rstream_group_create(c->r, c->src[i].key, c->q->group, err, sizeof(err)) < 0) {
+			redis_trouble(c, "creating the consumer group", err);
+			return -1;
+		}
+	c->ready = true;
+	return 0;
+}
+
+/* ---- partition leases (order-critical queues) ---- */
+
+static void
+partition_lost(struct consumer *c, int i, const char *why)
+{
+	struct partition *p = &c->part[i];
+
+	if (!p->held)
+		return;
+	log_warnx("%s: consumer %s: lease of %s lost (%s); stopping that partition", c->q->name,
+	    c->name, c->src[i].key, why);
+	p->held = false;
+	p->token[0] = '\0';
+}
+
+static void
+set_halted(struct consumer *c, int i, bool halted)
+{
+	struct partition *p = &c->part[i];
+
+	if (p->halted && !halted) {
+		log_info("%s: partition %s resumed", c->q->name, c->src[i].key);
+		pending_reset(&c->src[i]);
+	}
+	p->halted = halted;
+	wstats_set_halted(c->stats, i, halted);
+}
+
+/*
+ * Take a partition over: claim every pending entry of its stream (the
+ * previous owner's included) so that they are read again, in id order,
+ * before anything new.
+ */
+static int
+partition_take(struct consumer *c, int i)
+{
+	struct source *s = &c->src[i];
+	char cursor[RS_ID_MAX] = "0-0", err[512];
+	int64_t claimed, deleted, total = 0;
+
+	for (int round = 0; round < TAKEOVER_MAX_ROUNDS; round++) {
+		if (rstream_autoclaim(c->r, s->key, c->q->group, c->name, 0, cursor, CLAIM_COUNT,
+		    &claimed, &deleted, err, sizeof(err)) < 0) {
+			redis_trouble(c, "taking over the partition's pending entries", err);
+			return -1;
+		}
+		total += claimed;
+		if (deleted > 0)
+			log_warnx("%s: %s: %" PRId64 " pending entries were gone from the stream "
+			    "(trimmed or deleted) and are dropped from the pending list", c->q->name,
+			    s->key, deleted);
+		if (strcmp(cursor, "0-0") == 0)
+			break;
+	}
+	pending_reset(s);
+	log_info("%s: consumer %s owns partition %s (%" PRId64 " pending entries taken over)",
+	    c->q->name, c->name, s->key, total);
+	return 0;
+}
+
+/* Renew (or give up) held leases, acquire up to our fair share. */
+static void
+leases_maintain(struct consumer *c, int64_t now)
+{
+	char err[512];
+	int live, share, held = 0;
+
+	if ((live = rstream_members(c->r, c->members_key, c->name, c->lease_ttl_ms, err,
+	    sizeof(err))) < 0) {
+		redis_trouble(c, "partition membership", err);
+		return;
+	}
+	share = (c->npart + (live > 0 ? live : 1) - 1) / (live > 0 ? live : 1);
+	for (int i = 0; i < c->npart; i++) {
+		struct partition *p = &c->part[i];
+		bool halted = false;
+		int rc;
+
+		if (!p->held)
+			continue;
+		rc = rstream_lease_renew(c->r, p->lease_key, p->halt_key, p->token, c->lease_ttl_ms,
+		    &halted, err, sizeof(err));
+		if (rc == 1) {
+			p->renewed_at = now;
+			set_halted(c, i, halted);
+			held++;
+		} else if (rc == 0) {
+			partition_lost(c, i, "held by another consumer");
+		} else if (now - p->renewed_at >= c->lease_ttl_ms - LEASE_MARGIN_MS / 2) {
+			partition_lost(c, i, err);
+		}
+	}
+	/* Too many: hand the highest ones back (their pending entries go with them). */
+	for (int i = c->npart - 1; i >= 0 && held > share; i--) {
+		struct partition *p = &c->part[i];
+
+		if (!p->held)
+			continue;
+		if (rstream_lease_release(c->r, p->lease_key, p->token, err, sizeof(err)) >= 0) {
+			log_info("%s: consumer %s hands partition %s back (fair share %d)", c->q->name,
+			    c->name, c->src[i].key, share);
+			p->held = false;
+			held--;
+		}
+	}
+	/* Start at a slot-dependent place so consumers do not all race for partition 0. */
+	size_t h = 5381;
+	for (const char *s = c->name; *s; s++)
+		h = h * 33 + (unsigned char)*s;
+	for (int k = 0; k < c->npart && held < share; k++) {
+		int i = (int)((h + (size_t)k) % (size_t)c->npart);
+		struct partition *p = &c->part[i];
+		bool halted = false;
+		int rc;
+
+		if (p->held)
+			continue;
+		rc = rstream_lease_acquire(c->r, p->lease_key, p->epoch_key, p->halt_key, c->name,
+		    c->lease_ttl_ms, p->token, sizeof(p->token), &halted, err, sizeof(err));
+		if (rc < 0) {
+			redis_trouble(c, "acquiring a partition lease", err);
+			return;
+		}
+		if (rc == 0)
+			continue;
+		p->held = true;
+		p->renewed_at = now;
+		p->halted = false;
+		set_halted(c, i, halted);
+		if (halted)
+			log_warnx("%s: partition %s is halted; waiting for `scaleno resume -q %s%s`",
+			    c->q->name, c->src[i].key, c->q->name, c->npart > 1 ? " -p N" : "");
+		if (partition_take(c, i) < 0) {
+			(void)rstream_lease_release(c->r, p->lease_key, p->token, err, sizeof(err));
+			p->held = false;
+			return;
+		}
+		held++;
+	}
+}
+
+/*
+ * Before a handler run under a lease: the lease must outlast the run (the
+ * handler timeout), or the partition stops here. 0 ok, -1 stop it.
+ */
+static int
+lease_ensure(struct consumer *c, int i)
+{
+	struct partition *p = &c->part[i];
+	int64_t now = util_now_ms(), window = c->lease_ttl_ms - c->q->worker.timeout_ms - 2000;
+	char err[512];
+	bool halted = false;
+	int rc;
+
+	if (!p->held || p->halted)
+		return -1;
+	if (window > c->lease_ttl_ms / 3)
+		window = c->lease_ttl_ms / 3;
+	if (now - p->renewed_at < window)
+		return 0;
+	rc = rstream_lease_renew(c->r, p->lease_key, p->halt_key, p->token, c->lease_ttl_ms,
+	    &halted, err, sizeof(err));
+	if (rc == 1) {
+		p->renewed_at = now;
+		return 0;
+	}
+	partition_lost(c, i, rc == 0 ? "held by another consumer" : err);
+	return -1;
+}
+
+static void
+leases_release(struct consumer *c)
+{
+	char err[512];
+
+	for (int i = 0; i < c->npart; i++)
+		if (c->part[i].held &&
+		    rstream_lease_release(c->r, c->part[i].lease_key, c->part[i].token, err,
+		    sizeof(err)) < 0)
+			log_warnx("%s: releasing %s: %s (it expires by itself)", c->q->name,
+			    c->part[i].lease_key, err);
+}
+
+/* ---- periodic work ---- */
+
+static void
+reclaim(struct consumer *c)
+{
+	char err[512];
+
+	for (int i = 0; i < c->nsrc; i++) {
+		struct source *s = &c->src[i];
+		int64_t claimed, deleted;
+
+		if (rstream_autoclaim(c->r, s->key, c->q->group, c->name, c->q->worker.claim_idle_ms,
+		    s->claim_cursor, CLAIM_COUNT, &claimed, &deleted, err, sizeof(err)) < 0) {
+			redis_trouble(c, "XAUTOCLAIM", err);
+			return;
+		}
+		if (claimed > 0) {
+			log_info("%s: consumer %s reclaimed %" PRId64 " entries of %s idle longer than "
+			    "claim_idle", c->q->name, c->name, claimed, s->key);
+			wstats_add(&c->stats->claimed, (uint64_t)claimed);
+			pending_reset(s);
+		}
+		if (deleted > 0)
+			log_warnx("%s: %s: %" PRId64 " pending entries were gone from the stream "
+			    "(trimmed or deleted) and are dropped from the pending list", c->q->name,
+			    s->key, deleted);
+	}
+}
+
+static void
+reap(struct consumer *c)
+{
+	char err[512];
+
+	for (int i = 0; i < c->nsrc; i++) {
+		int n = rstream_reap_consumers(c->r, c->src[i].key, c->q->group, c->name,
+		    c->q->worker.consumer_idle_ms, err, sizeof(err));
+
+		if (n < 0) {
+			redis_trouble(c, "removing idle consumers", err);
+			return;
+		}
+		if (n > 0)
+			log_info("%s: removed %d idle consumer(s) with nothing pending from %s",
+			    c->q->name, n, c->src[i].key);
+	}
+}
+
+static void
+periodic(struct consumer *c)
+{
+	int64_t now = util_now_ms(), claim_every, reap_every;
+	char err[512];
+
+	if (c->ordered && now >= c->next_lease) {
+		leases_maintain(c, now);
+		c->next_lease = now + (c->lease_ttl_ms / 3 < 1000 ? c->lease_ttl_ms / 3 : 1000);
+	}
+	/* Ordered partitions change hands only with their lease (see partition_take). */
+	claim_every = c->q->worker.claim_idle_ms / 2;
+	claim_every = claim_every < 250 ? 250 : claim_every > 30000 ? 30000 : claim_every;
+	if (!c->ordered && now >= c->next_claim) {
+		reclaim(c);
+		c->next_claim = now + claim_every;
+	}
+	reap_every = c->q->worker.consumer_idle_ms / 2;
+	reap_every = reap_every < 1000 ? 1000 : reap_every > 60000 ? 60000 : reap_every;
+	if (now >= c->next_reap) {
+		reap(c);
+		c->next_reap = now + reap_every;
+	}
+	if (now >= c->next_depth) {
+		int64_t depth;
+
+		if (rstream_len(c->r, c->dlq, &depth, err, sizeof(err)) == 0)
+			wstats_set(&c->stats->dlq_depth, depth);
+		c->next_depth = now + DLQ_DEPTH_EVERY_MS;
+	}
+}
+
+/* ---- reading ---- */
+
+/*
+ * Fill c->batch: own pending entries first (after a restart, a claim or a
+ * takeover), then due retry-stage entries, then new entries (blocking).
+ * Returns the number of entries, or -1 after a Redis error (already handled).
+ */
+static int
+fetch(struct consumer *c)
+{
+	const char **keys = NULL, **ids = NULL;
+	int64_t now = util_now_ms(), block = c->q->worker.block_ms;
+	char err[512];
+	int n = 0, nk = 0;
+
+	rstream_batch_clear(&c->batch);
+	for (int i = 0; i < c->nsrc; i++) {
+		struct source *s = &c->src[i];
+		const char *k = s->key, *id = s->pend_cursor;
+
+		if (s->pend_done || !source_active(c, s))
+			continue;
+		n = rstream_read(c->r, c->q->group, c->name, &k, &id, 1, c->q->worker.batch, -1,
+		    &c->batch, err, sizeof(err));
+		if (n < 0) {
+			redis_trouble(c, "reading own pending entries", err);
+			return -1;
+		}
+		if (n == 0) {
+			s->pend_done = true;
+			continue;
+		}
+		for (size_t j = 0; j < c->batch.n; j++)
+			c->batch.e[j].src = i;
+		util_strlcpy(s->pend_cursor, c->batch.e[c->batch.n - 1].id, RS_ID_MAX);
+		return n;
+	}
+	for (int i = 0; i < c->nsrc; i++) {
+		struct source *s = &c->src[i];
+		int64_t next_due;
+
+		if (s->stage == 0)
+			continue;
+		if (now < s->next_due) {
+			if (s->next_due - now < block)
+				block = s->next_due - now;
+			continue;
+		}
+		n = rstream_read_due(c->r, s->key, c->q->group, c->name, s->delay_ms,
+		    c->q->worker.batch, i, &c->batch, &next_due, err, sizeof(err));
+		if (n < 0) {
+			redis_trouble(c, "reading a retry stage", err);
+			return -1;
+		}
+		if (n > 0)
+			return n;
+		/* Entries added later fall due a whole delay later at the earliest. */
+		if (next_due < 0 || next_due > s->delay_ms)
+			next_due = s->delay_ms;
+		s->next_due = now + next_due;
+		if (next_due < block)
+			block = next_due;
+	}
+	if ((keys = calloc((size_t)c->nsrc, sizeof(*keys))) == NULL ||
+	    (ids = calloc((size_t)c->nsrc, sizeof(*ids))) == NULL) {
+		free(keys);
+		log_warnx("%s: out of memory", c->q->name);
+		util_sleep_ms(ERR_BACKOFF_CAP_MS, (volatile int *)c->stop);
+		return -1;
+	}
+	int *srcmap = calloc((size_t)c->nsrc, sizeof(*srcmap));
+	if (srcmap == NULL) {
+		free(keys);
+		free(ids);
+		return -1;
+	}
+	for (int i = 0; i < c->nsrc; i++)
+		if (c->src[i].stage == 0 && source_active(c, &c->src[i])) {
+			srcmap[nk] = i;
+			keys[nk] = c->src[i].key;
+			ids[nk++] = ">";
+		}
+	if (nk == 0) {
+		/* Nothing we may read (no lease, or halted): wait for a change. */
+		util_sleep_ms(block > 0 ? block : 1, (volatile int *)c->stop);
+		n = 0;
+		goto out;
+	}
+	if (block < 1)
+		block = 1;	/* BLOCK 0 would mean forever */
+	n = rstream_read(c->r, c->q->group, c->name, keys, ids, nk, c->q->worker.batch, block,
+	    &c->batch, err, sizeof(err));
+	if (n < 0) {
+		redis_trouble(c, "XREADGROUP", err);
+		goto out;
+	}
+	for (size_t j = 0; j < c->batch.n; j++)
+		c->batch.e[j].src = srcmap[c->batch.e[j].src];
+out:
+	free(srcmap);
+	free(keys);
+	free(ids);
+	return n;
+}
+
+/* ---- acknowledging and moving ---- */
+
+static void
+ack_later(struct consumer *c, const struct rs_entry *e)
+{
+	c->ackids[c->nacks] = e->id;
+	c->acksrc[c->nacks++] = e->src;
+}
+
+/*
+ * Acknowledge what is collected, grouped by stream (retry-stage entries are
+ * also deleted: nobody else trims those streams). On failure the entries stay
+ * pending and come back (at least once). Returns 0 or -1.
+ */
+static int
+ack_flush(struct consumer *c)
+{
+	const char **ids;
+	char err[512];
+	int rc = 0;
+
+	if (c->nacks == 0)
+		return 0;
+	if ((ids = calloc(c->nacks, sizeof(*ids))) == NULL) {
+		c->nacks = 0;
+		return -1;
+	}
+	for (int i = 0; i < c->nsrc; i++) {
+		struct source *s = &c->src[i];
+		struct partition *p = c->ordered && s->part >= 0 ? &c->part[s->part] : NULL;
+		size_t n = 0;
+		int r;
+
+		for (size_t j = 0; j < c->nacks; j++)
+			if (c->acksrc[j] == i)
+				ids[n++] = c->ackids[j];
+		if (n == 0)
+			continue;
+		r = rstream_ack(c->r, s->key, c->q->group, ids, n, p ? p->lease_key : NULL,
+		    p ? p->token : NULL, err, sizeof(err));
+		if (r == -2) {
+			partition_lost(c, s->part, err);
+			rc = -1;
+		} else if (r < 0) {
+			redis_trouble(c, "XACK (the entries stay pending and will be redelivered)", err);
+			pending_reset(s);
+			rc = -1;
+		} else if (s->stage > 0 &&
+		    rstream_delete(c->r, s->key, ids, n, err, sizeof(err)) < 0) {
+			log_warnx("%s: XDEL on %s: %s", c->q->name, s->key, err);
+		}
+	}
+	free(ids);
+	c->nacks = 0;
+	return rc;
+}
+
+/* Move e to dst (a retry stage or the DLQ) with its failure history. 0 or -1. */
+static int
+move_entry(struct consumer *c, const struct rs_entry *e, const char *dst, int to_stage,
+    int attempts, const char *error)
+{
+	const struct source *s = &c->src[e->src];
+	struct rs_fields f = { 0 };
+	char err[512], nid[RS_ID_MAX] = "";
+	int rc;
+
+	if (rstream_failure_fields(e, s->key, attempts, error, util_wall_ms(), s->stage, to_stage,
+	    &f) < 0) {
+		rstream_fields_free(&f);
+		log_warnx("%s: out of memory moving %s", c->q->name, e->id);
+		return -1;
+	}
+	rc = rstream_move(c->r, s->key, dst, c->q->group, e->id, s->stage > 0, NULL, NULL, &f, nid,
+	    err, sizeof(err));
+	rstream_fields_free(&f);
+	if (rc < 0) {
+		redis_trouble(c, "moving a failed message (it stays pending)", err);
+		return -1;
+	}
+	if (rc == 0)
+		log_info("%s: %s %s was handled by another consumer meanwhile; not moved",
+		    c->q->name, s->key, e->id);
+	return rc == 1 ? 0 : -1;
+}
+
+static void
+halt_partition(struct consumer *c, const struct rs_entry *e, int attempts, const char *error)
+{
+	const struct source *s = &c->src[e->src];
+	struct partition *p = &c->part[s->part];
+	struct rs_fields f = { 0 };
+	char err[512], text[1024];
+	int rc;
+
+	if (rstream_fields_addf(&f, "id", "%s", e->id) < 0 ||
+	    rstream_fields_addf(&f, "error", "%s", error) < 0 ||
+	    rstream_fields_addf(&f, "attempts", "%d", attempts) < 0 ||
+	    rstream_fields_addf(&f, "delivery", "%" PRId64, e->delivery) < 0 ||
+	    rstream_fields_addf(&f, "time-ms", "%" PRId64, util_wall_ms()) < 0 ||
+	    rstream_fields_addf(&f, "consumer", "%s", c->name) < 0 ||
+	    rstream_fields_addf(&f, "partition", "%d", s->part) < 0 ||
+	    rstream_fields_addf(&f, "stream", "%s", s->key) < 0) {
+		rstream_fields_free(&f);
+		partition_lost(c, s->part, "out of memory writing the halt record");
+		return;
+	}
+	rc = rstream_halt_set(c->r, p->halt_key, p->lease_key, p->token, &f, err, sizeof(err));
+	rstream_fields_free(&f);
+	if (rc == -2) {
+		partition_lost(c, s->part, err);
+		return;
+	}
+	if (rc < 0) {
+		/* The message stays pending; the next owner (or we) will try it again. */
+		redis_trouble(c, "writing the halt record", err);
+		partition_lost(c, s->part, "cannot write the halt record");
+		(void)rstream_lease_release(c->r, p->lease_key, p->token, err, sizeof(err));
+		return;
+	}
+	set_halted(c, s->part, true);
+	log_error("%s: partition %s HALTED on %s after %d attempt(s): %s; run `scaleno resume -q %s%s`",
+	    c->q->name, s->key, e->id, attempts, error, c->q->name, c->npart > 1 ? " -p N" : "");
+	snprintf(text, sizeof(text), "queue %s partition %s halted on message %s after %d "
+	    "attempt(s): %s", c->q->name, s->key, e->id, attempts, error);
+	(void)alert_fire(&c->q->alert, c->q->name, ALERT_PARTITION_HALTED, s->key, text);
+}
+
+/* ---- handling one message ---- */
+
+enum step { STEP_NEXT, STEP_SKIP_PART, STEP_STOP };
+
+static enum step
+apply(struct consumer *c, const struct rs_entry *e, const struct mode_decision *d, int attempts,
+    const char *error)
+{
+	const struct source *s = &c->src[e->src];
+	char text[1024];
+
+	switch (d->action) {
+	case MODE_ACT_ACK:
+		wstats_count(c->stats, WS_OK);
+		ack_later(c, e);
+		break;
+	case MODE_ACT_RETRY:	/* handled by the caller */
+		break;
+	case MODE_ACT_DROP:
+		wstats_count(c->stats, WS_DROPPED);
+		log_warnx("%s: dropped %s %s after %d attempt(s) (delivery %" PRId64 "): %s",
+		    c->q->name, s->key, e->id, attempts, e->delivery, error);
+		ack_later(c, e);
+		break;
+	case MODE_ACT_STAGE:
+		if (move_entry(c, e, c->src[c->npart + d->next_stage - 1].key, d->next_stage,
+		    attempts, error) == 0) {
+			wstats_count(c->stats, WS_RETRIED);
+			log_info("%s: %s %s failed %d time(s), moved to retry stage %d: %s",
+			    c->q->name, s->key, e->id, attempts, d->next_stage, error);
+		}
+		break;
+	case MODE_ACT_DLQ:
+		if (move_entry(c, e, c->dlq, 0, attempts, error) == 0) {
+			wstats_count(c->stats, WS_DEAD_LETTERED);
+			log_warnx("%s: %s %s dead-lettered to %s after %d attempt(s): %s", c->q->name,
+			    s->key, e->id, c->dlq, attempts, error);
+			snprintf(text, sizeof(text), "queue %s: message %s dead-lettered to %s "
+			    "after %d attempt(s): %s", c->q->name, e->id, c->dlq, attempts, error);
+			(void)alert_fire(&c->q->alert, c->q->name, ALERT_DEAD_LETTERED, e->id, text);
+		}
+		break;
+	case MODE_ACT_HALT:
+		halt_partition(c, e, attempts, error);
+		return STEP_SKIP_PART;
+	}
+	/* Order-critical: acknowledge at once, so only the message in flight can come back. */
+	if (c->ordered && c->nacks > 0 && ack_flush(c) < 0) {
+		pending_reset(&c->src[e->src]);
+		return STEP_SKIP_PART;
+	}
+	return STEP_NEXT;
+}
+
+static enum step
+handle(struct consumer *c, const struct rs_entry *e)
+{
+	const struct source *s = &c->src[e->src];
+	struct message m = { 0 };
+	struct handler_result res;
+	struct mode_decision d;
+	char error[600] = "";
+	int failures = 0;
+
+	if (e->deleted) {
+		log_warnx("%s: %s %s is pending but gone from the stream (trimmed or deleted); "
+		    "acknowledging it", c->q->name, s->key, e->id);
+		ack_later(c, e);
+		return STEP_NEXT;
+	}
+	if (modes_precheck(&c->lim, e->delivery, &d)) {
+		snprintf(error, sizeof(error), "delivered %" PRId64 " times (max_deliveries %d): it "
+		    "keeps crashing or stalling its consumer", e->delivery, c->lim.max_deliveries);
+		if (c->ordered && lease_ensure(c, s->part) < 0)
+			return STEP_SKIP_PART;
+		return apply(c, e, &d, 0, error);
+	}
+	m.queue = c->q->name;
+	m.stream = s->key;
+	util_strlcpy(m.id, e->id, sizeof(m.id));
+	m.delivery = e->delivery;
+	m.nfields = e->nfields;
+	m.names = e->names;
+	m.name_lens = e->name_lens;
+	m.values = e->values;
+	m.value_lens = e->value_lens;
+	for (;;) {
+		if (c->ordered && lease_ensure(c, s->part) < 0)
+			return STEP_SKIP_PART;
+		memset(&res, 0, sizeof(res));
+		(void)handler_run(c->h, &m, c->stop, &drain_deadline_ms, &res);
+		wstats_observe(c->stats, res.duration_s);
+		if (res.outcome == HANDLER_OK) {
+			modes_decide(&c->lim, HANDLER_OK, 0, s->stage, &d);
+			return apply(c, e, &d, failures, "");
+		}
+		failures++;
+		snprintf(error, sizeof(error), "%s", res.error[0] ? res.error : "handler failed");
+		if (*c->stop) {
+			/* Draining: give up on it; it stays pending and is redelivered. */
+			log_info("%s: draining: %s %s left pending (%s)", c->q->name, s->key, e->id,
+			    error);
+			return STEP_STOP;
+		}
+		modes_decide(&c->lim, res.outcome, failures, s->stage, &d);
+		if (d.action != MODE_ACT_RETRY)
+			return apply(c, e, &d, failures, error);
+		wstats_count(c->stats, WS_RETRIED);
+		log_debug("%s: %s %s attempt %d failed (%s); retrying in %" PRId64 "ms", c->q->name,
+		    s->key, e->id, failures, error, d.backoff_ms);
+		/* Jitter in [backoff/2, backoff], so a failing dependency is not hit in step. */
+		if (d.backoff_ms > 0)
+			util_sleep_ms(d.backoff_ms / 2 + (int64_t)(util_rand01() * (double)(d.backoff_ms / 2)),
+			    (volatile int *)c->stop);
+		if (*c->stop) {
+			log_info("%s: draining: %s %s left pending", c->q->name, s->key, e->id);
+			return STEP_STOP;
+		}
+	}
+}
+
+static void
+process_batch(struct consumer *c)
+{
+	bool *skip = calloc((size_t)c->nsrc, sizeof(*skip));
+
+	c->nacks = 0;
+	/* COUNT is per stream: a batch may hold more than worker.batch entries. */
+	if (skip != NULL && c->batch.n > c->capacks) {
+		const char **ni = realloc(c->ackids, c->batch.n * sizeof(*ni));
+		int *ns;
+
+		if (ni != NULL)
+			c->ackids = ni;
+		ns = ni != NULL ? realloc(c->acksrc, c->batch.n * sizeof(*ns)) : NULL;
+		if (ns != NULL) {
+			c->acksrc = ns;
+			c->capacks = c->batch.n;
+		}
+	}
+	if (skip == NULL || c->batch.n > c->capacks) {
+		free(skip);
+		log_warnx("%s: out of memory; the batch stays pending", c->q->name);
+		return;
+	}
+	for (size_t i = 0; i < c->batch.n && !*c->stop; i++) {
+		const struct rs_entry *e = &c->batch.e[i];
+		enum step st;
+
+		if (skip[e->src] || !source_active(c, &c->src[e->src]))
+			continue;
+		st = handle(c, e);
+		if (st == STEP_STOP)
+			break;
+		if (st == STEP_SKIP_PART)
+			skip[e->src] = true;
+	}
+	/* What was skipped or left stays pending; re-read it before anything new. */
+	for (int i = 0; i < c->nsrc; i++)
+		if (skip[i])
+			pending_reset(&c->src[i]);
+	(void)ack_flush(c);
+	free(skip);
+}
+
+/* ---- main ---- */
+
+int
+consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
+    struct worker_stats *stats, volatile sig_atomic_t *stop)
+{
+	struct consumer c;
+	struct sigaction sa;
+	char err[512];
+	int rc = EXIT_OK;
+
+	drain_timeout_ms = q->worker.drain_timeout_ms;
+	drain_deadline_ms = 0;
+	sig_stop = stop;
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_stop_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (*stop && drain_deadline_ms == 0)
+		drain_deadline_ms = util_now_ms() + drain_timeout_ms;
+
+	if (consumer_init(&c, cfg, q, slot, stats, stop, err, sizeof(err)) < 0) {
+		log_error("%s: consumer %d: %s", q->name, slot, err);
+		consumer_free(&c);
+		return EXIT_RUNTIME;
+	}
+	log_info("%s: consumer %s started (mode %d %s, %d partition(s))", q->name, c.name,
+	    (int)q->mode, config_mode_name(q->mode), c.npart);
+	while (!*stop) {
+		int n;
+
+		if (!c.ready && create_groups(&c) < 0)
+			continue;
+		periodic(&c);
+		if (*stop)
+			break;
+		if ((n = fetch(&c)) < 0)
+			continue;
+		c.err_streak = 0;
+		if (n > 0)
+			process_batch(&c);
+	}
+	log_info("%s: consumer %s draining", q->name, c.name);
+	if (c.nacks > 0)
+		(void)ack_flush(&c);
+	if (c.ordered)
+		leases_release(&c);
+	consumer_free(&c);
+	return rc;
 }
