@@ -31,7 +31,7 @@ def surge_scales_up_within_two_ticks():
         assert "backlog" in first["Message"], first["Message"]
         assert first["Meta"]["backlog"] >= 2000, first["Meta"]
         harness.wait_until(lambda: env.desired() >= 4, timeout=10, what="Nomad's count to rise")
-        assert "scaled up" in env.logtext()
+        harness.wait_until(lambda: "scaled up" in env.logtext(), timeout=5, what="the scale in the log")
     finally:
         env.close()
 
