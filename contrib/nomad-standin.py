@@ -63,8 +63,9 @@ Allocations (spec 5.1, 5.2)
   process has ended (a task Nomad killed is not "failed"). Placed = allocs with DesiredStatus
   run and ClientStatus not terminal; Running = those whose process is alive and past
   StartupDelay (ClientStatus running). A process that exits by itself is restarted after --restart-delay
-  seconds (ClientStatus pending meanwhile, TaskStates.<task>.Restarts counts them); unlike Nomad
-  there is no attempt limit. Every status change is a write (new raft index), so blocking
+  seconds (ClientStatus pending meanwhile, TaskStates.<task>.Restarts counts them); with
+  --restart-attempts N, the next exit after N restarts makes the allocation failed and a
+  replacement (new ID, same name index) is placed at once (Nomad's reschedule, without its delay). Every status change is a write (new raft index), so blocking
   queries wake up. On SIGTERM/SIGINT every allocation is stopped the same way and the stand-in
   exits 0. A watchdog process (own session) SIGKILLs every allocation's process group if the
   stand-in dies without cleaning up (e.g. SIGKILL).
@@ -137,6 +138,7 @@ MAX_KILL_TIMEOUT = 30.0
 MAX_EVENTS = 20
 MAX_TASK_EVENTS = 10
 MAX_REQUEST_LOG = 20000
+MAX_DEAD_ALLOCS = 100  # per job
 ZERO_TIME = "0001-01-01T00:00:00Z"
 TERMINAL_CLIENT = ("complete", "failed", "lost")
 LEADER = "127.0.0.1:4647"
@@ -618,11 +620,11 @@ class Alloc:
     def set_client(self, status):
         """Set ClientStatus with the matching description and task state (caller records the write)."""
         desc, task = {"pending": ("Tasks are restarting", "pending"), "running": ("Tasks are running", "running"),
-                      "complete": ("All tasks have completed", "dead")}[status]
+                      "complete": ("All tasks have completed", "dead"), "failed": ("Failed tasks", "dead")}[status]
         self.client, self.client_desc, self.task_state = status, desc, task
         if status == "running":
             self.started_at = time.time()
-        elif status == "complete":
+        elif status in TERMINAL_CLIENT:
             self.finished_at = self.finished_at or time.time()
 
     def nonterminal(self):
@@ -652,11 +654,12 @@ class Alloc:
 class Store:
     """All Nomad-visible state, guarded by one condition variable that every write signals."""
 
-    def __init__(self, jobs, region, state_dir, restart_delay):
+    def __init__(self, jobs, region, state_dir, restart_delay, restart_attempts=0):
         self.cond = threading.Condition()
         self.region = region
         self.state_dir = state_dir
         self.restart_delay = restart_delay
+        self.restart_attempts = restart_attempts
         self.raft = 0
         self.table = {"jobs": 1, "allocs": 1, "scaling_policy": 1, "scaling_event": 1, "evals": 1}
         self.jobs = {}
@@ -743,6 +746,29 @@ class Store:
         if ev:
             i = self.write("evals")
             ev.update(Status="complete", ModifyIndex=i, ModifyTime=now_ns())
+        # garbage-collect the oldest terminal allocations, as Nomad's GC would
+        dead = [a for a in self.allocs if a.job is job and a.proc is None and
+                (a.client in TERMINAL_CLIENT)]
+        if len(dead) > MAX_DEAD_ALLOCS:
+            gone = set(id(a) for a in dead[:len(dead) - MAX_DEAD_ALLOCS])
+            self.allocs = [a for a in self.allocs if id(a) not in gone]
+
+    def task_exited(self, a, now):
+        """A task ended by itself: restart it in place, or, past --restart-attempts, fail the
+        allocation and place a replacement (new ID, same name index) as a reschedule would."""
+        if self.restart_attempts and a.restarts >= self.restart_attempts:
+            a.failed = True
+            a.event("Not Restarting", "Exceeded allowed attempts %d" % self.restart_attempts)
+            a.set_client("failed")
+            self.alloc_changed(a)
+            self.reconcile(a.job, None)
+            return
+        a.restarts += 1
+        a.last_restart = time.time()
+        a.restart_at = now + self.restart_delay
+        a.event("Restarting", "Task restarting in %gs" % self.restart_delay)
+        a.set_client("pending")
+        self.alloc_changed(a)
 
     def alloc_changed(self, a):
         a.modify_index = self.write("allocs")
@@ -999,16 +1025,13 @@ class Supervisor(threading.Thread):
                     st.alloc_changed(a)
             return
         if a.proc is None:
-            if a.desired == "run" and not st.shutting_down and now >= a.restart_at:
+            if a.desired == "run" and a.client not in TERMINAL_CLIENT and not st.shutting_down and now >= a.restart_at:
                 try:
                     self.spawn(a)
                 except (OSError, subprocess.SubprocessError) as e:
                     a.event("Driver Failure", str(e))
                     log("alloc %s: cannot start %s: %s", a.name, g["Command"], e)
-                    a.restart_at = now + st.restart_delay
-                    a.restarts += 1
-                    a.last_restart = time.time()
-                    st.alloc_changed(a)
+                    st.task_exited(a, now)
             elif a.desired != "run" and a.client not in TERMINAL_CLIENT:
                 a.set_client("complete")
                 st.alloc_changed(a)
@@ -1043,13 +1066,9 @@ class Supervisor(threading.Thread):
             a.set_client("complete")
             if a.kill_sent:
                 a.event("Killed", "Task successfully killed")
+            st.alloc_changed(a)
         else:
-            a.restarts += 1
-            a.last_restart = time.time()
-            a.restart_at = now + st.restart_delay
-            a.event("Restarting", "Task restarting in %gs" % st.restart_delay)
-            a.set_client("pending")
-        st.alloc_changed(a)
+            st.task_exited(a, now)
 
     def _signal(self, pid, sig):
         try:
@@ -1227,7 +1246,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
-        if data is not None:
+        if data:  # Go sets no Content-Type on an empty body
             self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data or b"")))
         self.end_headers()
@@ -1236,10 +1255,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_text(self, status, text, index=None):
         hdrs = self.meta_headers(index) if index is not None else ()
-        if text == "" and status == 404:
-            self.send_raw(404, b"", "text/plain; charset=utf-8", hdrs)
-        else:
-            self.send_raw(status, text.encode(), "text/plain; charset=utf-8", hdrs)
+        self.send_raw(status, text.encode(), "text/plain; charset=utf-8", hdrs)
 
     def send_json(self, value, headers=(), v1=True):
         if self.pretty():
@@ -1665,6 +1681,9 @@ def build_parser():
     p.add_argument("--log", metavar="FILE", help="the stand-in's own log (default stderr)")
     p.add_argument("--restart-delay", type=float, default=1.0, metavar="SECONDS",
                    help="delay before restarting a task that exited by itself (default 1)")
+    p.add_argument("--restart-attempts", type=int, default=0, metavar="N",
+                   help="after N restarts an allocation fails and is replaced (new ID, same index); "
+                        "0 (default) restarts forever")
     g = p.add_argument_group("fault switches (also settable at run time: POST /_standin/faults)")
     g.add_argument("--fail-requests", type=int, default=0, metavar="N",
                    help="answer the first N /v1 requests with an error (-1: all)")
@@ -1706,7 +1725,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    store = Store(jobs, args.region, state_dir, max(0.0, args.restart_delay))
+    store = Store(jobs, args.region, state_dir, max(0.0, args.restart_delay), max(0, args.restart_attempts))
     try:
         apply_faults(store, {"errors": args.fail_requests, "error_status": args.fail_status,
                              "error_text": args.fail_text, "delay_ms": args.delay_ms,

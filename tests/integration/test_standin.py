@@ -69,7 +69,8 @@ def test_read_shapes_headers_and_paths():
         assert self_["config"]["Region"] == "global" and isinstance(self_["config"]["Version"], dict)
         expect(n.get("/v1/regions"), 200, '["global"]')
         # unknown path: 404 with an empty body; wrong method: 405
-        expect(n.get("/v1/nothing/here"), 404, "")
+        hdrs, _ = expect(n.get("/v1/nothing/here"), 404, "")
+        assert "content-type" not in hdrs and "x-nomad-index" not in hdrs
         expect(n.request("DELETE", "/v1/job/web/scale"), 405, "Invalid method", TEXT)
         expect(n.post("/v1/job/web/allocations", {}), 405, "Invalid method")
         # pretty: indented with a trailing newline; compact otherwise
@@ -382,6 +383,25 @@ def test_processes_env_scale_in_and_kill_timeout():
         stub = next(a for a in json.loads(n.get("/v1/job/work/allocations")[2]) if a["ID"] == a0["ID"])
         assert stub["TaskStates"]["sup"]["Restarts"] == 1
         assert os.path.getsize(os.path.join(os.path.dirname(again["Stdout"]), "sup.stdout.0")) >= 0
+    finally:
+        assert n.stop() == 0
+
+
+@suite.test
+def test_failing_task_fails_alloc_and_is_replaced():
+    jobs = [{"ID": "crash", "TaskGroups": [{"Name": "g", "Count": 1, "Command": ["sh", "-c", "exit 3"]}]}]
+    n = NomadStandin(jobs, restart_delay=0.1, args=["--restart-attempts", "1"])
+    try:
+        failed = harness.wait_until(lambda: [a for a in n.allocs("crash") if a["ClientStatus"] == "failed"],
+                                    what="a failed alloc")[0]
+        assert failed["Restarts"] == 1 and failed["ExitCode"] == 3 and failed["Pid"] is None, failed
+        repl = harness.wait_until(lambda: [a for a in n.allocs("crash") if a["ID"] != failed["ID"]],
+                                  what="a replacement")[0]
+        assert repl["Name"] == failed["Name"] == "crash.g[0]"
+        again = next(a for a in n.allocs("crash") if a["ID"] == failed["ID"])
+        assert (again["ClientStatus"], again["Restarts"], again["Pid"]) == ("failed", 1, None), again
+        stub = next(a for a in json.loads(n.get("/v1/job/crash/allocations")[2]) if a["ID"] == failed["ID"])
+        assert stub["TaskStates"]["g"]["Failed"] is True and stub["ClientStatus"] == "failed"
     finally:
         assert n.stop() == 0
 
