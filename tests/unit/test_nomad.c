@@ -114,6 +114,13 @@ static const struct canned {
 	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" },
 };
 
+/* gzip of {"JobStopped":false,"TaskGroups":{"worker":{"Desired":7,"Placed":7,"Running":6,"Events":null}}} */
+static const char STATUS_GZIP[] =
+	"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xab\x56\xf2\xca\x4f\x0a\x2e\xc9\x2f\x28\x48\x4d\x51\xb2\x4a\x4b"
+	"\xcc\x29\x4e\xd5\x51\x0a\x49\x2c\xce\x76\x2f\xca\x2f\x2d\x28\x56\xb2\xaa\x56\x2a\xcf\x2f\xca\x4e\x2d\x02"
+	"\xb1\x5c\x52\x8b\x33\x8b\x40\xea\xcc\x75\x94\x02\x72\x12\x93\xa1\xcc\xa0\xd2\xbc\xbc\xcc\xbc\x74\x25\x2b"
+	"\x33\x1d\x25\xd7\xb2\xd4\xbc\x12\xa0\xb6\xbc\xd2\x9c\x9c\xda\xda\x5a\x00\x85\xf2\xac\x70\x5f\x00\x00\x00";
+
 static const char SCALE_OK[] = "{\"EvalID\":\"9d0c2a4e-5f3b-4f1c-9a7e-0b6d2c8e4f11\",\"EvalCreateIndex\":201,"
 	"\"JobModifyIndex\":200,\"Warnings\":\"\",\"Index\":202,\"LastContact\":0,\"KnownLeader\":true,"
 	"\"NextToken\":\"\"}";
@@ -198,6 +205,19 @@ fault_handler(void *cls, struct MHD_Connection *conn, const char *url, const cha
 		    64 * 1024, stream_reader, (void *)(uintptr_t)(strcmp(job, "truncated") == 0 ? "truncated" : "big"), NULL);
 		code = 200;
 		goto send;
+	}
+	if (strcmp(job, "gzipped") == 0) {
+		/* Real Nomad compresses when asked (nomad-api.md §1.1). */
+		const char *ae = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding");
+
+		if (ae != NULL && strstr(ae, "gzip") != NULL) {
+			resp = MHD_create_response_from_buffer(sizeof(STATUS_GZIP) - 1,
+			    (void *)(uintptr_t)STATUS_GZIP, MHD_RESPMEM_PERSISTENT);
+			if (resp != NULL)
+				MHD_add_response_header(resp, "Content-Encoding", "gzip");
+			code = 200;
+			goto send;
+		}
 	}
 	if (strcmp(job, "slow") == 0) {
 		struct timespec ts = { slow_ms / 1000, (long)(slow_ms % 1000) * 1000000L };
@@ -385,11 +405,13 @@ static void
 test_status_parse(void)
 {
 	struct nomad_client *c = client_for(fault_port, TOKEN, "batch ns", "eu-west", 3000);
-	struct nomad_call calls[3] = { status_call("ok", "worker"), status_call("stopped", "worker"),
-	    status_call("ok", "nosuchgroup") };
+	struct nomad_call calls[4] = { status_call("ok", "worker"), status_call("stopped", "worker"),
+	    status_call("ok", "nosuchgroup"), status_call("gzipped", "worker") };
 
 	CU_ASSERT_FATAL(c != NULL);
-	CU_ASSERT_EQUAL(nomad_perform(c, calls, 3), 3);
+	CU_ASSERT_EQUAL(nomad_perform(c, calls, 4), 4);
+	CU_ASSERT_EQUAL(calls[3].desired, 7);
+	CU_ASSERT_EQUAL(calls[3].running, 6);
 	CU_ASSERT_EQUAL(calls[0].result, NOMAD_OK);
 	CU_ASSERT_EQUAL(calls[0].http_status, 200);
 	CU_ASSERT_EQUAL(calls[0].desired, 3);
