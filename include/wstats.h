@@ -25,7 +25,7 @@ struct worker_stats {
 	uint64_t claimed;			/* entries reclaimed from dead consumers */
 	uint64_t redis_errors;
 	int64_t dlq_depth;			/* last seen XLEN <stream>:dlq; -1 = unknown */
-	int64_t crash_loop;			/* 1 while a consumer slot is crash-looping */
+	int64_t crash_loop;			/* consumer slots now in a crash loop */
 	int64_t consumers_running;		/* consumer processes alive (supervisor) */
 	uint8_t halted[WSTATS_MAX_PARTITIONS];	/* 1 = partition halted */
 	int npartitions;

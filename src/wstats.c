@@ -92,20 +92,6 @@ wstats_set_halted(struct worker_stats *s, int partition, int halted)
 	__atomic_store_n(&s->halted[partition], (uint8_t)(halted != 0), __ATOMIC_RELAXED);
 }
 
-/* Prometheus label value: escape backslash, double quote and newline. */
-static void
-render_label(struct strbuf *buf, const char *v)
-{
-	for (; *v != '\0'; v++) {
-		if (*v == '\\' || *v == '"')
-			strbuf_printf(buf, "\\%c", *v);
-		else if (*v == '\n')
-			strbuf_printf(buf, "\\n");
-		else
-			strbuf_printf(buf, "%c", *v);
-	}
-}
-
 static void
 render_sample(struct strbuf *buf, const char *name, const char *queue, const char *extra,
     const char *fmt_value, ...) __attribute__((format(printf, 5, 6)));
@@ -117,12 +103,18 @@ render_sample(struct strbuf *buf, const char *name, const char *queue, const cha
 	va_list ap;
 
 	strbuf_printf(buf, "%s{queue=\"", name);
-	render_label(buf, queue);
+	strbuf_prom_label(buf, queue);
 	strbuf_printf(buf, "\"%s} ", extra != NULL ? extra : "");
 	va_start(ap, fmt_value);
 	strbuf_vprintf(buf, fmt_value, ap);
 	va_end(ap);
 	strbuf_printf(buf, "\n");
+}
+
+static void
+render_head(struct strbuf *buf, const char *name, const char *type, const char *help)
+{
+	strbuf_printf(buf, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static uint64_t
@@ -140,20 +132,33 @@ load_i64(const int64_t *p)
 void
 wstats_render(const struct worker_stats *s, const char *queue, struct strbuf *buf)
 {
+	const struct {
+		const char *name, *type, *help;
+		long long value;
+	} singles[] = {
+		{ "scaleno_consumer_restarts_total", "counter", "Consumer processes restarted.",
+		  (long long)load_u64(&s->consumer_restarts) },
+		{ "scaleno_consumer_crash_loop", "gauge", "Consumer slots in a crash loop.",
+		  (long long)load_i64(&s->crash_loop) },
+		{ "scaleno_consumers_running", "gauge", "Consumer processes alive.",
+		  (long long)load_i64(&s->consumers_running) },
+		{ "scaleno_claimed_total", "counter", "Pending entries reclaimed from other consumers.",
+		  (long long)load_u64(&s->claimed) },
+		{ "scaleno_worker_redis_errors_total", "counter", "Redis errors seen by consumers.",
+		  (long long)load_u64(&s->redis_errors) },
+	};
 	char extra[64];
 	uint64_t cum = 0;
 	int i;
 
-	strbuf_printf(buf, "# HELP scaleno_messages_total Messages handled, by final result.\n"
-	    "# TYPE scaleno_messages_total counter\n");
+	render_head(buf, "scaleno_messages_total", "counter", "Messages handled, by result.");
 	for (i = 0; i < WS_NRESULTS; i++) {
 		snprintf(extra, sizeof(extra), ",result=\"%s\"", result_names[i]);
 		render_sample(buf, "scaleno_messages_total", queue, extra, "%llu",
 		    (unsigned long long)load_u64(&s->messages[i]));
 	}
 
-	strbuf_printf(buf, "# HELP scaleno_handler_duration_seconds Handler run time per attempt.\n"
-	    "# TYPE scaleno_handler_duration_seconds histogram\n");
+	render_head(buf, "scaleno_handler_duration_seconds", "histogram", "Handler run time per attempt.");
 	for (i = 0; i < WSTATS_NBUCKETS; i++) {
 		cum += load_u64(&s->duration_buckets[i]);
 		if (i == WSTATS_NBUCKETS - 1)
@@ -168,8 +173,7 @@ wstats_render(const struct worker_stats *s, const char *queue, struct strbuf *bu
 	render_sample(buf, "scaleno_handler_duration_seconds_count", queue, NULL, "%llu",
 	    (unsigned long long)load_u64(&s->duration_count));
 
-	strbuf_printf(buf, "# HELP scaleno_partition_halted 1 while a partition is halted.\n"
-	    "# TYPE scaleno_partition_halted gauge\n");
+	render_head(buf, "scaleno_partition_halted", "gauge", "1 while a partition is halted.");
 	for (i = 0; i < s->npartitions && i < WSTATS_MAX_PARTITIONS; i++) {
 		snprintf(extra, sizeof(extra), ",partition=\"%d\"", i);
 		render_sample(buf, "scaleno_partition_halted", queue, extra, "%d",
@@ -177,34 +181,12 @@ wstats_render(const struct worker_stats *s, const char *queue, struct strbuf *bu
 	}
 
 	if (load_i64(&s->dlq_depth) >= 0) {
-		strbuf_printf(buf, "# HELP scaleno_dlq_depth Entries in the dead-letter stream.\n"
-		    "# TYPE scaleno_dlq_depth gauge\n");
+		render_head(buf, "scaleno_dlq_depth", "gauge", "Entries in the dead-letter stream.");
 		render_sample(buf, "scaleno_dlq_depth", queue, NULL, "%lld",
 		    (long long)load_i64(&s->dlq_depth));
 	}
-
-	strbuf_printf(buf, "# HELP scaleno_consumer_restarts_total Consumer processes restarted.\n"
-	    "# TYPE scaleno_consumer_restarts_total counter\n");
-	render_sample(buf, "scaleno_consumer_restarts_total", queue, NULL, "%llu",
-	    (unsigned long long)load_u64(&s->consumer_restarts));
-
-	strbuf_printf(buf, "# HELP scaleno_consumer_crash_loop 1 while a consumer slot is crash-looping.\n"
-	    "# TYPE scaleno_consumer_crash_loop gauge\n");
-	render_sample(buf, "scaleno_consumer_crash_loop", queue, NULL, "%lld",
-	    (long long)load_i64(&s->crash_loop));
-
-	strbuf_printf(buf, "# HELP scaleno_consumers_running Consumer processes alive.\n"
-	    "# TYPE scaleno_consumers_running gauge\n");
-	render_sample(buf, "scaleno_consumers_running", queue, NULL, "%lld",
-	    (long long)load_i64(&s->consumers_running));
-
-	strbuf_printf(buf, "# HELP scaleno_claimed_total Pending entries reclaimed from other consumers.\n"
-	    "# TYPE scaleno_claimed_total counter\n");
-	render_sample(buf, "scaleno_claimed_total", queue, NULL, "%llu",
-	    (unsigned long long)load_u64(&s->claimed));
-
-	strbuf_printf(buf, "# HELP scaleno_worker_redis_errors_total Redis errors seen by consumers.\n"
-	    "# TYPE scaleno_worker_redis_errors_total counter\n");
-	render_sample(buf, "scaleno_worker_redis_errors_total", queue, NULL, "%llu",
-	    (unsigned long long)load_u64(&s->redis_errors));
+	for (i = 0; i < (int)ARRAY_LEN(singles); i++) {
+		render_head(buf, singles[i].name, singles[i].type, singles[i].help);
+		render_sample(buf, singles[i].name, queue, NULL, "%lld", singles[i].value);
+	}
 }
