@@ -21,7 +21,12 @@ HTTP API (real Nomad paths)
   Any other path: 404 with an empty body. A wrong method on a known path: 405 "Invalid method".
   Errors are text/plain; charset=utf-8 with no trailing newline. Query parameters namespace,
   region, index, wait, stale and pretty behave as in spec 1.3-1.5 (blocking queries are capped
-  at 300 s, no jitter). Job ids are percent-decoded (a%2Fb is job "a/b").
+  at 300 s, no jitter). Job ids are percent-decoded (a%2Fb is job "a/b"). Reads send
+  X-Nomad-Index, X-Nomad-LastContact: 0 and X-Nomad-KnownLeader: true (also with their 404s);
+  the scale write sends only X-Nomad-Index; status/leader, agent/* and regions send none.
+  Scale-write checks run in the order of spec 3; a counted scale writes the job at index i, the
+  evaluation at i+1 and the scaling event at i+2 (Index = X-Nomad-Index = i+2), then places or
+  stops allocations in a later write.
   Not implemented: job register/deregister (POST /v1/jobs, DELETE /v1/job/:id), compression,
   pagination, filter expressions, scheduler configuration, real deployments (see the fault
   "active_deployment" instead).
@@ -1001,7 +1006,7 @@ class Supervisor(threading.Thread):
         a.stderr = os.path.join(a.dirs["logs"], g["Task"] + ".stderr.0")
         with open(a.stdout, "ab") as out, open(a.stderr, "ab") as err:
             a.proc = subprocess.Popen(g["Command"], stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
-                                      cwd=a.dirs["task"], start_new_session=True, close_fds=True,
+                                      cwd=os.path.dirname(a.dirs["task"]), start_new_session=True, close_fds=True,
                                       preexec_fn=self._child_setup)
         a.pgid = a.proc.pid
         self.tell_watchdog("+%d" % a.pgid)
@@ -1199,6 +1204,12 @@ class Handler(BaseHTTPRequestHandler):
                 self.route(body)
             except Reply as r:
                 self.send_text(r.status, r.text, r.index)
+            except (BrokenPipeError, ConnectionResetError):
+                raise
+            except Exception as e:  # a stand-in bug: say so instead of dropping the connection
+                log("BUG: %s %s: %r", self.command, self.path, e)
+                if self.status is None:
+                    self.send_text(500, "nomad-standin internal error: %r" % (e,))
         finally:
             with srv.req_lock:
                 entry["Status"] = self.status
