@@ -266,6 +266,22 @@ send:
 	return ret;
 }
 
+static int connections_opened;
+
+static void
+fault_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	(void)socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		pthread_mutex_lock(&seen_mu);
+		connections_opened++;
+		pthread_mutex_unlock(&seen_mu);
+	}
+}
+
 static void
 fault_done(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
@@ -384,6 +400,7 @@ fault_init(void)
 	fault_d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC,
 	    (uint16_t)fault_port, NULL, NULL, fault_handler, NULL,
 	    MHD_OPTION_NOTIFY_COMPLETED, fault_done, NULL,
+	    MHD_OPTION_NOTIFY_CONNECTION, fault_connection, NULL,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
 	return fault_d != NULL ? 0 : -1;
 }
@@ -677,6 +694,32 @@ test_concurrent_slow(void)
 	for (size_t i = 0; i < ARRAY_LEN(calls); i++)
 		CU_ASSERT_EQUAL(calls[i].result, NOMAD_TIMEOUT);
 	CU_ASSERT(took <= 1000 + 500);
+	nomad_client_free(c);
+}
+
+static void
+test_connection_reuse(void)
+{
+	struct nomad_client *c = client_for(fault_port, TOKEN, NULL, NULL, 3000);
+	struct nomad_call calls[4];
+	int before, first = 0;
+
+	CU_ASSERT_FATAL(c != NULL);
+	pthread_mutex_lock(&seen_mu);
+	before = connections_opened;
+	pthread_mutex_unlock(&seen_mu);
+	for (int batch = 0; batch < 3; batch++) {
+		for (size_t i = 0; i < ARRAY_LEN(calls); i++)
+			calls[i] = i % 2 ? status_call("ok", "worker") : scale_call("ok", "worker", 3);
+		CU_ASSERT_EQUAL(nomad_perform(c, calls, (int)ARRAY_LEN(calls)), (int)ARRAY_LEN(calls));
+		pthread_mutex_lock(&seen_mu);
+		if (batch == 0)
+			first = connections_opened - before;
+		else
+			CU_ASSERT_EQUAL(connections_opened - before, first);	/* no new connections */
+		pthread_mutex_unlock(&seen_mu);
+	}
+	CU_ASSERT(first >= 1 && first <= (int)ARRAY_LEN(calls));
 	nomad_client_free(c);
 }
 
@@ -1211,6 +1254,7 @@ main(void)
 	CU_add_test(s, "silent server times out", test_timeout_silent);
 	CU_add_test(s, "refused connection", test_refused);
 	CU_add_test(s, "concurrent slow calls", test_concurrent_slow);
+	CU_add_test(s, "connections reused across batches", test_connection_reuse);
 	CU_add_test(s, "client_new errors", test_client_new_errors);
 	s = CU_add_suite("nomad-tls", tls_init, tls_cleanup);
 	CU_add_test(s, "TLS with CA and client certificate", test_tls);
