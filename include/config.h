@@ -146,12 +146,20 @@ void cfg_errors_add(struct cfg_errors *e, const char *file, int line, const char
 void cfg_errors_free(struct cfg_errors *e);
 
 /*
- * Load the main file at path and every *.conf policy in its policy_dir.
+ * Load the main file at path and every *.conf policy in its policy_dir
+ * (sorted by name, dot files skipped), defaults from config_keys[], the
+ * NOMAD_* environment for what the file leaves empty, and the secrets from
+ * token_file / password_file. Relative file names (policy_dir, token_file,
+ * password_file, ca/cert/key_file) resolve against the main file's folder.
  * path NULL means SCALENO_CONFIG or the compiled-in default.
- * Returns 0 with *out set, or -1 with every problem in errs (and *out NULL).
+ * Returns 0 with *out set (caller frees with config_free), or -1 with every
+ * problem appended to errs as "file:line: message" (and *out NULL); errs
+ * must be zero-initialised by the caller, who frees it with cfg_errors_free.
  * Warnings that do not make the file invalid are logged, not returned.
+ * No message ever holds a secret.
  */
 int config_load(const char *path, struct config **out, struct cfg_errors *errs);
+/* Free everything config_load returned; NULL is a no-op. */
 void config_free(struct config *cfg);
 /* The queue called name, or NULL. */
 const struct queue_policy *config_queue(const struct config *cfg, const char *name);

@@ -358,8 +358,11 @@ int_literal_matches(const struct loader *ld, const config_setting_t *s, int64_t 
 			continue;
 		r++;
 		r += strspn(r, " \t");
+		/* libconfig reads 010 as ten, not octal: only 0x switches the base. */
+		const char *digits = r + (*r == '-' || *r == '+');
+		int base = digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X') ? 16 : 10;
 		errno = 0;
-		long long lit = strtoll(r, &end, 0);
+		long long lit = strtoll(r, &end, base);
 		if (end == r)
 			return true;	/* not a plain literal here: nothing to compare */
 		return errno != ERANGE && lit == v;

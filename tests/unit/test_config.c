@@ -403,6 +403,7 @@ static const struct bad_case {
 	{ "policy/bad-empty.conf", BAD_POLICY, 1 },
 	{ "policy/bad-names.conf", BAD_POLICY, 1 },
 	{ "policy/bad-noqueue.conf", BAD_POLICY, 1 },
+	{ "policy/bad-overflow.conf", BAD_POLICY, 1 },
 	{ "policy/bad-queue-type.conf", BAD_POLICY, 1 },
 	{ "policy/bad-required.conf", BAD_POLICY, 1 },
 	{ "policy/bad-steps.conf", BAD_POLICY, 1 },
