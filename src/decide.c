@@ -247,7 +247,7 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 	double max_age = (double)sc->max_age_ms / 1000.0;
 	double startup = (double)sc->startup_ms / 1000.0;
 	double drain = DRAIN_FRACTION * max_age;
-	double lp;
+	double lp, held;
 
 	memset(d, 0, sizeof(*d));
 	d->slope = slope;
@@ -267,7 +267,14 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 		lp = s->arrival_rate + fmax(0.0, slope) * startup;
 		if (drain <= 0)
 			drain = 1.0;
-		d->x = (lp + (double)s->backlog / drain) / d->mu;
+		/*
+		 * Little's law: keep up with what arrives, and clear within
+		 * `drain` the part of the backlog the current workers could not
+		 * clear in that time anyway (nor may hold: backlog_per_worker).
+		 * Draining all of it at once would overshoot after every surge.
+		 */
+		held = fmin(bpw, d->mu * drain) * (cur > 0 ? cur : 0);
+		d->x = (lp + fmax(0.0, (double)s->backlog - held) / drain) / d->mu;
 		d->rate = ceil_count(d->x);
 		d->arrivals = ceil_count(lp / d->mu);
 		if (d->mu_is_bound && d->x <= (double)cur * (1.0 + BOUND_MARGIN)) {
