@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "log.h"
 
@@ -159,6 +160,11 @@ void cfg_errors_free(struct cfg_errors *e);
  * No message ever holds a secret.
  */
 int config_load(const char *path, struct config **out, struct cfg_errors *errs);
+/*
+ * config_load for commands: on failure print every error to f, one per
+ * line, then "configuration invalid: N errors". 0 with *out set, or -1.
+ */
+int config_load_report(const char *path, struct config **out, FILE *f);
 /* Free everything config_load returned; NULL is a no-op. */
 void config_free(struct config *cfg);
 /* The queue called name, or NULL. */

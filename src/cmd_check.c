@@ -73,7 +73,6 @@ cmd_check(int argc, char **argv)
 	const char *path = NULL;
 	bool quiet = false;
 	struct config *cfg = NULL;
-	struct cfg_errors errs = { 0 };
 	int ch;
 
 	optind = 1;
@@ -107,13 +106,8 @@ cmd_check(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	log_init("scaleno", LOG_LVL_WARN, LOG_FMT_TEXT, false);
-	if (config_load(path, &cfg, &errs) == -1) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
-		fprintf(stderr, "configuration invalid: %zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
-		cfg_errors_free(&errs);
+	if (config_load_report(path, &cfg, stderr) == -1)
 		return EXIT_USAGE;
-	}
 	for (size_t i = 0; i < cfg->nqueues; i++) {
 		warn_handler(&cfg->queues[i]);
 		if (!quiet)

@@ -829,7 +829,7 @@ test_examples_match_table(void)
 /* ---- scaleno check ---- */
 
 static int
-run_check(const char *args, char *out, size_t outlen)
+run_check(const char *args, char *out, size_t outlen, bool with_stderr)
 {
 	const char *bin = getenv("SCALENO_BIN");
 	char cmd[PATH_MAX * 3], binbuf[PATH_MAX + 16];
@@ -841,8 +841,8 @@ run_check(const char *args, char *out, size_t outlen)
 		snprintf(binbuf, sizeof(binbuf), "%s/build/scaleno", top);
 		bin = binbuf;
 	}
-	snprintf(cmd, sizeof(cmd), "cd '%s' && env -u NOMAD_ADDR -u NOMAD_TOKEN -u SCALENO_CONFIG '%s' check %s 2>/dev/null",
-	    top, bin, args);
+	snprintf(cmd, sizeof(cmd), "cd '%s' && env -u NOMAD_ADDR -u NOMAD_TOKEN -u SCALENO_CONFIG '%s' check %s %s",
+	    top, bin, args, with_stderr ? "2>&1" : "2>/dev/null");
 	if ((p = popen(cmd, "r")) == NULL)
 		return -1;
 	if (out != NULL) {
@@ -863,23 +863,28 @@ test_check_exit_codes(void)
 {
 	char out[8192];
 
-	CU_ASSERT_EQUAL(run_check("-c etc/scaleno.conf", out, sizeof(out)), 0);
+	CU_ASSERT_EQUAL(run_check("-c etc/scaleno.conf", out, sizeof(out), false), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "payments: mode 3 dead-letter (loss critical, order irrelevant), "
 	    "stream payments group payments partitions 1, nomad job payments-worker group worker [2..60], "
 	    "handler pipe /usr/local/bin/charge (4 processes)\n"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nconfiguration OK: 4 queues\n"));
-	CU_ASSERT_EQUAL(run_check("-q -c etc/scaleno.conf", out, sizeof(out)), 0);
+	CU_ASSERT_EQUAL(run_check("-q -c etc/scaleno.conf", out, sizeof(out), false), 0);
 	CU_ASSERT_STRING_EQUAL(out, "");
-	CU_ASSERT_EQUAL(run_check("-c tests/fixtures/config/bad-unknown.conf", out, sizeof(out)), 1);
+	CU_ASSERT_EQUAL(run_check("-c tests/fixtures/config/bad-unknown.conf", out, sizeof(out), false), 1);
 	CU_ASSERT_STRING_EQUAL(out, "");
-	CU_ASSERT_EQUAL(run_check("-c tests/fixtures/config/no-such.conf", NULL, 0), 1);
-	CU_ASSERT_EQUAL(run_check("-c tests/fixtures/config", NULL, 0), 1);
-	CU_ASSERT_EQUAL(run_check("-x", NULL, 0), 1);
-	CU_ASSERT_EQUAL(run_check("-c", NULL, 0), 1);
-	CU_ASSERT_EQUAL(run_check("-c etc/scaleno.conf extra", NULL, 0), 1);
-	CU_ASSERT_EQUAL(run_check("-h", out, sizeof(out)), 0);
+	CU_ASSERT_EQUAL(run_check("-c tests/fixtures/config/bad-unknown.conf", out, sizeof(out), true), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "tests/fixtures/config/bad-unknown.conf:2: unknown key \"redis.adress\" "
+	    "(did you mean \"redis.address\"?)\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nconfiguration invalid: 10 errors\n"));
+	CU_ASSERT_EQUAL(run_check("-c tests/fixtures/config/no-such.conf", NULL, 0, false), 1);
+	CU_ASSERT_EQUAL(run_check("-c tests/fixtures/config", NULL, 0, false), 1);
+	CU_ASSERT_EQUAL(run_check("-x", out, sizeof(out), true), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: scaleno check"));
-	CU_ASSERT_EQUAL(run_check("-k", out, sizeof(out)), 0);
+	CU_ASSERT_EQUAL(run_check("-c", NULL, 0, false), 1);
+	CU_ASSERT_EQUAL(run_check("-c etc/scaleno.conf extra", NULL, 0, false), 1);
+	CU_ASSERT_EQUAL(run_check("-h", out, sizeof(out), false), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: scaleno check"));
+	CU_ASSERT_EQUAL(run_check("-k", out, sizeof(out), false), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "queue.worker.kill_timeout\tduration\t\"5s\"\t"));
 }
 
