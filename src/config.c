@@ -48,7 +48,6 @@ struct loader {
 	const struct config *cfg;
 };
 
-_Static_assert(MAX_KEYS >= 70, "raise MAX_KEYS with the table");
 
 /* ---- error lists ---- */
 
@@ -455,13 +454,12 @@ store_duration(struct loader *ld, const struct cfg_key *k, const config_setting_
 
 	if (v == NULL) {
 		int t = config_setting_type(s);
+		double num = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s) :
+		    (double)config_setting_get_int64(s);
 
 		if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64 || t == CONFIG_TYPE_FLOAT)
 			SERR(ld, s, "%s: a duration needs a unit: write it as a string such as \"%gs\" or \"%gms\"",
-			    k->path, config_setting_get_float(s) != 0 ? config_setting_get_float(s) :
-			    (double)config_setting_get_int64(s),
-			    config_setting_get_float(s) != 0 ? config_setting_get_float(s) :
-			    (double)config_setting_get_int64(s));
+			    k->path, num, num);
 		else
 			SERR(ld, s, "%s: expected %s, found %s", k->path, expected_type(k), found_type(s));
 		return -1;
@@ -710,7 +708,7 @@ store(struct loader *ld, const struct cfg_key *k, const config_setting_t *s, boo
 static void
 apply_keys(struct loader *ld, const config_setting_t *root, enum cfg_scope scope, char *dir, void *base)
 {
-	for (size_t i = 0; i < config_nkeys && i < MAX_KEYS; i++) {
+	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct cfg_key *k = &config_keys[i];
 		config_setting_t *s = NULL;
 		char name[16];
@@ -775,6 +773,10 @@ build_defaults(struct loader *ld)
 	int rc = 0;
 
 	config_init(&ld->defaults);
+	if (config_nkeys > MAX_KEYS) {
+		ld_error(ld, NULL, 0, "internal error: %zu keys in the table, raise MAX_KEYS", config_nkeys);
+		return -1;
+	}
 	for (size_t i = 0; i < config_nkeys; i++)
 		if (config_keys[i].def != NULL)
 			strbuf_printf(&b, "k%zu = %s;\n", i, config_keys[i].def);
@@ -1189,11 +1191,12 @@ config_load(const char *path, struct config **out, struct cfg_errors *errs)
 	flush_errors(&ld);
 	if (cfg->agent.policy_dir == NULL)
 		goto done;
-	{
-		const char *pd = config_lookup(&cf, "agent.policy_dir") != NULL ?
-		    config_setting_get_string(config_lookup(&cf, "agent.policy_dir")) : NULL;
-		shown_dir = join_path(given_dir, pd != NULL ? pd : "policies.d");
-	}
+	/* Name policy files the way the user named the main file, not by the resolved folder. */
+	size_t dl = strlen(cfg->dir);
+	if (strncmp(cfg->agent.policy_dir, cfg->dir, dl) == 0 && cfg->agent.policy_dir[dl] == '/')
+		shown_dir = join_path(given_dir, cfg->agent.policy_dir + dl + 1);
+	else
+		shown_dir = strdup(cfg->agent.policy_dir);
 	if (shown_dir == NULL) {
 		ld_error(&ld, path, 0, "out of memory");
 		goto done;
