@@ -711,7 +711,7 @@ apply_keys(struct loader *ld, const config_setting_t *root, enum cfg_scope scope
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct cfg_key *k = &config_keys[i];
 		config_setting_t *s = NULL;
-		char name[16];
+		char name[32];
 
 		ld->present[i] = false;
 		ld->bad[i] = false;
