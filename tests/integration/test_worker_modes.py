@@ -1,0 +1,379 @@
+#!/usr/bin/env python3
+"""scaleno worker: the four error-handling modes and their SPEC §9 guarantees.
+
+Real redis-server (AOF, appendfsync always), the real `scaleno worker`, and a
+small pipe handler written here (Python) that logs every success to a file.
+"""
+import os
+import random
+import re
+import signal
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+
+suite = H.Suite()
+
+# A pipe handler driven by the message fields and the environment:
+#   poison=1          always "retry" (never succeeds)
+#   bad=1             "retry" unless the file $FIXED exists
+#   garbage=1         answers garbage
+#   slow=MS           sleeps before answering
+#   $FAIL_RATE        fraction of other messages answered "retry" at random
+# Every success appends "ok <n> <id>" to $OKLOG; a start of a slow message
+# appends "start <n>" first.
+HANDLER = r'''
+import json, os, random, sys, time
+oklog = os.environ["OKLOG"]
+rate = float(os.environ.get("FAIL_RATE", "0"))
+fixed = os.environ.get("FIXED", "")
+fd = os.open(oklog, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def log(s):
+    os.write(fd, (s + "\n").encode())
+for raw in sys.stdin.buffer:
+    try:
+        m = json.loads(raw.decode("utf-8", "surrogateescape"))
+        f = m["fields"]
+    except Exception as e:
+        print("fail cannot parse: %s" % type(e).__name__, flush=True)
+        continue
+    n = f.get("n", "-")
+    if f.get("slow"):
+        log("start %s" % n)
+        time.sleep(int(f["slow"]) / 1000.0)
+    if f.get("poison") == "1":
+        print("retry poison message", flush=True)
+    elif f.get("bad") == "1" and not (fixed and os.path.exists(fixed)):
+        print("retry bad message", flush=True)
+    elif f.get("garbage") == "1":
+        print("maybe?", flush=True)
+    elif random.random() < rate:
+        print("retry random failure", flush=True)
+    else:
+        log("ok %s %s %d" % (n, m["id"], m["delivery"]))
+        print("ok", flush=True)
+'''
+
+
+class Env:
+    """A temp folder with redis, a main config, one policy and the handler."""
+
+    def __init__(self, queue="q", stream="jobs", loss=True, order=False, worker=None, env=None):
+        self.dir = H.tmpdir()
+        self.redis = H.Redis(appendonly=True)
+        self.queue, self.stream = queue, stream
+        self.oklog = os.path.join(self.dir, "ok.log")
+        self.fixed = os.path.join(self.dir, "fixed")
+        self.handler = H.write(os.path.join(self.dir, "handler.py"), HANDLER)
+        self.port = H.free_port()
+        w = {"processes": 2, "batch": 16, "timeout": '"2s"', "retries": 1, "backoff": '"10ms"',
+             "max_backoff": '"40ms"', "retry_delays": '[ "200ms", "400ms" ]', "claim_idle": '"3s"',
+             "max_deliveries": 6, "drain_timeout": '"1500ms"', "kill_timeout": '"3s"',
+             "block": '"200ms"', "listen": '"127.0.0.1:%d"' % self.port}
+        w.update(worker or {})
+        body = "\n".join("    %s = %s;" % (k, v) for k, v in w.items())
+        self.conf = H.write(os.path.join(self.dir, "scaleno.conf"),
+                            'redis: { address = "%s"; };\nlog: { level = "info"; };\n'
+                            'agent: { policy_dir = "policies.d"; };\n' % self.redis.address)
+        H.write(os.path.join(self.dir, "policies.d", queue + ".conf"), """queue: {
+  name = "%s"; stream = "%s"; group = "g";
+  loss_critical = %s; order_critical = %s;
+  scale: { target = "none"; max = 1; };
+  worker: {
+    command = [ "%s", "%s" ];
+    protocol = "pipe";
+%s
+  };
+};
+""" % (queue, stream, str(loss).lower(), str(order).lower(), sys.executable, self.handler, body))
+        self.env = {"OKLOG": self.oklog, "FIXED": self.fixed}
+        self.env.update(env or {})
+        self.log = os.path.join(self.dir, "worker.log")
+        self.proc = None
+
+    def start(self):
+        self.proc = H.spawn([H.SCALENO, "worker", "-q", self.queue, "-c", self.conf],
+                            log_path=self.log, env=self.env)
+        return self.proc
+
+    def publish(self, msgs):
+        """msgs: list of field dicts (values str or bytes), XADD in one pipe."""
+        cmds = []
+        for f in msgs:
+            c = ["XADD", self.stream, "*"]
+            for k, v in f.items():
+                c += [k, v]
+            cmds.append(c)
+        self.redis.pipe(cmds)
+
+    def ok(self):
+        """[(n, id, delivery)] of every success line, in log order."""
+        out = []
+        try:
+            with open(self.oklog) as f:
+                for line in f:
+                    p = line.split()
+                    if len(p) == 4 and p[0] == "ok":
+                        out.append((p[1], p[2], int(p[3])))
+        except FileNotFoundError:
+            pass
+        return out
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def metrics(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port, timeout=5) as r:
+            return r.read().decode()
+
+    def metric(self, name, **labels):
+        try:
+            text = self.metrics()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if not line.startswith(name + "{"):
+                continue
+            if all('%s="%s"' % (k, v) in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def pending(self, stream=None):
+        info = self.redis.json("XINFO", "GROUPS", stream or self.stream)
+        for g in info or []:
+            d = dict(zip(g[::2], g[1::2])) if isinstance(g, list) else g
+            if d.get("name") == "g":
+                return int(d["pending"])
+        return 0
+
+    def dlq(self):
+        """{n: fields} of the dead-letter stream."""
+        out = {}
+        for e in self.redis.json("XRANGE", self.stream + ":dlq", "-", "+") or []:
+            fl = e[1]
+            f = dict(zip(fl[::2], fl[1::2]))
+            out[f.get("n")] = f
+        return out
+
+
+def children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def consumers_up(e, n):
+    kids = children(e.proc.pid)
+    return len(kids) >= n and kids
+
+
+@suite.test
+def test_mode3_kill9_nothing_lost():
+    """20,000 messages, ~10% random failures, poison ids; kill -9 of consumers, supervisor, Redis."""
+    N = 20000
+    e = Env(worker={"processes": 4, "batch": 32, "consumer_idle": '"2s"'}, env={"FAIL_RATE": "0.1"})
+    poison = {str(i) for i in (17, 4321, 9999, 15000, 19998)}
+    e.publish([{"n": str(i), **({"poison": "1"} if str(i) in poison else {})} for i in range(N)])
+    e.start()
+    rnd = random.Random(7)
+    restarts = 0
+    for target, what in ((2000, "consumer"), (5000, "supervisor"), (8000, "consumer"),
+                         (10000, "consumer"), (12000, "supervisor"), (15000, "consumer"),
+                         (17000, "redis")):
+        H.wait_until(lambda: len(e.ok()) >= target, timeout=60, what="%d successes" % target)
+        if what == "redis":
+            e.redis.restart()  # kill -9; the AOF (appendfsync always) brings it back
+        elif what == "consumer":
+            kids = H.wait_until(lambda: consumers_up(e, 1), timeout=20, what="consumers")
+            os.kill(rnd.choice(kids), signal.SIGKILL)
+        else:
+            os.kill(e.proc.pid, signal.SIGKILL)
+            e.proc.wait(timeout=10)
+            restarts += 1
+            if restarts == 2:
+                # Come back as another allocation: the old consumers' pending entries
+                # must be reclaimed (XAUTOCLAIM) and the old consumers reaped.
+                e.env.update(NOMAD_JOB_ID="job", NOMAD_GROUP_NAME="w", NOMAD_ALLOC_INDEX="1")
+            e.start()
+
+    def done():
+        ok = {n for n, _, _ in e.ok()}
+        dead = e.dlq()
+        missing = [str(i) for i in range(N) if str(i) not in ok and str(i) not in dead]
+        return not missing and e.pending() == 0 and all(
+            e.pending("%s:retry:%d" % (e.stream, k)) == 0 for k in (1, 2))
+    H.wait_until(done, timeout=120, interval=0.5, what="every message processed or dead-lettered")
+    dead = e.dlq()
+    assert poison <= set(dead), "poison ids not all in the DLQ: %r" % (poison - set(dead))
+    for n, f in dead.items():
+        assert f.get("x-origin-stream") == e.stream, f
+        assert re.match(r"^\d+-\d+$", f.get("x-origin-id", "")), f
+        assert int(f["x-attempts"]) >= 2, f
+        assert f["x-error-history"].count("\n") >= 2, f  # main, retry:1, retry:2
+        assert int(f["x-first-failed-ms"]) <= int(f["x-last-failed-ms"]), f
+        assert f["x-error"], f
+    assert restarts == 2
+    assert "reclaimed" in e.log_text()
+
+    def only_new_consumers():
+        names = [c[1] for c in e.redis.json("XINFO", "CONSUMERS", e.stream, "g")]
+        return names and all(n.startswith("job/w/1/") for n in names)
+    H.wait_until(only_new_consumers, timeout=20, what="idle old consumers to be removed")
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+    print("  ok lines %d for %d ids, dlq %d" % (len(e.ok()), N, len(dead)))
+
+
+@suite.test
+def test_mode4_halt_survives_restart_then_skip_and_resume():
+    """An always-failing message halts the partition across a restart; resume --skip goes on in order."""
+    e = Env(order=True, worker={"retries": 2})
+    msgs = [{"n": str(i)} for i in range(30)]
+    msgs[7]["poison"] = "1"	# skipped into the DLQ by an operator
+    msgs[15]["bad"] = "1"	# fixed, then retried by `scaleno resume`
+    e.publish(msgs)
+    e.start()
+    halt = e.stream + ":halt"
+    H.wait_until(lambda: e.redis.cli("EXISTS", halt) == "1", timeout=20, what="the halt record")
+    rec = dict(zip(*[iter(e.redis.cli("HGETALL", halt).split("\n"))] * 2))
+    assert rec["attempts"] == "3" and "poison" in rec["error"], rec
+    assert rec["id"] == e.redis.json("XRANGE", e.stream, "-", "+", "COUNT", 8)[7][0], rec
+    assert e.pending() >= 1  # the halting message stays pending
+    H.wait_until(lambda: e.metric("scaleno_partition_halted", partition="0") == 1, timeout=10,
+                 what="the halted gauge")
+    assert [n for n, _, _ in e.ok()] == [str(i) for i in range(7)]
+    # The halt survives a restart of the worker.
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+    e.start()
+    H.wait_until(lambda: "is halted; waiting" in e.log_text(), timeout=20,
+                 what="the restarted worker to see the halt")
+    assert [n for n, _, _ in e.ok()] == [str(i) for i in range(7)]
+    r = H.run_scaleno(["resume", "-q", e.queue, "-c", e.conf, "--skip"])
+    assert r.returncode == 0, r.stderr
+    assert "skipped " + rec["id"] in r.stdout, r.stdout
+    dead = e.dlq()
+    assert "7" in dead and dead["7"]["x-origin-id"] == rec["id"], dead
+    H.wait_until(lambda: e.redis.cli("EXISTS", halt) == "1", timeout=20, what="the second halt")
+    assert [n for n, _, _ in e.ok()] == [str(i) for i in range(15) if i != 7]
+    # Fix the cause, then retry the halting message.
+    H.write(e.fixed, "")
+    r = H.run_scaleno(["resume", "-q", e.queue, "-c", e.conf])
+    assert r.returncode == 0 and "resumed" in r.stdout, (r.stdout, r.stderr)
+    want = [str(i) for i in range(30) if i != 7]
+    H.wait_until(lambda: [n for n, _, _ in e.ok()] == want, timeout=20, what="the rest, in order")
+    H.wait_until(lambda: e.pending() == 0, timeout=10, what="nothing pending")
+    r = H.run_scaleno(["resume", "-q", e.queue, "-c", e.conf])
+    assert r.returncode == 2 and "no halted partition" in r.stderr, (r.returncode, r.stderr)
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+
+
+@suite.test
+def test_mode1_drops_and_counts():
+    """Loss acceptable: failures are retried, then dropped and counted; nothing stays pending."""
+    e = Env(loss=False, worker={"processes": 3, "retries": 2})
+    msgs = [{"n": str(i), **({"poison": "1"} if i % 10 == 3 else {})} for i in range(200)]
+    e.publish(msgs)
+    e.start()
+    H.wait_until(lambda: e.metric("scaleno_messages_total", result="dropped") == 20, timeout=30,
+                 what="20 dropped")
+    H.wait_until(lambda: e.metric("scaleno_messages_total", result="ok") == 180, timeout=30,
+                 what="180 ok")
+    H.wait_until(lambda: e.pending() == 0, timeout=10, what="nothing pending")
+    assert e.metric("scaleno_messages_total", result="retried") == 40  # 2 retries each
+    assert e.metric("scaleno_messages_total", result="dead_lettered") == 0
+    assert {n for n, _, _ in e.ok()} == {str(i) for i in range(200) if i % 10 != 3}
+    assert e.redis.cli("EXISTS", e.stream + ":dlq") == "0"
+    text = e.log_text()
+    assert text.count("dropped %s " % e.stream) == 20
+    assert "poison message" in text and '"n"' not in text  # ids and errors, never content
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+
+
+@suite.test
+def test_mode2_order_holds_and_drops():
+    """Loss acceptable, order critical: one reader at a time, in order, failures dropped."""
+    e = Env(loss=False, order=True, worker={"processes": 3, "retries": 1})
+    msgs = [{"n": "%03d" % i, **({"poison": "1"} if i % 25 == 5 else {})} for i in range(300)]
+    e.publish(msgs[:150])
+    e.start()
+    H.wait_until(lambda: len(e.ok()) >= 40, timeout=20, what="first successes")
+    kids = H.wait_until(lambda: consumers_up(e, 3), timeout=20, what="consumers")
+    for k in kids[:2]:
+        os.kill(k, signal.SIGKILL)  # whoever holds the lease may die; order must hold
+    e.publish(msgs[150:])
+    want = [m["n"] for m in msgs if "poison" not in m]
+    H.wait_until(lambda: set(n for n, _, _ in e.ok()) == set(want), timeout=60, what="all good ones")
+    seen = [n for n, _, _ in e.ok()]
+    # At-least-once: the message in flight may repeat, never an older one after a newer one.
+    for a, b in zip(seen, seen[1:]):
+        assert b >= a, "order broken: %s after %s" % (b, a)
+    H.wait_until(lambda: e.metric("scaleno_messages_total", result="dropped") is not None,
+                 timeout=10, what="metrics")
+    assert e.redis.cli("EXISTS", e.stream + ":dlq") == "0"
+    text = e.log_text()
+    dropped = set(re.findall(r"dropped %s (\S+) " % e.stream, text))
+    assert len(dropped) == 12, dropped
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+
+
+@suite.test
+def test_drain_finishes_or_releases():
+    """SIGINT during a slow handler: finished within drain_timeout and acked, or left pending."""
+    e = Env(worker={"processes": 1, "drain_timeout": '"1500ms"', "timeout": '"10s"',
+                    "claim_idle": '"20s"'})
+    e.publish([{"n": "fast-enough", "slow": "600"}])
+    e.start()
+    H.wait_until(lambda: "start fast-enough" in open(e.oklog).read() if os.path.exists(e.oklog)
+                 else False, timeout=20, what="the slow message to start")
+    t0 = time.monotonic()
+    assert H.stop(e.proc, signal.SIGINT, timeout=10) == 0
+    assert time.monotonic() - t0 < 1.5 + 1.0
+    assert [n for n, _, _ in e.ok()] == ["fast-enough"]
+    assert e.pending() == 0
+    # Too slow for the drain: given up, still pending, and done by the next worker.
+    e.publish([{"n": "too-slow", "slow": "5000"}])
+    e.start()
+    H.wait_until(lambda: "start too-slow" in open(e.oklog).read(), timeout=20,
+                 what="the too-slow message to start")
+    t0 = time.monotonic()
+    assert H.stop(e.proc, signal.SIGINT, timeout=10) == 0
+    assert time.monotonic() - t0 < 1.5 + 1.0, "drain took %.1fs" % (time.monotonic() - t0)
+    assert e.pending() == 1
+    assert "too-slow" not in [n for n, _, _ in e.ok()]
+    e.start()
+    H.wait_until(lambda: "too-slow" in [n for n, _, _ in e.ok()], timeout=30,
+                 what="the released message to be processed after a restart")
+    H.wait_until(lambda: e.pending() == 0, timeout=10, what="nothing pending")
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+
+
+@suite.test
+def test_bad_payloads_and_garbage_replies():
+    """Garbage replies, non-UTF-8 values and a 5 MB message crash nothing and lose nothing."""
+    e = Env(worker={"processes": 2, "retries": 1, "retry_delays": '[ "100ms" ]'})
+    big = b"x" * (5 * 1024 * 1024)
+    e.publish([
+        {"n": "garbage", "garbage": "1"},
+        {"n": "latin1", "v": b"\xff\xfe caf\xe9 \x00 nul"},
+        {b"k\xff": b"\xc3\x28", "n": "badname"},
+        {"n": "big", "blob": big},
+        {"n": "plain"},
+    ])
+    e.start()
+    H.wait_until(lambda: {"latin1", "badname", "big", "plain"} <= {n for n, _, _ in e.ok()},
+                 timeout=30, what="the odd but valid messages")
+    H.wait_until(lambda: "garbage" in e.dlq(), timeout=30, what="the garbage-answered message in the DLQ")
+    assert "garbage" in e.dlq()["garbage"]["x-error"] or e.dlq()["garbage"]["x-error"]
+    H.wait_until(lambda: e.pending() == 0, timeout=10, what="nothing pending")
+    assert e.metric("scaleno_consumer_restarts_total") == 0
+    assert e.proc.poll() is None
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+
+
+if __name__ == "__main__":
+    suite.main()
