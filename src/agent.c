@@ -566,15 +566,14 @@ agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 			alert_fire(&q->alert, s->name, ALERT_AT_MAX_OVER_AGE, s->name, text);
 		}
 		if (s->dec.dir == DIR_NONE || s->dec.count == s->desired) {
-			log_debug("queue %s: hold %d: %s", s->name, s->desired, s->dec.reason);
+			log_debug("queue %s: %s", s->name, s->dec.reason);
 			continue;
 		}
 		if (q->scale.target == SCALE_TARGET_NONE || agent_dry_run(a) || !a->leader) {
 			const char *why = q->scale.target == SCALE_TARGET_NONE ? "observe-only" :
 			    agent_dry_run(a) ? "dry-run" : "standby (another agent holds the lease)";
 
-			log_info("queue %s: %s: would scale %s %d->%d: %s", s->name, why,
-			    decide_direction_name(s->dec.dir), s->desired, s->dec.count, s->dec.reason);
+			log_info("queue %s: %s: would scale: %s", s->name, why, s->dec.reason);
 			decide_applied(&s->ds, &s->dec, now_s);
 			if (q->scale.target == SCALE_TARGET_NONE)
 				s->desired = s->running = s->placed = s->dec.count;
@@ -598,8 +597,7 @@ agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 
 		free(metas[k]);
 		if (c->result == NOMAD_OK) {
-			log_info("queue %s: scaled %s %d->%d: %s", s->name,
-			    decide_direction_name(s->dec.dir), s->desired, s->dec.count, s->dec.reason);
+			log_info("queue %s: scaled: %s", s->name, s->dec.reason);
 			decide_applied(&s->ds, &s->dec, now_s);
 			if (s->dec.dir == DIR_UP)
 				s->actions_up++;
@@ -930,7 +928,6 @@ cmd_agent(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct cfg_errors errs = { 0 };
 	struct agent a;
 	char err[256], host[64];
 	bool verbose = false;
@@ -954,13 +951,8 @@ cmd_agent(int argc, char **argv)
 	}
 	if (a.config_path == NULL)
 		a.config_path = config_default_path();
-	if (config_load(a.config_path, &a.cfg, &errs) == -1) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
-		cfg_errors_free(&errs);
+	if (config_load_report(a.config_path, &a.cfg, stderr) == -1)
 		return EXIT_USAGE;
-	}
-	cfg_errors_free(&errs);
 	log_init("scaleno", verbose ? LOG_LVL_DEBUG : a.cfg->log.level, a.cfg->log.format,
 	    a.cfg->log.syslog);
 	if (gethostname(host, sizeof(host)) == -1)

@@ -1,11 +1,337 @@
-/* status.c — placeholder until the module lands. */
+/*
+ * status.c — `scaleno status`: one line per queue. The running agent knows
+ * the most (rates, decisions, reasons), so its /v1/status is asked first;
+ * without an agent the command samples Redis and Nomad itself and leaves
+ * out what needs history.
+ */
+#include <getopt.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
 #include "cli.h"
+#include "config.h"
+#include "log.h"
+#include "nomad.h"
+#include "redisq.h"
+#include "util.h"
+
+#define STATUS_MAX_BODY (8 << 20)
+
+static size_t
+status_collect(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct strbuf *b = arg;
+	size_t n = size * nmemb;
+
+	if (b->len + n > STATUS_MAX_BODY)
+		return 0;
+	strbuf_printf(b, "%.*s", (int)n, ptr);
+	return b->oom ? 0 : n;
+}
+
+/* GET http://<listen>/v1/status from the agent; NULL when none answers. Caller frees. */
+static char *
+status_from_agent(const char *listen)
+{
+	struct strbuf body = { 0 };
+	char url[300];
+	CURL *c;
+	CURLcode rc;
+	long code = 0;
+
+	if (listen == NULL || *listen == '\0')
+		return NULL;
+	if ((c = curl_easy_init()) == NULL)
+		return NULL;
+	snprintf(url, sizeof(url), "http://%s/v1/status", listen);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 500L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, status_collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+	rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	if (rc != CURLE_OK || code != 200 || body.oom) {
+		strbuf_free(&body);
+		return NULL;
+	}
+	return strbuf_steal(&body);
+}
+
+static double
+jnum(const cJSON *o, const char *k, double dflt)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+static const char *
+jstr(const cJSON *o, const char *k, const char *dflt)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+
+	return cJSON_IsString(v) && v->valuestring != NULL ? v->valuestring : dflt;
+}
+
+static bool
+jbool(const cJSON *o, const char *k)
+{
+	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, k));
+}
+
+static void
+status_header(void)
+{
+	printf("%-20s %-12s %8s %8s %8s %8s %9s %9s %8s %6s  %s\n", "QUEUE", "MODE", "BACKLOG",
+	    "UNDELIV", "PENDING", "OLDEST", "ARRIVAL/s", "DONE/s", "WORKERS", "HALTED",
+	    "LAST DECISION");
+}
+
+/* Print one line; rates < 0 mean unknown, workers < 0 unknown. */
+static void
+status_line(const char *name, const char *mode, const cJSON *sample, double arrival, double done,
+    int desired, int running, const char *decision)
+{
+	char workers[32], oldest[32], arr[32], dn[32], backlog[32];
+	bool ok = jbool(sample, "ok");
+
+	if (desired >= 0)
+		snprintf(workers, sizeof(workers), "%d/%d", desired, running);
+	else
+		snprintf(workers, sizeof(workers), "?");
+	snprintf(oldest, sizeof(oldest), ok ? "%.1fs" : "?", jnum(sample, "oldest_age_s", 0));
+	snprintf(arr, sizeof(arr), arrival >= 0 ? "%.1f" : "-", arrival);
+	snprintf(dn, sizeof(dn), done >= 0 ? "%.1f" : "-", done);
+	snprintf(backlog, sizeof(backlog), ok ? "%s%.0f" : "?",
+	    jbool(sample, "backlog_estimated") ? ">=" : "", jnum(sample, "backlog", 0));
+	printf("%-20s %-12s %8s %8.0f %8.0f %8s %9s %9s %8s %6.0f  %s\n", name, mode, backlog,
+	    jnum(sample, "undelivered", 0), jnum(sample, "pending", 0), oldest, arr, dn, workers,
+	    jnum(sample, "halted_partitions", 0), decision);
+}
+
+static int
+status_print_agent(const char *json, const char *only)
+{
+	cJSON *root = cJSON_Parse(json), *q;
+	int shown = 0;
+
+	if (root == NULL) {
+		fprintf(stderr, "scaleno status: the agent's /v1/status is not JSON\n");
+		return EXIT_RUNTIME;
+	}
+	status_header();
+	cJSON_ArrayForEach(q, cJSON_GetObjectItemCaseSensitive(root, "queues")) {
+		const cJSON *smp = cJSON_GetObjectItemCaseSensitive(q, "sample");
+		const cJSON *nmd = cJSON_GetObjectItemCaseSensitive(q, "nomad");
+		const cJSON *dec = cJSON_GetObjectItemCaseSensitive(q, "decision");
+		const char *name = jstr(q, "name", "?");
+		char decision[700];
+
+		if (only != NULL && strcmp(only, name) != 0)
+			continue;
+		if (dec != NULL)
+			snprintf(decision, sizeof(decision), "%s", jstr(dec, "reason", ""));
+		else
+			snprintf(decision, sizeof(decision), "-");
+		status_line(name, jstr(q, "mode", "?"), smp, jnum(smp, "arrival_rate", -1),
+		    jnum(smp, "completion_rate", -1),
+		    jbool(nmd, "ok") ? (int)jnum(nmd, "desired", -1) : -1,
+		    (int)jnum(nmd, "running", -1), decision);
+		shown++;
+	}
+	cJSON_Delete(root);
+	if (only != NULL && shown == 0) {
+		fprintf(stderr, "scaleno status: the agent does not watch queue \"%s\"\n", only);
+		return EXIT_USAGE;
+	}
+	return EXIT_OK;
+}
+
+/* Without an agent: one sample of each queue and Nomad's counts, no history. */
+static int
+status_direct(const struct config *cfg, const char *only, bool json)
+{
+	const struct queue_policy **qv = calloc(cfg->nqueues + 1, sizeof(*qv));
+	struct raw_sample *raw = calloc(cfg->nqueues + 1, sizeof(*raw));
+	struct nomad_call *calls = calloc(cfg->nqueues + 1, sizeof(*calls));
+	struct redisq *rq = redisq_new(&cfg->redis);
+	struct nomad_client *nc = NULL;
+	cJSON *root = NULL, *arr = NULL;
+	char err[256];
+	int n = 0, ncalls = 0, rc = EXIT_OK;
+	bool redis_ok = false;
+
+	if (qv == NULL || raw == NULL || calls == NULL || rq == NULL) {
+		fprintf(stderr, "scaleno status: out of memory\n");
+		rc = EXIT_RUNTIME;
+		goto out;
+	}
+	for (size_t i = 0; i < cfg->nqueues; i++)
+		if (only == NULL || strcmp(only, cfg->queues[i].name) == 0)
+			qv[n++] = &cfg->queues[i];
+	if (n == 0 && only != NULL) {
+		fprintf(stderr, "scaleno status: no queue \"%s\" in %s\n", only, cfg->path);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	if (redisq_ensure(rq, err, sizeof(err)) == 0 &&
+	    redisq_sample(rq, qv, n, 0, raw, NULL, err, sizeof(err)) == 0)
+		redis_ok = true;
+	else
+		fprintf(stderr, "scaleno status: redis %s: %s\n", cfg->redis.address, err);
+	if ((nc = nomad_client_new(&cfg->nomad, err, sizeof(err))) != NULL) {
+		for (int i = 0; i < n; i++) {
+			if (qv[i]->scale.target != SCALE_TARGET_NOMAD)
+				continue;
+			calls[ncalls].kind = NOMAD_CALL_STATUS;
+			calls[ncalls].job = qv[i]->scale.job;
+			calls[ncalls].group = qv[i]->scale.group;
+			calls[ncalls].namespace = qv[i]->scale.namespace;
+			ncalls++;
+		}
+		if (ncalls > 0)
+			nomad_perform(nc, calls, ncalls);
+	} else
+		fprintf(stderr, "scaleno status: nomad: %s\n", err);
+
+	if ((root = cJSON_CreateObject()) == NULL ||
+	    (arr = cJSON_AddArrayToObject(root, "queues")) == NULL) {
+		rc = EXIT_RUNTIME;
+		goto out;
+	}
+	cJSON_AddBoolToObject(root, "from_agent", false);
+	cJSON_AddBoolToObject(root, "redis_ok", redis_ok);
+	for (int i = 0, k = 0; i < n; i++) {
+		cJSON *o = cJSON_CreateObject(), *smp, *nmd;
+		const struct raw_sample *r = &raw[i];
+
+		if (o == NULL)
+			break;
+		cJSON_AddItemToArray(arr, o);
+		cJSON_AddStringToObject(o, "name", qv[i]->name);
+		cJSON_AddStringToObject(o, "mode", config_mode_name(qv[i]->mode));
+		if ((smp = cJSON_AddObjectToObject(o, "sample")) != NULL) {
+			cJSON_AddBoolToObject(smp, "ok", redis_ok && r->ok);
+			cJSON_AddNumberToObject(smp, "backlog", (double)(r->lag + r->pending));
+			cJSON_AddBoolToObject(smp, "backlog_estimated", r->lag_estimated);
+			cJSON_AddNumberToObject(smp, "undelivered", (double)r->lag);
+			cJSON_AddNumberToObject(smp, "pending", (double)r->pending);
+			cJSON_AddNumberToObject(smp, "oldest_age_s", (double)r->oldest_age_ms / 1000.0);
+			cJSON_AddNumberToObject(smp, "dlq_length", (double)r->dlq_length);
+			cJSON_AddNumberToObject(smp, "retry_length", (double)r->retry_length);
+			cJSON_AddNumberToObject(smp, "halted_partitions", r->halted);
+			cJSON_AddBoolToObject(smp, "stream_missing", r->stream_missing);
+			cJSON_AddBoolToObject(smp, "group_missing", r->group_missing);
+		}
+		if ((nmd = cJSON_AddObjectToObject(o, "nomad")) != NULL &&
+		    qv[i]->scale.target == SCALE_TARGET_NOMAD && nc != NULL) {
+			const struct nomad_call *c = &calls[k++];
+			bool ok = c->result == NOMAD_OK && c->group_found;
+
+			cJSON_AddBoolToObject(nmd, "ok", ok);
+			cJSON_AddNumberToObject(nmd, "desired", c->desired);
+			cJSON_AddNumberToObject(nmd, "running", c->running);
+			cJSON_AddBoolToObject(nmd, "job_stopped", c->job_stopped);
+			cJSON_AddStringToObject(nmd, "last_result", nomad_result_name(c->result));
+			cJSON_AddStringToObject(nmd, "error", c->error);
+		}
+	}
+	if (json) {
+		char *txt = cJSON_PrintUnformatted(root);
+
+		if (txt != NULL)
+			printf("%s\n", txt);
+		cJSON_free(txt);
+	} else {
+		cJSON *q;
+
+		status_header();
+		cJSON_ArrayForEach(q, arr) {
+			const cJSON *nmd = cJSON_GetObjectItemCaseSensitive(q, "nomad");
+			const char *e = jstr(nmd, "error", "");
+			char why[300];
+
+			snprintf(why, sizeof(why), "(no agent answering%s%s)", *e ? "; nomad: " : "", e);
+			status_line(jstr(q, "name", "?"), jstr(q, "mode", "?"),
+			    cJSON_GetObjectItemCaseSensitive(q, "sample"), -1, -1,
+			    jbool(nmd, "ok") ? (int)jnum(nmd, "desired", -1) : -1,
+			    (int)jnum(nmd, "running", -1), why);
+		}
+	}
+	if (!redis_ok)
+		rc = EXIT_RUNTIME;
+out:
+	cJSON_Delete(root);
+	nomad_client_free(nc);
+	redisq_free(rq);
+	free(qv);
+	free(raw);
+	free(calls);
+	return rc;
+}
+
+static void
+status_usage(FILE *f)
+{
+	fprintf(f, "usage: scaleno status [-c FILE] [-q QUEUE] [--json]\n");
+}
+
 int
 cmd_status(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "scaleno: not implemented yet\n");
-	return EXIT_RUNTIME;
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "queue", required_argument, NULL, 'q' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct config *cfg = NULL;
+	const char *path = NULL, *only = NULL;
+	char *agent_json;
+	bool json = false;
+	int ch, rc;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "c:q:jh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': path = optarg; break;
+		case 'q': only = optarg; break;
+		case 'j': json = true; break;
+		case 'h': status_usage(stdout); return EXIT_OK;
+		default: status_usage(stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "scaleno status: unexpected argument \"%s\"\n", argv[optind]);
+		status_usage(stderr);
+		return EXIT_USAGE;
+	}
+	log_init("scaleno", LOG_LVL_ERROR, LOG_FMT_TEXT, false);
+	if (config_load_report(path, &cfg, stderr) == -1)
+		return EXIT_USAGE;
+	if (only != NULL && config_queue(cfg, only) == NULL) {
+		fprintf(stderr, "scaleno status: no queue \"%s\" in %s\n", only, cfg->path);
+		config_free(cfg);
+		return EXIT_USAGE;
+	}
+	if ((agent_json = status_from_agent(cfg->agent.listen)) != NULL) {
+		if (json) {
+			printf("%s\n", agent_json);
+			rc = EXIT_OK;
+		} else
+			rc = status_print_agent(agent_json, only);
+		free(agent_json);
+	} else
+		rc = status_direct(cfg, only, json);
+	config_free(cfg);
+	return rc;
 }

@@ -31,7 +31,7 @@ def surge_scales_up_within_two_ticks():
         assert "backlog" in first["Message"], first["Message"]
         assert first["Meta"]["backlog"] >= 2000, first["Meta"]
         harness.wait_until(lambda: env.desired() >= 4, timeout=10, what="Nomad's count to rise")
-        harness.wait_until(lambda: "scaled up" in env.logtext(), timeout=5, what="the scale in the log")
+        harness.wait_until(lambda: "scaled: up 2->" in env.logtext(), timeout=5, what="the scale in the log")
     finally:
         env.close()
 
@@ -227,7 +227,7 @@ def dry_run_decides_but_never_scales():
     try:
         env.start_agent()
         env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
-        harness.wait_until(lambda: "dry-run: would scale up" in env.logtext(), timeout=10,
+        harness.wait_until(lambda: "dry-run: would scale: up 2->" in env.logtext(), timeout=10,
                            what="a dry-run decision")
         assert env.scale_posts() == []
         assert env.desired() == 2
@@ -248,6 +248,36 @@ def missing_stream_is_empty_with_a_warning():
         assert st["sample"]["ok"] and st["sample"]["stream_missing"], st
         assert st["sample"]["backlog"] == 0
         assert env.alive()
+    finally:
+        env.close()
+
+
+@suite.test
+def status_command_reads_the_agent_then_redis():
+    env = AgentEnv(count=2)
+    try:
+        env.start_agent()
+        env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
+        harness.wait_until(lambda: env.status()["queues"][0]["nomad"]["desired"] > 2, timeout=10,
+                           what="a scale-up the agent knows of")
+        r = harness.run_scaleno(["status", "-c", env.conf])
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[0].split()[:2] == ["QUEUE", "MODE"], lines
+        row = [l for l in lines if l.startswith("payments ")]
+        assert row and "3000" in row[0] and "backlog" in row[0], lines
+        r = harness.run_scaleno(["status", "-c", env.conf, "-q", "nosuch"])
+        assert r.returncode == 1 and "nosuch" in r.stderr, (r.returncode, r.stderr)
+        harness.stop(env.agent, signal.SIGTERM)
+        r = harness.run_scaleno(["status", "-c", env.conf, "--json"])
+        assert r.returncode == 0, r.stderr
+        doc = __import__("json").loads(r.stdout)
+        q = doc["queues"][0]
+        assert doc["from_agent"] is False and q["sample"]["backlog"] == 3000, doc
+        assert q["nomad"]["ok"] and q["nomad"]["desired"] > 2, q
+        env.redis.kill()
+        r = harness.run_scaleno(["status", "-c", env.conf])
+        assert r.returncode == 2 and "redis" in r.stderr, (r.returncode, r.stderr)
     finally:
         env.close()
 
