@@ -190,8 +190,18 @@ slot_fork(const struct supervise_opts *o, int i, struct slot *sl, int64_t now)
 static void
 schedule_restart(const struct supervise_opts *o, int i, struct slot *sl, int64_t now)
 {
-	int64_t delay = util_backoff_ms(o->backoff_base_ms, o->backoff_cap_ms, sl->attempt);
+	int64_t hi = o->backoff_base_ms, delay;
 	char d[32];
+
+	/*
+	 * Jitter within [hi/2, hi]: spread like full jitter, but never a short
+	 * delay after many failures, so a crash loop always slows down.
+	 */
+	for (unsigned k = 0; k < sl->attempt && hi < o->backoff_cap_ms; k++)
+		hi *= 2;
+	if (hi > o->backoff_cap_ms)
+		hi = o->backoff_cap_ms;
+	delay = util_backoff_ms(hi, hi, 0);
 
 	sl->attempt++;
 	sl->due_ms = now + delay;
