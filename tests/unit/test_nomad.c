@@ -36,6 +36,8 @@
 
 #define TOKEN		"s3cr3t-token-0123456789"
 #define BIG_BODY	(5u * 1024 * 1024)
+/* How far past its deadline a batch may return (scheduling slack on a busy host). */
+#define MARGIN_MS	750
 
 /* ---------------------------------------------------------------------------
  * The fault server.
@@ -602,11 +604,12 @@ test_retry_5xx(void)
 
 	t0 = util_now_ms();
 	nomad_perform(c, &down, 1);
+	fprintf(stderr, "[500 forever: %d attempts in %lldms] ", down.attempts, (long long)(util_now_ms() - t0));
 	CU_ASSERT_EQUAL(down.result, NOMAD_SERVER_ERROR);
 	CU_ASSERT_EQUAL(down.http_status, 500);
 	CU_ASSERT_STRING_EQUAL(down.error, "HTTP 500: No cluster leader");
 	CU_ASSERT(down.attempts > 1);
-	CU_ASSERT(util_now_ms() - t0 <= 4000 + 500);
+	CU_ASSERT(util_now_ms() - t0 <= 4000 + MARGIN_MS);
 
 	nomad_perform(c, &busy, 1);
 	CU_ASSERT_EQUAL(busy.result, NOMAD_SERVER_ERROR);
@@ -635,8 +638,9 @@ test_timeout_silent(void)
 		CU_ASSERT_EQUAL(calls[i].result, NOMAD_TIMEOUT);
 		CU_ASSERT_EQUAL(calls[i].http_status, 0);
 	}
+	fprintf(stderr, "[40 calls to a silent server, timeout 1000ms: %lldms] ", (long long)took);
 	CU_ASSERT(took >= 1000 - 20);
-	CU_ASSERT(took <= 1000 + 500);
+	CU_ASSERT(took <= 1000 + MARGIN_MS);
 	nomad_client_free(c);
 	close(fd);
 }
@@ -647,7 +651,7 @@ test_refused(void)
 	struct nomad_call call = status_call("ok", "worker");
 	struct nomad_client *c;
 	int port, fd = loopback_socket(false, &port);
-	int64_t t0;
+	int64_t t0, took;
 
 	CU_ASSERT_FATAL(fd >= 0);
 	/* Bound but not listening: connects are refused at once. */
@@ -655,9 +659,11 @@ test_refused(void)
 	CU_ASSERT_FATAL(c != NULL);
 	t0 = util_now_ms();
 	nomad_perform(c, &call, 1);
+	took = util_now_ms() - t0;
+	fprintf(stderr, "[refused: %d attempts in %lldms] ", call.attempts, (long long)took);
 	CU_ASSERT_EQUAL(call.result, NOMAD_CONNECT);
 	CU_ASSERT(call.attempts > 1);
-	CU_ASSERT(util_now_ms() - t0 < 2500);
+	CU_ASSERT(took < 5000 / 2);
 	CU_ASSERT_PTR_NULL(strstr(call.error, TOKEN));
 	nomad_client_free(c);
 	close(fd);
@@ -693,7 +699,7 @@ test_concurrent_slow(void)
 	took = util_now_ms() - t0;
 	for (size_t i = 0; i < ARRAY_LEN(calls); i++)
 		CU_ASSERT_EQUAL(calls[i].result, NOMAD_TIMEOUT);
-	CU_ASSERT(took <= 1000 + 500);
+	CU_ASSERT(took <= 1000 + MARGIN_MS);
 	nomad_client_free(c);
 }
 
@@ -1039,7 +1045,7 @@ static int
 standin_init(void)
 {
 	const char *top = getenv("SCALENO_TOP");
-	char script[512], jobs[256], acl[256], ready[256], state[256], logf[256];
+	char script[512], jobs[256], acl[256], ready[256], state[256], logf[256], outf[256];
 
 	snprintf(script, sizeof(script), "%s/contrib/nomad-standin.py", top != NULL ? top : ".");
 	if (access(script, R_OK) != 0) {
@@ -1056,13 +1062,17 @@ standin_init(void)
 	snprintf(ready, sizeof(ready), "%s/ready", standin_dir);
 	snprintf(state, sizeof(state), "%s/state", standin_dir);
 	snprintf(logf, sizeof(logf), "%s/standin.log", standin_dir);
+	snprintf(outf, sizeof(outf), "%s/standin.out", standin_dir);
 	if ((standin_pid = fork()) < 0)
 		return -1;
 	if (standin_pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
+		int out = open(outf, O_WRONLY | O_CREAT | O_APPEND, 0600);
 
-		if (null >= 0)
-			dup2(null, STDOUT_FILENO);
+		/* Its tracebacks (e.g. a client that gave up) belong in a file, not in our output. */
+		if (out >= 0) {
+			dup2(out, STDOUT_FILENO);
+			dup2(out, STDERR_FILENO);
+		}
 		setsid();
 		execlp("python3", "python3", script, "--jobs", jobs, "--acl-tokens", acl, "--listen", "127.0.0.1:0",
 		    "--ready-file", ready, "--region", STANDIN_REGION, "--state-dir", state, "--log", logf,
@@ -1192,7 +1202,7 @@ test_standin_faults(void)
 	took = util_now_ms() - t0;
 	CU_ASSERT_EQUAL(call.result, NOMAD_SERVER_ERROR);
 	CU_ASSERT_STRING_EQUAL(call.error, "HTTP 500: No cluster leader");
-	CU_ASSERT(took <= 2000 + 500);
+	CU_ASSERT(took <= 2000 + MARGIN_MS);
 
 	standin_faults("{\"clear\": true, \"malformed\": 1}");
 	nomad_perform(c, &call, 1);
@@ -1203,7 +1213,7 @@ test_standin_faults(void)
 	nomad_perform(c, &call, 1);
 	took = util_now_ms() - t0;
 	CU_ASSERT_EQUAL(call.result, NOMAD_TIMEOUT);
-	CU_ASSERT(took <= 2000 + 500);
+	CU_ASSERT(took <= 2000 + MARGIN_MS);
 	standin_faults("{\"clear\": true}");
 	nomad_client_free(c);
 }
@@ -1262,8 +1272,8 @@ main(void)
 	CU_add_test(s, "status and scale", test_standin_status_and_scale);
 	CU_add_test(s, "deployment, 404, 400, 403", test_standin_failures);
 	CU_add_test(s, "namespace and region", test_standin_namespace_region);
-	CU_add_test(s, "faults: 5xx, malformed, slow", test_standin_faults);
 	CU_add_test(s, "status batch latency", test_standin_batch_latency);
+	CU_add_test(s, "faults: 5xx, malformed, slow", test_standin_faults);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failures = (int)CU_get_number_of_failures() + (int)CU_get_number_of_suites_failed();
