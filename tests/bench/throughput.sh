@@ -1,0 +1,97 @@
+#!/bin/sh
+# Worker throughput benchmark: messages per second through ONE consumer
+# process of `scaleno worker` with a no-op handler (pipe, then exec),
+# against build/tools/rawloop (a bare hiredis XREADGROUP COUNT n + XACK loop:
+# the physical limit) on the same throwaway redis-server. Prints a table with
+# the ratios to raw; no pass/fail. Goal: pipe >= 50% of raw.
+# Usage: sh tests/bench/throughput.sh   (from the top of the tree, after `make`)
+# N (messages, default 100000), NEXEC (exec run, default 3000), BATCH (16).
+set -eu
+BUILD=${BUILD:-build}
+N=${N:-100000}
+NEXEC=${NEXEC:-3000}
+BATCH=${BATCH:-16}
+SCALENO=$BUILD/scaleno
+HANDLER=$(pwd)/$BUILD/handlers/testhandler
+for f in "$SCALENO" "$HANDLER" "$BUILD/tools/rawloop"; do
+	[ -x "$f" ] || { echo "throughput.sh: $f missing; run make first" >&2; exit 1; }
+done
+
+dir=$(mktemp -d "${TMPDIR:-/tmp}/scaleno-bench.XXXXXX")
+rpid=
+wpid=
+cleanup() {
+	[ -n "$wpid" ] && kill -KILL "$wpid" 2>/dev/null && wait "$wpid" 2>/dev/null
+	[ -n "$rpid" ] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null
+	rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+	--logfile "$dir/redis.log" &
+rpid=$!
+cli() { redis-cli -h 127.0.0.1 -p "$port" "$@"; }
+i=0
+until cli PING >/dev/null 2>&1; do
+	i=$((i + 1)); [ $i -lt 100 ] || { echo "redis-server did not start" >&2; exit 2; }
+	sleep 0.05
+done
+
+# fill STREAM COUNT: a fresh stream with COUNT small messages and group g at 0
+fill() {
+	cli DEL "$1" >/dev/null
+	awk -v n="$2" -v s="$1" 'BEGIN { for (i = 0; i < n; i++)
+		printf "*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\nn\r\n$%d\r\n%d\r\n",
+		    length(s), s, length(i ""), i }' | cli --pipe >/dev/null
+	cli XGROUP CREATE "$1" g 0 >/dev/null
+}
+
+# done STREAM COUNT: true when group g has read COUNT entries and nothing is pending
+done_p() {
+	cli --raw XINFO GROUPS "$1" | awk -v n="$2" '
+		prev == "pending" { p = $0 } prev == "entries-read" { r = $0 } { prev = $0 }
+		END { exit !(p == 0 && r == n) }'
+}
+
+now() { date +%s.%N; }
+
+# worker PROTO STREAM COUNT: msgs/s of one consumer process
+worker() {
+	mkdir -p "$dir/$1/policies.d"
+	cat >"$dir/$1/scaleno.conf" <<CONF
+redis: { address = "127.0.0.1:$port"; };
+log: { level = "warn"; };
+CONF
+	cat >"$dir/$1/policies.d/b.conf" <<CONF
+queue: {
+  name = "b"; stream = "$2"; group = "g"; loss_critical = true;
+  scale: { target = "none"; };
+  worker: { command = [ "$HANDLER", "-p", "$1" ]; protocol = "$1"; processes = 1;
+            batch = $BATCH; listen = ""; block = "100ms"; };
+};
+CONF
+	t0=$(now)
+	"$SCALENO" worker -q b -c "$dir/$1/scaleno.conf" 2>>"$dir/worker.log" &
+	wpid=$!
+	i=0
+	until done_p "$2" "$3"; do
+		i=$((i + 1)); [ $i -lt 30000 ] || { echo "worker $1 did not finish" >&2; exit 2; }
+		sleep 0.01
+	done
+	t1=$(now)
+	kill -TERM "$wpid"; wait "$wpid" || true; wpid=
+	awk -v a="$t0" -v b="$t1" -v n="$3" 'BEGIN { printf "%.0f\n", n / (b - a) }'
+}
+
+fill raw "$N"
+raw=$("$BUILD/tools/rawloop" 127.0.0.1 "$port" raw g "$BATCH" "$N" | awk '{ print $3 }')
+fill pipe "$N"
+pipe=$(worker pipe pipe "$N")
+fill exec "$NEXEC"
+exec_=$(worker exec exec "$NEXEC")
+
+printf '%-34s %10s %8s\n' "one consumer, batch $BATCH" "msgs/s" "vs raw"
+printf '%-34s %10s %8s\n' "rawloop (XREADGROUP + XACK)" "$raw" "100%"
+printf '%-34s %10s %7.1f%%\n' "scaleno worker, pipe no-op ($N)" "$pipe" "$(echo "$pipe $raw" | awk '{ print 100 * $1 / $2 }')"
+printf '%-34s %10s %7.1f%%\n' "scaleno worker, exec no-op ($NEXEC)" "$exec_" "$(echo "$exec_ $raw" | awk '{ print 100 * $1 / $2 }')"
