@@ -511,7 +511,8 @@ svg_line(FILE *f, const struct panel *pn, const struct sim_result *r, enum svg_f
 	fprintf(f, "\"/>\n");
 }
 
-static void
+/* One legend entry at x; returns where the next one starts (about 7 px per character at 12 px). */
+static double
 legend(FILE *f, double x, double y, const char *color, const char *dash, const char *label)
 {
 	fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"%s%s%s/>\n",
@@ -519,6 +520,7 @@ legend(FILE *f, double x, double y, const char *color, const char *dash, const c
 	fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", x + 30, y + 4);
 	xml_text(f, label);
 	fputs("</text>\n", f);
+	return x + 30 + 7.0 * (double)strlen(label) + 20;
 }
 
 int
@@ -555,16 +557,15 @@ sim_write_svg(FILE *f, const struct sim_result *r, const struct sim_result *extr
 	xml_text(f, title);
 	fputs("</text>\n", f);
 
-	lx = SVG_LEFT;
-	legend(f, lx, 45, "#1f77b4", NULL, "backlog");
-	legend(f, lx += 100, 45, "#ff7f0e", NULL, "oldest age (s)");
-	legend(f, lx += 130, 45, "#d62728", "6,4", "max_age");
+	lx = legend(f, SVG_LEFT, 45, "#1f77b4", NULL, "backlog");
+	lx = legend(f, lx, 45, "#ff7f0e", NULL, "oldest age (s)");
+	lx = legend(f, lx, 45, "#d62728", "6,4", "max_age");
 	snprintf(label, sizeof(label), "%s desired", sim_algo_name(r->algo));
-	legend(f, lx += 100, 45, "#2ca02c", NULL, label);
-	legend(f, lx += 150, 45, "#7f7f7f", "2,2", "running");
+	lx = legend(f, lx, 45, "#2ca02c", NULL, label);
+	lx = legend(f, lx, 45, "#7f7f7f", "2,2", "running");
 	for (k = 0; k < nextra && k < 3; k++) {
 		snprintf(label, sizeof(label), "%s desired", sim_algo_name(extra[k].algo));
-		legend(f, lx += 100 + (k == 0 ? 0 : 50), 45, extra_colors[k], "4,3", label);
+		lx = legend(f, lx, 45, extra_colors[k], "4,3", label);
 	}
 
 	svg_axes(f, &pb, "backlog (messages)", false);
