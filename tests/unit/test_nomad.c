@@ -1208,6 +1208,17 @@ test_standin_faults(void)
 	nomad_perform(c, &call, 1);
 	CU_ASSERT_EQUAL(call.result, NOMAD_BAD_REPLY);
 
+	/* The listening socket closed for a while: refused at once, retried, CONNECT. */
+	standin_faults("{\"clear\": true, \"refuse_ms\": 3000}");
+	t0 = util_now_ms();
+	nomad_perform(c, &call, 1);
+	took = util_now_ms() - t0;
+	CU_ASSERT_EQUAL(call.result, NOMAD_CONNECT);
+	CU_ASSERT(call.attempts > 1);
+	CU_ASSERT(took < 2000);
+	for (int i = 0; i < 100 && standin_http("GET", "/_standin/faults", NULL, NULL) != 200; i++)	/* 5s */
+		util_sleep_ms(50, NULL);
+
 	standin_faults("{\"clear\": true, \"delay_ms\": 4000}");
 	t0 = util_now_ms();
 	nomad_perform(c, &call, 1);
