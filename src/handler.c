@@ -380,13 +380,13 @@ io_run(struct handler *h, struct proc *p, struct io *io, int64_t start,
 	}
 }
 
-static void
-describe_status(int st, char *buf, size_t len)
+void
+handler_describe_status(int st, char *buf, size_t len)
 {
 	if (WIFEXITED(st))
 		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
 	else if (WIFSIGNALED(st))
-		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+		snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
 	else
 		snprintf(buf, len, "ended with wait status 0x%x", (unsigned)st);
 }
@@ -630,7 +630,7 @@ run_exec(struct handler *h, const struct message *m, const char *line, size_t le
 		res->outcome = HANDLER_OK;
 		return 0;
 	}
-	describe_status(io.status, how, sizeof(how));
+	handler_describe_status(io.status, how, sizeof(how));
 	if (WIFEXITED(io.status) && WEXITSTATUS(io.status) == 65)
 		set_result(res, HANDLER_FAIL, "handler %s (permanent failure)", how);
 	else
@@ -723,7 +723,7 @@ run_pipe(struct handler *h, const char *line, size_t len, int64_t start,
 		return 0;
 	case IO_EOF:
 		st = proc_reap(&h->p, 1);
-		describe_status(st, how, sizeof(how));
+		handler_describe_status(st, how, sizeof(how));
 		set_result(res, HANDLER_RETRY, "handler %s before replying", how);
 		return 0;
 	default:

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "alert.h"
+#include "handler.h"
 #include "log.h"
 #include "supervise.h"
 #include "util.h"
@@ -251,17 +252,6 @@ note_death(const struct supervise_opts *o, int i, struct slot *sl, struct slot *
 		wstats_set(&o->stats->crash_loop, count_crash_looping(slots, o->nslots));
 }
 
-static void
-describe_exit(int st, char *buf, size_t len)
-{
-	if (WIFEXITED(st))
-		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
-	else if (WIFSIGNALED(st))
-		snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-	else
-		snprintf(buf, len, "ended (wait status 0x%x)", (unsigned)st);
-}
-
 static int
 count_alive(const struct slot *slots, int n)
 {
@@ -293,7 +283,7 @@ reap_all(const struct supervise_opts *o, struct slot *slots, int stopping, int64
 		struct slot *sl = &slots[i];
 
 		sl->pid = 0;
-		describe_exit(st, how, sizeof(how));
+		handler_describe_status(st, how, sizeof(how));
 		if (stopping) {
 			set_state(o, i, sl, SLOT_STOPPED);
 			if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {

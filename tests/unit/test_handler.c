@@ -39,6 +39,18 @@ policy(char **argv, enum handler_protocol proto, int64_t timeout_ms)
 	return q;
 }
 
+/* A handler for argv (borrowed; must outlive it). Fails the test when NULL. */
+static struct handler *
+make_handler(char **argv, enum handler_protocol proto, int64_t timeout_ms)
+{
+	struct queue_policy q = policy(argv, proto, timeout_ms);
+	char err[256];
+	struct handler *h = handler_new(&q, err, sizeof(err));
+
+	CU_ASSERT_PTR_NOT_NULL(h);
+	return h;
+}
+
 /* A one-field message; the strings are borrowed. */
 struct msgbuf {
 	struct message m;
@@ -69,13 +81,12 @@ msg_init(struct msgbuf *b, const char *id, const char *name, const char *value, 
 static int
 run_once(char **argv, enum handler_protocol proto, int64_t timeout_ms, struct handler_result *res)
 {
-	struct queue_policy q = policy(argv, proto, timeout_ms);
-	char err[256];
-	struct handler *h = handler_new(&q, err, sizeof(err));
+	struct handler *h = make_handler(argv, proto, timeout_ms);
 	struct msgbuf b;
 	int rc;
 
-	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	if (h == NULL)
+		return -2;
 	msg_init(&b, "1-1", "key", "value", 5);
 	rc = handler_run(h, &b.m, NULL, NULL, res);
 	handler_free(h);
@@ -292,9 +303,7 @@ static void
 test_exec_ignores_stdin(void)
 {
 	char *argv[] = { (char *)(uintptr_t)"/bin/true", NULL };
-	struct queue_policy q = policy(argv, PROTO_EXEC, 5000);
-	char err[256];
-	struct handler *h = handler_new(&q, err, sizeof(err));
+	struct handler *h = make_handler(argv, PROTO_EXEC, 5000);
 	size_t big = 4u << 20;
 	char *v = malloc(big);
 	struct handler_result r;
@@ -326,10 +335,8 @@ test_no_content_in_argv(void)
 	size_t elen = 0;
 
 	for (int pass = 0; pass < 2; pass++) {
-		struct queue_policy q = policy(pass == 0 ? argv : argv2, pass == 0 ? PROTO_EXEC : PROTO_PIPE,
+		struct handler *h = make_handler(pass == 0 ? argv : argv2, pass == 0 ? PROTO_EXEC : PROTO_PIPE,
 		    5000);
-		char err[256];
-		struct handler *h = handler_new(&q, err, sizeof(err));
 		char **av = pass == 0 ? argv : argv2;
 
 		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -359,14 +366,12 @@ test_pipe_sequence_and_verdicts(void)
 	char *ok[] = { testhandler, (char *)(uintptr_t)"-l", tpath("seq.log"), NULL };
 	char *retry[] = { testhandler, (char *)(uintptr_t)"-r", (char *)(uintptr_t)"1", NULL };
 	char *fail[] = { testhandler, (char *)(uintptr_t)"-f", (char *)(uintptr_t)"1", NULL };
-	struct queue_policy q = policy(ok, PROTO_PIPE, 5000);
 	struct handler_result r;
 	struct handler *h;
-	char err[256];
 	struct msgbuf b;
 
 	unlink(tpath("seq.log"));
-	h = handler_new(&q, err, sizeof(err));
+	h = make_handler(ok, PROTO_PIPE, 5000);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
 	for (int i = 0; i < 5; i++) {
 		char id[16];
@@ -420,15 +425,13 @@ test_pipe_restart_after_death(void)
 {
 	char *argv[] = { testhandler, (char *)(uintptr_t)"-k", (char *)(uintptr_t)"2",
 		(char *)(uintptr_t)"-l", tpath("die.log"), NULL };
-	struct queue_policy q = policy(argv, PROTO_PIPE, 5000);
 	enum handler_outcome want[] = { HANDLER_OK, HANDLER_RETRY, HANDLER_OK, HANDLER_RETRY };
 	struct handler_result r;
 	struct handler *h;
-	char err[256];
 	struct msgbuf b;
 
 	unlink(tpath("die.log"));
-	h = handler_new(&q, err, sizeof(err));
+	h = make_handler(argv, PROTO_PIPE, 5000);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
 	for (size_t i = 0; i < ARRAY_LEN(want); i++) {
 		msg_init(&b, "4-1", "key", "k", 1);
@@ -446,13 +449,11 @@ static void
 test_pipe_timeout_then_restart(void)
 {
 	char *argv[] = { testhandler, (char *)(uintptr_t)"-d", (char *)(uintptr_t)"5000", NULL };
-	struct queue_policy q = policy(argv, PROTO_PIPE, 250);
 	struct handler_result r;
 	struct handler *h;
-	char err[256];
 	struct msgbuf b;
 
-	h = handler_new(&q, err, sizeof(err));
+	h = make_handler(argv, PROTO_PIPE, 250);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
 	msg_init(&b, "5-1", "key", "k", 1);
 	for (int i = 0; i < 2; i++) {
@@ -469,15 +470,13 @@ static void
 test_drain_deadline(void)
 {
 	char *argv[] = { testhandler, (char *)(uintptr_t)"-d", (char *)(uintptr_t)"5000", NULL };
-	struct queue_policy q = policy(argv, PROTO_PIPE, 30000);
 	volatile sig_atomic_t draining = 1;
 	volatile int64_t deadline = util_now_ms() + 200;
 	struct handler_result r;
 	struct handler *h;
-	char err[256];
 	struct msgbuf b;
 
-	h = handler_new(&q, err, sizeof(err));
+	h = make_handler(argv, PROTO_PIPE, 30000);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
 	msg_init(&b, "6-1", "key", "k", 1);
 	CU_ASSERT_EQUAL(handler_run(h, &b.m, &draining, &deadline, &r), 0);
@@ -512,9 +511,7 @@ test_huge_messages(void)
 	unlink(tpath("early.log"));
 	for (int pass = 0; pass < 2; pass++) {
 		char **argv = pass == 0 ? exec_log : pipe_early;
-		struct queue_policy q = policy(argv, pass == 0 ? PROTO_EXEC : PROTO_PIPE, 20000);
-		char err[256];
-		struct handler *h = handler_new(&q, err, sizeof(err));
+		struct handler *h = make_handler(argv, pass == 0 ? PROTO_EXEC : PROTO_PIPE, 20000);
 
 		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
 		for (int i = 0; i < 2; i++) {
@@ -588,10 +585,8 @@ bench_overhead(void)
 	const int n[2] = { 200, 5000 };
 
 	for (int pass = 0; pass < 2; pass++) {
-		struct queue_policy q = policy(pass == 0 ? exec_argv : pipe_argv,
+		struct handler *h = make_handler(pass == 0 ? exec_argv : pipe_argv,
 		    pass == 0 ? PROTO_EXEC : PROTO_PIPE, 5000);
-		char err[256];
-		struct handler *h = handler_new(&q, err, sizeof(err));
 		struct handler_result r;
 		struct msgbuf b;
 		int ok = 0;
