@@ -233,6 +233,7 @@ struct demand {
 	int backlog, rate, age, arrivals;	/* arrivals: rate rule without the backlog term */
 	double x;				/* rate rule before rounding (workers) */
 	double slope;				/* arrival-rate rise per second over startup */
+	double clears_in;			/* age rule: seconds the asked-for count needs to clear the backlog */
 	double mu;				/* per-worker rate used */
 	bool mu_is_bound;			/* mu is only a lower bound */
 	int need;
@@ -247,7 +248,7 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 	double max_age = (double)sc->max_age_ms / 1000.0;
 	double startup = (double)sc->startup_ms / 1000.0;
 	double drain = DRAIN_FRACTION * max_age;
-	double lp, held;
+	double lp, held, net;
 
 	memset(d, 0, sizeof(*d));
 	d->slope = slope;
@@ -285,12 +286,18 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 	/*
 	 * Past max_age and not getting better: the workers are not catching
 	 * up, whatever the rates say. Ask for as many more as the wait is
-	 * over the objective, at least one.
+	 * over the objective, at least one -- unless the count already asked
+	 * for clears the backlog before a new worker could start, when more
+	 * would only arrive to an empty queue (the tail of a short spike).
 	 */
 	if (max_age > 0 && s->oldest_age_s > max_age && s->oldest_age_s >= st->last_oldest_s) {
-		d->age = ceil_count((double)(cur > 0 ? cur : 1) * s->oldest_age_s / max_age);
-		if (d->age <= cur)
-			d->age = cur + 1;
+		net = d->mu > 0 && !d->mu_is_bound && s->rates_valid ? cur * d->mu - s->arrival_rate : 0;
+		d->clears_in = net > 0 ? (double)s->backlog / net : INFINITY;
+		if (d->clears_in > startup) {
+			d->age = ceil_count((double)(cur > 0 ? cur : 1) * s->oldest_age_s / max_age);
+			if (d->age <= cur)
+				d->age = cur + 1;
+		}
 	}
 	d->need = d->rate;
 	d->rule = "rate";
@@ -325,6 +332,9 @@ reason_rules(char *buf, const struct demand *d, const struct signals *s)
 	}
 	if (strcmp(d->rule, "age") != 0 && d->age > 0)
 		reason_add(buf, "%s age rule %d", first ? " beats" : ",", d->age);
+	if (d->age == 0 && d->clears_in > 0)
+		reason_add(buf, "; oldest over max_age but the backlog clears in %.0fs, before a new worker starts",
+		    d->clears_in);
 }
 
 static void

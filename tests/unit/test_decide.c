@@ -505,6 +505,42 @@ test_capacity_in_flight(void)
 	CU_ASSERT_EQUAL(d.dir, DIR_UP);
 }
 
+/*
+ * Oldest age over max_age: more workers, in proportion -- unless the count
+ * already asked for clears the backlog before a new worker could start.
+ */
+static void
+test_age_rule(void)
+{
+	struct scale_conf sc = policy();
+	struct decide_state st;
+	struct signals s;
+	struct decision d;
+
+	/* 10 workers at 10/s, 40/s arriving: 600 waiting clear in 600/60 = 10 s < startup 15 s */
+	decide_state_init(&st);
+	st.mu_hat = 10;
+	s = sig(600, 40, 0, -60, 45);
+	d = eval(&st, &sc, 100, &s, 10, 10);
+	CU_ASSERT_EQUAL(d.dir, DIR_NONE);
+	ASSERT_REASON(d, "backlog clears in 10s, before a new worker starts");
+	/* 1500 waiting clear in 25 s: 45 s over a 30 s objective asks for 10 x 1.5 = 15 */
+	decide_state_init(&st);
+	st.mu_hat = 10;
+	s = sig(1500, 40, 0, -60, 45);
+	d = eval(&st, &sc, 100, &s, 10, 10);
+	CU_ASSERT_EQUAL(d.dir, DIR_UP);
+	CU_ASSERT_EQUAL(d.count, 15);
+	ASSERT_REASON(d, "up 10->15: age rule 15");
+	/* the per-worker rate unknown: cannot tell, so more */
+	decide_state_init(&st);
+	s = sig(600, 40, 0, 0, 45);
+	s.completion_rate = 0;
+	d = eval(&st, &sc, 100, &s, 10, 10);
+	CU_ASSERT_EQUAL(d.dir, DIR_UP);
+	ASSERT_REASON(d, "age rule 15");
+}
+
 /* ---- scenarios in the tiny world ---- */
 
 /*
@@ -715,6 +751,7 @@ main(void)
 	CU_add_test(suite, "cooldown per direction of the next action", test_cooldown_per_direction);
 	CU_add_test(suite, "an action not applied is asked again", test_not_applied_retries);
 	CU_add_test(suite, "capacity in flight: no stacking", test_capacity_in_flight);
+	CU_add_test(suite, "age rule", test_age_rule);
 	CU_add_test(suite, "surge: acts within two ticks", test_surge);
 	CU_add_test(suite, "slow ramp", test_slow_ramp);
 	CU_add_test(suite, "noise around a steady level: no action", test_noise_no_flapping);
