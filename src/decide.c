@@ -397,11 +397,20 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	} else {
 		st->saturated_since = INFINITY;
 	}
-	if (in->now - st->saturated_since >= MU_SETTLE_INTERVALS * interval &&
-	    in->now - st->running_since >= MU_SETTLE_INTERVALS * interval) {
+	if (s->rates_valid && in->running > 0 && in->now - st->running_since >= MU_SETTLE_INTERVALS * interval) {
 		obs = s->completion_rate / in->running;
-		if (obs > 0)
+		if (in->now - st->saturated_since >= MU_SETTLE_INTERVALS * interval) {
+			if (obs > 0)
+				st->mu_hat = obs;
+		} else if (st->mu_hat > 0 && obs > st->mu_hat) {
+			/*
+			 * Idle workers completing more than mu_hat each prove
+			 * it too low. Without this a low estimate would last
+			 * for ever: it keeps so many workers that they never
+			 * get busy enough to measure again.
+			 */
 			st->mu_hat = obs;
+		}
 	}
 
 	slope = s->rates_valid ? rate_slope(st, startup, in->now, s->arrival_rate, s->arrival_noise) : 0;

@@ -541,6 +541,38 @@ test_age_rule(void)
 	ASSERT_REASON(d, "age rule 15");
 }
 
+/* A per-worker rate proven too low by idle workers is raised; busy workers set it outright. */
+static void
+test_mu_learning(void)
+{
+	struct scale_conf sc = policy();
+	struct decide_state st;
+	struct signals idle = sig(0, 80, 0, 0, 0), busy = sig(5000, 300, 0, 50, 10);
+	struct decision d;
+	double t;
+
+	decide_state_init(&st);
+	st.mu_hat = 5;
+	for (t = 0; t < 5; t += 1)
+		d = eval(&st, &sc, t, &idle, 10, 10);	/* Running not settled yet */
+	CU_ASSERT_DOUBLE_EQUAL(st.mu_hat, 5, 1e-9);
+	d = eval(&st, &sc, 6, &idle, 10, 10);
+	CU_ASSERT_DOUBLE_EQUAL(st.mu_hat, 8, 1e-9);	/* 80/s over 10 idle workers */
+	ASSERT_REASON(d, "mu 8.0/s/worker");
+	/* busy for 6 intervals: 60/s over 10 workers is the rate, even if lower */
+	busy.completion_rate = 60;
+	for (t = 7; t < 13; t += 1)
+		d = eval(&st, &sc, t, &busy, 10, 10);
+	CU_ASSERT_DOUBLE_EQUAL(st.mu_hat, 8, 1e-9);
+	d = eval(&st, &sc, 13, &busy, 10, 10);
+	CU_ASSERT_DOUBLE_EQUAL(st.mu_hat, 6, 1e-9);
+	/* idle workers doing less than that say nothing */
+	idle.completion_rate = idle.arrival_rate = 30;
+	for (t = 14; t < 30; t += 1)
+		d = eval(&st, &sc, t, &idle, 10, 10);
+	CU_ASSERT_DOUBLE_EQUAL(st.mu_hat, 6, 1e-9);
+}
+
 /* ---- scenarios in the tiny world ---- */
 
 /*
@@ -752,6 +784,7 @@ main(void)
 	CU_add_test(suite, "an action not applied is asked again", test_not_applied_retries);
 	CU_add_test(suite, "capacity in flight: no stacking", test_capacity_in_flight);
 	CU_add_test(suite, "age rule", test_age_rule);
+	CU_add_test(suite, "learning the per-worker rate", test_mu_learning);
 	CU_add_test(suite, "surge: acts within two ticks", test_surge);
 	CU_add_test(suite, "slow ramp", test_slow_ramp);
 	CU_add_test(suite, "noise around a steady level: no action", test_noise_no_flapping);
