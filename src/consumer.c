@@ -802,6 +802,28 @@ apply(struct consumer *c, const struct rs_entry *e, const struct mode_decision *
 	return STEP_NEXT;
 }
 
+/*
+ * Sleep between synchronous retries; under a lease, in slices with the lease
+ * kept alive (a long backoff must not let it expire, or the message would
+ * start over under a new owner and never halt). 0, or -1 when it was lost.
+ */
+static int
+backoff_sleep(struct consumer *c, int part, int64_t ms)
+{
+	int64_t end = util_now_ms() + ms, now;
+
+	while (!*c->stop && (now = util_now_ms()) < end) {
+		int64_t slice = end - now;
+
+		if (c->ordered && slice > 1000)
+			slice = 1000;
+		util_sleep_ms(slice, (volatile int *)c->stop);
+		if (c->ordered && lease_ensure(c, part) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static enum step
 handle(struct consumer *c, const struct rs_entry *e)
 {
@@ -859,9 +881,9 @@ handle(struct consumer *c, const struct rs_entry *e)
 		log_debug("%s: %s %s attempt %d failed (%s); retrying in %" PRId64 "ms", c->q->name,
 		    s->key, e->id, failures, error, d.backoff_ms);
 		/* Jitter in [backoff/2, backoff], so a failing dependency is not hit in step. */
-		if (d.backoff_ms > 0)
-			util_sleep_ms(d.backoff_ms / 2 + (int64_t)(util_rand01() * (double)(d.backoff_ms / 2)),
-			    (volatile int *)c->stop);
+		if (backoff_sleep(c, s->part, d.backoff_ms / 2 +
+		    (int64_t)(util_rand01() * (double)(d.backoff_ms / 2))) < 0)
+			return STEP_SKIP_PART;
 		if (*c->stop) {
 			log_info("%s: draining: %s %s left pending", c->q->name, s->key, e->id);
 			return STEP_STOP;
