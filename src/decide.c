@@ -477,6 +477,9 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 			return;
 		}
 		allowed = config_step_allowed(&sc->up_max_step, cur);
+		/* A percentage of zero workers means nothing: from zero, go to the demand. */
+		if (cur == 0 && sc->up_max_step.percent && target > allowed)
+			allowed = target;
 		next = target < cur + allowed ? target : cur + allowed;
 		out->count = next;
 		out->dir = DIR_UP;

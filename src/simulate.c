@@ -23,6 +23,7 @@
 #include "util.h"
 
 #define MAX_TRACE_S (10 * 86400)	/* ten days of seconds */
+#define MAX_ARRIVALS 1e9		/* per second; keeps every count exact in a double */
 #define DEFAULT_SERVICE_RATE 10.0
 #define SVG_POINTS 1000			/* points per line, at most */
 
@@ -113,8 +114,9 @@ sim_trace_load(const char *path, struct sim_trace *tr, char *err, size_t errlen)
 			    last_t);
 			goto out;
 		}
-		if (!isfinite(v) || v < 0) {
-			snprintf(err, errlen, "%s:%ld: arrivals must be a number >= 0", path, lineno);
+		if (!isfinite(v) || v < 0 || v > MAX_ARRIVALS) {
+			snprintf(err, errlen, "%s:%ld: arrivals must be a number from 0 to %.0f", path, lineno,
+			    MAX_ARRIVALS);
 			goto out;
 		}
 		if (trace_put(tr, &cap, (size_t)t, v) == -1) {
@@ -185,6 +187,9 @@ world_step(struct world *w, size_t t, double arrivals)
 			break;
 		w->head++;
 	}
+	/* Seconds without arrivals: skip them, so the head is always the oldest waiting one. */
+	while (w->head <= t && w->cohort[w->head] < 1)
+		w->head++;
 	/* Unused capacity is lost; a fraction of a message is kept for the next second. */
 	w->cap_carry = w->backlog > 0 ? fmin(cap, 1.0) : 0;
 }
@@ -193,12 +198,7 @@ world_step(struct world *w, size_t t, double arrivals)
 static double
 world_oldest(const struct world *w, double now)
 {
-	size_t s;
-
-	for (s = w->head; (double)s < now; s++)
-		if (w->cohort[s] >= 1)
-			return now - (double)s;
-	return 0;
+	return (double)w->head < now ? now - (double)w->head : 0;
 }
 
 static void

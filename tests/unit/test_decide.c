@@ -358,7 +358,8 @@ test_step_limits_up(void)
 		{ { 50, true }, 3, 4, "step limit 50% allows 4" },	/* 1.5 rounds down */
 		{ { 2, false }, 4, 6, "step limit 2 allows 6" },
 		{ { 1, false }, 0, 1, "step limit 1 allows 1" },
-		{ { 100, true }, 0, 1, "step limit 100% allows 1" },	/* at least one */
+		{ { 2, false }, 0, 2, "step limit 2 allows 2" },
+		{ { 100, true }, 0, 60, "step limit 100% allows 60" },	/* no percentage of zero: max */
 	};
 	size_t i;
 
