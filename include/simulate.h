@@ -51,6 +51,7 @@ struct sim_point {
 	double oldest_age_s;
 	int running, desired;
 	enum direction dir;	/* action taken at t */
+	char *reason;		/* with an action: why (owned by the result); else NULL */
 };
 
 struct sim_result {
@@ -73,7 +74,7 @@ int sim_run(const struct queue_policy *q, const struct sim_trace *tr, const stru
     enum sim_algo algo, struct sim_result *out, char *err, size_t errlen);
 void sim_result_free(struct sim_result *r);
 
-/* Timeline as CSV: t,arrivals,backlog,oldest_age_s,running,desired,action. 0 or -1 (errno). */
+/* Timeline as CSV: t,arrivals,backlog,oldest_age_s,running,desired,action,reason. 0 or -1 (errno). */
 int sim_write_csv(FILE *f, const struct sim_result *r);
 /*
  * Timeline as an SVG chart: backlog, oldest age (with max_age) and workers

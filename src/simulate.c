@@ -230,6 +230,8 @@ sim_algo_name(enum sim_algo a)
 void
 sim_result_free(struct sim_result *r)
 {
+	for (size_t i = 0; r->timeline != NULL && i < r->n; i++)
+		free(r->timeline[i].reason);
 	free(r->timeline);
 	r->timeline = NULL;
 	r->n = 0;
@@ -302,6 +304,7 @@ sim_run(const struct queue_policy *q, const struct sim_trace *tr, const struct s
 		snprintf(err, errlen, "out of memory for a %zu-second trace", tr->n);
 		goto fail;
 	}
+	out->n = tr->n;		/* calloc'd: every reason NULL, so freeing is safe from here */
 	/* The initial workers are already running. */
 	w.desired = p->initial;
 	for (int i = 0; i < w.desired; i++)
@@ -352,13 +355,17 @@ sim_run(const struct queue_policy *q, const struct sim_trace *tr, const struct s
 			if (next != prev) {
 				world_set(&w, next, now);
 				pt->dir = next > prev ? DIR_UP : DIR_DOWN;
+				pt->reason = strdup(algo == SIM_SCALENO ? d.reason : why);
+				if (pt->reason == NULL) {
+					snprintf(err, errlen, "out of memory");
+					goto fail;
+				}
 				out->actions++;
 			}
 		}
 		pt->desired = w.desired;
 		pt->running = world_running(&w, now);
 	}
-	out->n = tr->n;
 	if (summarize(out, (double)sc->max_age_ms / 1000.0) == -1) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -380,11 +387,22 @@ sim_write_csv(FILE *f, const struct sim_result *r)
 {
 	size_t i;
 
-	fprintf(f, "t,arrivals,backlog,oldest_age_s,running,desired,action\n");
+	fprintf(f, "t,arrivals,backlog,oldest_age_s,running,desired,action,reason\n");
 	for (i = 0; i < r->n; i++) {
 		const struct sim_point *p = &r->timeline[i];
-		fprintf(f, "%.0f,%g,%lld,%.0f,%d,%d,%s\n", p->t, p->arrivals, (long long)p->backlog,
+		fprintf(f, "%.0f,%g,%lld,%.0f,%d,%d,%s,", p->t, p->arrivals, (long long)p->backlog,
 		    p->oldest_age_s, p->running, p->desired, decide_direction_name(p->dir));
+		if (p->reason != NULL) {
+			/* RFC 4180: quoted, quotes doubled */
+			fputc('"', f);
+			for (const char *c = p->reason; *c; c++) {
+				if (*c == '"')
+					fputc('"', f);
+				fputc(*c, f);
+			}
+			fputc('"', f);
+		}
+		fputc('\n', f);
 	}
 	return ferror(f) ? -1 : 0;
 }

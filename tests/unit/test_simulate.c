@@ -94,8 +94,10 @@ test_model_startup_delay(void)
 	struct sim_params p = { 10, 5, 1 };
 	struct sim_result r;
 	char err[200];
-	size_t i, j;
+	size_t i, j, len = 0;
 	int ups = 0, downs = 0;
+	char *buf = NULL;
+	FILE *f;
 
 	for (i = 0; i < 400; i++)
 		arr[i] = i < 30 ? 60 : 0;
@@ -117,6 +119,14 @@ test_model_startup_delay(void)
 	CU_ASSERT_TRUE(ups >= 1);
 	CU_ASSERT_TRUE(downs >= 1);
 	CU_ASSERT_EQUAL(r.actions, ups + downs);
+	/* the CSV carries the engine's reason for each action, quoted */
+	f = open_memstream(&buf, &len);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	CU_ASSERT_EQUAL(sim_write_csv(f, &r), 0);
+	fclose(f);
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, ",up,\"up 1->"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(buf, ",down,\"down "));
+	free(buf);
 	sim_result_free(&r);
 }
 
@@ -199,8 +209,8 @@ test_csv_writer(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
 	CU_ASSERT_EQUAL(sim_write_csv(f, &r), 0);
 	fclose(f);
-	CU_ASSERT_STRING_EQUAL(buf, "t,arrivals,backlog,oldest_age_s,running,desired,action\n"
-	    "1,5,3,1,1,1,none\n2,0,1,2,1,1,none\n");
+	CU_ASSERT_STRING_EQUAL(buf, "t,arrivals,backlog,oldest_age_s,running,desired,action,reason\n"
+	    "1,5,3,1,1,1,none,\n2,0,1,2,1,1,none,\n");
 	free(buf);
 	sim_result_free(&r);
 }
