@@ -655,6 +655,7 @@ test_noise_no_flapping(void)
 		{ 12, 100, 30 },
 	};
 	static struct run r;
+	struct decision d = { 0 };
 	size_t c;
 	int i;
 
@@ -664,8 +665,11 @@ test_noise_no_flapping(void)
 		run_init(&r, cases[c].desired, 10);
 		r.ds.mu_hat = 10;	/* a long-running queue: learnt in its last busy spell */
 		for (i = 0; i < 3600; i++)
-			run_tick(&r, (int)lround(cases[c].mean + cases[c].amp * noise(&seed)));
+			d = run_tick(&r, (int)lround(cases[c].mean + cases[c].amp * noise(&seed)));
 		CU_ASSERT_EQUAL(r.w.actions, 0);
+		CU_ASSERT_EQUAL(d.dir, DIR_NONE);
+		CU_ASSERT_EQUAL(d.count, cases[c].desired);
+		ASSERT_REASON(d, "hold ");
 		if (r.w.actions)
 			fprintf(stderr, "\n  case %zu: %d actions, last: %s\n", c, r.w.actions, r.last_action.reason);
 	}
