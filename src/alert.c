@@ -123,6 +123,11 @@ alert_monitor(char *const *argv, const char *json, size_t len)
 	size_t off = 0;
 	struct timespec tick = { 0, 20 * 1000000L };
 
+	/*
+	 * Keep nothing of the caller's (Redis connections, the supervisor's
+	 * listening socket) open for the command's lifetime.
+	 */
+	close_range(3, ~0U, 0);
 	if (pipe(in) == -1)
 		_exit(2);
 	pid = fork();

@@ -344,6 +344,10 @@ io_run(struct handler *h, struct proc *p, struct io *io, int64_t start,
 			} else if (tmo > NOPIDFD_TICK_MS) {
 				tmo = NOPIDFD_TICK_MS;
 			}
+		} else if (p->pidfd >= 0) {
+			/* pipe: see a death even when a child of the handler keeps stdout open. */
+			ix = nfd;
+			pfd[nfd++] = (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
 		}
 		rc = poll(pfd, (nfds_t)nfd, tmo);
 		if (rc == -1 && errno != EINTR)
@@ -366,6 +370,12 @@ io_run(struct handler *h, struct proc *p, struct io *io, int64_t start,
 			rc = read_reply(h, &got_line);
 			if (rc != IO_DONE)
 				return rc;
+		}
+		if (!io->want_exit && ix >= 0 && pfd[ix].revents != 0) {
+			/* The pipe handler died; a reply it wrote first still counts. */
+			if (!got_line && (rc = read_reply(h, &got_line)) != IO_DONE && rc != IO_EOF)
+				return rc;
+			return got_line && io->woff == io->wlen ? IO_DONE : IO_EOF;
 		}
 		if (io->want_exit && !exited && (ix < 0 || pfd[ix].revents != 0)) {
 			pid_t r = waitpid(p->pid, &io->status, WNOHANG);
@@ -658,12 +668,15 @@ copy_reason(char *dst, size_t len, const char *word, const char *reason)
 static void
 pipe_check_idle(struct handler *h)
 {
-	struct pollfd pfd = { .fd = h->p.out_fd, .events = POLLIN };
+	struct pollfd pfd[2] = {
+		{ .fd = h->p.out_fd, .events = POLLIN },
+		{ .fd = h->p.pidfd, .events = POLLIN },	/* ignored by poll when -1 */
+	};
 	char c;
 
-	if (h->p.pid <= 0 || poll(&pfd, 1, 0) <= 0)
+	if (h->p.pid <= 0 || poll(pfd, 2, 0) <= 0)
 		return;
-	if (read(h->p.out_fd, &c, 1) == 1)
+	if (pfd[0].revents != 0 && read(h->p.out_fd, &c, 1) == 1)
 		log_warnx("queue %s: pipe handler wrote output without a message; restarting it",
 		    h->queue);
 	else

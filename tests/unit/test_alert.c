@@ -4,6 +4,7 @@
  * answers (bounded by the POST timeout), and the kind names.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,28 @@ test_command_gets_json(void)
 	CU_ASSERT(strlen(cJSON_GetObjectItem(j, "host")->valuestring) > 0);
 	cJSON_Delete(j);
 	free(text);
+}
+
+/* A descriptor the caller opened without O_CLOEXEC does not reach the command. */
+static void
+test_command_no_fd_leak(void)
+{
+	char script[640], path[128];
+	char *argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c", script, NULL };
+	struct alert_conf ac = { .command = argv, .ncommand = 3, .webhook = (char *)(uintptr_t)"" };
+	int fd = open("/dev/null", O_RDONLY);
+	char *text;
+
+	CU_ASSERT_FATAL(fd > 2);
+	snprintf(path, sizeof(path), "%s/fds", tmpdir);
+	snprintf(script, sizeof(script), "if [ -e /proc/self/fd/%d ]; then r=leaked; else r=clean; fi; "
+	    "echo $r > '%s.tmp'; mv '%s.tmp' '%s'", fd, path, path, path);
+	CU_ASSERT_EQUAL(alert_fire(&ac, "fd", ALERT_CRASH_LOOP, "x", "x"), 1);
+	text = wait_file(path);
+	CU_ASSERT_PTR_NOT_NULL(text);
+	CU_ASSERT_STRING_EQUAL(text != NULL ? text : "", "clean\n");
+	free(text);
+	close(fd);
 }
 
 static void
@@ -180,6 +203,7 @@ main(void)
 	s = CU_add_suite("alert", NULL, NULL);
 	CU_add_test(s, "no target", test_no_target);
 	CU_add_test(s, "command gets the JSON", test_command_gets_json);
+	CU_add_test(s, "command gets no descriptors", test_command_no_fd_leak);
 	CU_add_test(s, "rate limit per kind and subject", test_rate_limit);
 	CU_add_test(s, "many subjects", test_many_subjects);
 	CU_add_test(s, "webhook failures are bounded", test_webhook_failures_are_bounded);

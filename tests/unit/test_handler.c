@@ -445,6 +445,28 @@ test_pipe_restart_after_death(void)
 	CU_ASSERT_NOT_EQUAL(log_pid(tpath("die.log"), 0), log_pid(tpath("die.log"), 1));
 }
 
+/* A death is seen at once even while the handler's own child keeps its stdout open. */
+static void
+test_pipe_death_with_child_holding_stdout(void)
+{
+	char script[700];
+	char *argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c", script, NULL };
+	struct handler_result r;
+	char *pidtxt;
+
+	snprintf(script, sizeof(script), "sleep 30 & echo $! > %s; read -r line; exit 4",
+	    tpath("holder.pid"));
+	CU_ASSERT_EQUAL(run_once(argv, PROTO_PIPE, 20000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_RETRY);
+	CU_ASSERT_FALSE(r.timed_out);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "exited with status 4 before replying"));
+	CU_ASSERT(r.duration_s < 5.0);
+	pidtxt = slurp(tpath("holder.pid"), NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pidtxt);
+	CU_ASSERT_TRUE(process_gone(strtol(pidtxt, NULL, 10)));
+	free(pidtxt);
+}
+
 static void
 test_pipe_timeout_then_restart(void)
 {
@@ -643,6 +665,7 @@ main(void)
 	CU_add_test(s, "pipe sequence and verdicts", test_pipe_sequence_and_verdicts);
 	CU_add_test(s, "pipe bad replies", test_pipe_bad_replies);
 	CU_add_test(s, "pipe restart after death", test_pipe_restart_after_death);
+	CU_add_test(s, "pipe death past a child holding stdout", test_pipe_death_with_child_holding_stdout);
 	CU_add_test(s, "pipe timeout then restart", test_pipe_timeout_then_restart);
 	CU_add_test(s, "drain deadline", test_drain_deadline);
 	CU_add_test(s, "huge messages", test_huge_messages);
