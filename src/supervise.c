@@ -449,6 +449,36 @@ run_timers(const struct supervise_opts *o, struct slot *slots, int64_t now)
 	}
 }
 
+/*
+ * Act on the signals queued in the self-pipe. Returns 1 when SIGINT or
+ * SIGTERM started the drain now (*stopping set to 1), else 0.
+ */
+static int
+read_signals(const struct supervise_opts *o, struct slot *slots, int *stopping)
+{
+	unsigned char sigs[64];
+	ssize_t n;
+	int began = 0;
+
+	while ((n = read(sig_pipe[0], sigs, sizeof(sigs))) > 0) {
+		for (ssize_t k = 0; k < n; k++) {
+			int sig = sigs[k];
+
+			if (sig == SIGHUP) {
+				log_info("%s: SIGHUP ignored: restart the worker to apply "
+				    "configuration changes", o->name);
+			} else if ((sig == SIGINT || sig == SIGTERM) && *stopping) {
+				log_info("%s: %s while draining: already stopping", o->name, strsignal(sig));
+			} else if (sig == SIGINT || sig == SIGTERM) {
+				*stopping = 1;
+				began = 1;
+				begin_drain(o, slots, sig);
+			}
+		}
+	}
+	return began;
+}
+
 int
 supervise_run(const struct supervise_opts *o)
 {
@@ -480,8 +510,6 @@ supervise_run(const struct supervise_opts *o)
 	for (;;) {
 		struct pollfd pfd = { .fd = sig_pipe[0], .events = POLLIN };
 		int64_t now = util_now_ms();
-		unsigned char sigs[64];
-		ssize_t n;
 
 		if (stopping && count_alive(slots, o->nslots) == 0)
 			break;
@@ -490,25 +518,8 @@ supervise_run(const struct supervise_opts *o)
 		if (poll(&pfd, 1, next_wake(o, slots, stopping, deadline, now)) == -1 && errno != EINTR)
 			log_warn("%s: poll", o->name);
 		now = util_now_ms();
-		while ((n = read(sig_pipe[0], sigs, sizeof(sigs))) > 0) {
-			for (ssize_t k = 0; k < n; k++) {
-				int sig = sigs[k];
-
-				if (sig == SIGHUP) {
-					log_info("%s: SIGHUP ignored: restart the worker to apply "
-					    "configuration changes", o->name);
-				} else if (sig == SIGINT || sig == SIGTERM) {
-					if (stopping) {
-						log_info("%s: %s while draining: already stopping",
-						    o->name, strsignal(sig));
-						continue;
-					}
-					stopping = 1;
-					deadline = now + drain_window(o);
-					begin_drain(o, slots, sig);
-				}
-			}
-		}
+		if (read_signals(o, slots, &stopping))
+			deadline = now + drain_window(o);
 		reap_all(o, slots, stopping, now, &drain_failed);
 		if (!stopping)
 			run_timers(o, slots, now);
