@@ -473,10 +473,13 @@ handler_free(struct handler *h)
 		close_fd(&h->p.in_fd);
 		pfd.fd = h->p.pidfd >= 0 ? h->p.pidfd : h->p.out_fd;
 		pfd.events = POLLIN;
-		while (pfd.fd >= 0 && util_now_ms() < end) {
+		while (pfd.fd >= 0) {
+			int64_t left = end - util_now_ms();
 			char sink[256];
 
-			if (poll(&pfd, 1, (int)(end - util_now_ms())) > 0) {
+			if (left <= 0)
+				break;
+			if (poll(&pfd, 1, (int)left) > 0) {
 				if (pfd.fd == h->p.pidfd || read(pfd.fd, sink, sizeof(sink)) == 0)
 					break;
 			}
