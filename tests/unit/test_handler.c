@@ -467,6 +467,34 @@ test_pipe_death_with_child_holding_stdout(void)
 	free(pidtxt);
 }
 
+/* handler_free stops a pipe handler that ignores the end of its input, in bounded time. */
+static void
+test_pipe_free_is_bounded(void)
+{
+	char script[700];
+	char *argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c", script, NULL };
+	struct handler_result r;
+	struct handler *h;
+	struct msgbuf b;
+	char *pidtxt;
+	double t0;
+
+	snprintf(script, sizeof(script), "echo $$ > %s; read -r line; echo ok; exec sleep 30",
+	    tpath("stubborn.pid"));
+	h = make_handler(argv, PROTO_PIPE, 5000);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	msg_init(&b, "5-9", "key", "k", 1);
+	CU_ASSERT_EQUAL(handler_run(h, &b.m, NULL, NULL, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_OK);
+	t0 = util_now_s();
+	handler_free(h);
+	CU_ASSERT(util_now_s() - t0 < 2.0);
+	pidtxt = slurp(tpath("stubborn.pid"), NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(pidtxt);
+	CU_ASSERT_TRUE(process_gone(strtol(pidtxt, NULL, 10)));
+	free(pidtxt);
+}
+
 static void
 test_pipe_timeout_then_restart(void)
 {
@@ -667,6 +695,7 @@ main(void)
 	CU_add_test(s, "pipe restart after death", test_pipe_restart_after_death);
 	CU_add_test(s, "pipe death past a child holding stdout", test_pipe_death_with_child_holding_stdout);
 	CU_add_test(s, "pipe timeout then restart", test_pipe_timeout_then_restart);
+	CU_add_test(s, "pipe handler_free is bounded", test_pipe_free_is_bounded);
 	CU_add_test(s, "drain deadline", test_drain_deadline);
 	CU_add_test(s, "huge messages", test_huge_messages);
 	CU_add_test(s, "JSON of non-UTF-8 fields", test_json_non_utf8);
