@@ -632,11 +632,13 @@ bench_overhead(void)
 	char *pipe_argv[] = { testhandler, NULL };
 	char *exec_argv[] = { testhandler, (char *)(uintptr_t)"-p", (char *)(uintptr_t)"exec",
 		(char *)(uintptr_t)"-x", (char *)(uintptr_t)"0", NULL };
-	const int n[2] = { 200, 5000 };
+	char *true_argv[] = { (char *)(uintptr_t)"/bin/true", NULL };
+	char **argvs[3] = { true_argv, exec_argv, pipe_argv };
+	const char *names[3] = { "exec /bin/true", "exec testhandler", "pipe testhandler" };
+	const int n[3] = { 300, 200, 5000 };
 
-	for (int pass = 0; pass < 2; pass++) {
-		struct handler *h = make_handler(pass == 0 ? exec_argv : pipe_argv,
-		    pass == 0 ? PROTO_EXEC : PROTO_PIPE, 5000);
+	for (int pass = 0; pass < 3; pass++) {
+		struct handler *h = make_handler(argvs[pass], pass < 2 ? PROTO_EXEC : PROTO_PIPE, 5000);
 		struct handler_result r;
 		struct msgbuf b;
 		int ok = 0;
@@ -650,8 +652,8 @@ bench_overhead(void)
 		t0 = util_now_s();
 		for (int i = 0; i < n[pass]; i++)
 			ok += handler_run(h, &b.m, NULL, NULL, &r) == 0 && r.outcome == HANDLER_OK;
-		printf("\n  bench: %s handler, %d messages: %.1f us/message", pass == 0 ? "exec" : "pipe",
-		    n[pass], (util_now_s() - t0) * 1e6 / n[pass]);
+		printf("\n  bench: %s, %d messages: %.1f us/message", names[pass], n[pass],
+		    (util_now_s() - t0) * 1e6 / n[pass]);
 		CU_ASSERT_EQUAL(ok, n[pass]);
 		handler_free(h);
 	}
