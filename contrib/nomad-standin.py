@@ -1113,6 +1113,8 @@ class Server:
     def bind(self):
         handler = type("H", (Handler,), {"srv": self})
         cls = type("S", (ThreadingHTTPServer,), {"allow_reuse_address": True, "daemon_threads": True,
+                                                  # a client opens many connections at once
+                                                  "request_queue_size": 128,
                                                   "address_family": socket.AF_INET6 if ":" in self.host
                                                   else socket.AF_INET})
         httpd = cls((self.host, self.port), handler)
@@ -1142,6 +1144,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nomad-standin"
     sys_version = ""
+    disable_nagle_algorithm = True  # small replies must not wait ~40 ms for an ACK
     timeout = 120
     srv = None  # set by Server.bind
 

@@ -63,35 +63,23 @@ def drain_scales_down_only_after_stabilization():
 
 @suite.test
 def noisy_steady_load_makes_no_scale_actions():
-    """A steady load with +-50% noise every 100 ms. The agent may first move to the count the
-    load needs; once there, the noise must not make it act again (no flapping)."""
-    env = AgentEnv(count=4, policy=policy_conf(min=2, max=20, stabilization="4s", down_cooldown="2s"))
+    """A steady 50 msgs/s with +-60% noise every 100 ms on 2 workers of 30 msgs/s each: bursts
+    of up to 80/s outrun the workers for a moment and build small backlogs that drain again.
+    The right count does not change; the agent must not act on the noise."""
+    env = AgentEnv(count=2, policy=policy_conf(min=2, max=20, stabilization="4s", down_cooldown="2s"))
     try:
+        world = env.start_world(rate=50, per_worker=30)
+        world.noise = 0.6
+        harness.wait_until(lambda: world.added >= 100, timeout=10, what="the load to start")
         env.start_agent()
-        world = env.start_world(rate=70, per_worker=30)
-        world.noise = 0.5
-        quiet = {"n": -1, "since": time.monotonic()}
-
-        def settled():
-            n = len(env.scale_posts())
-            if n != quiet["n"]:
-                quiet["n"], quiet["since"] = n, time.monotonic()
-            return time.monotonic() - quiet["since"] >= 6
-        harness.wait_until(settled, timeout=45, interval=0.25,
-                           what="the agent to settle on the noisy load (actions: %r)" %
-                           [p.get("Count") for p in env.scale_posts()])
-        settled_posts = env.scale_posts()
-        assert len(settled_posts) <= 3, "took %d actions to settle: %r" % (
-            len(settled_posts), [p.get("Count") for p in settled_posts])
-        t_end = time.monotonic() + 12
-        harness.wait_until(lambda: time.monotonic() >= t_end or not env.alive(), timeout=20,
-                           interval=0.25, what="12 s of noisy load")
+        t_end = time.monotonic() + 15
+        harness.wait_until(lambda: time.monotonic() >= t_end or not env.alive(), timeout=25,
+                           interval=0.25, what="15 s of noisy load")
         assert env.alive()
-        after = env.scale_posts()[len(settled_posts):]
-        assert after == [], "flapped on noise after settling at %d: %r" % (
-            env.desired(), [p.get("Count") for p in after])
-        assert world.added > 1000, "the world did not produce load (%d)" % world.added
-        assert env.metric("scaleno_queue_arrival_rate", 'queue="payments"') > 35
+        assert env.scale_posts() == [], "flapped on noise: %r" % [p.get("Count") for p in env.scale_posts()]
+        assert world.added > 800, "the world did not produce load (%d)" % world.added
+        assert env.metric("scaleno_queue_arrival_rate", 'queue="payments"') > 25
+        assert env.metric("scaleno_agent_ticks_total") >= 40
         world.stop()
     finally:
         env.close()
