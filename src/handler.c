@@ -140,6 +140,13 @@ child_exec(char *const *argv, char **envp, int in_rd, int out_wr, int err_wr, pi
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(127);
+	/*
+	 * Started with 0 or 1 closed, the worker may have got its pipes there:
+	 * move them above 2 first, so the dup2 calls below cannot clobber them.
+	 */
+	if ((in_rd = fcntl(in_rd, F_DUPFD_CLOEXEC, 3)) == -1 ||
+	    (out_wr >= 0 && (out_wr = fcntl(out_wr, F_DUPFD_CLOEXEC, 3)) == -1))
+		goto fail;
 	if (dup2(in_rd, 0) == -1 || (out_wr >= 0 && dup2(out_wr, 1) == -1))
 		goto fail;
 	/* Everything else (Redis sockets, other pipes) must not leak. */

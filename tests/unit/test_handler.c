@@ -250,8 +250,10 @@ test_exec_no_fd_leak(void)
 	char script[128];
 	char *argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c", script, NULL };
 	struct handler_result r;
-	int fd = open("/dev/null", O_RDONLY);	/* deliberately inheritable */
+	int null = open("/dev/null", O_RDONLY);
+	int fd = fcntl(null, F_DUPFD, 10);	/* deliberately inheritable */
 
+	close(null);
 	CU_ASSERT_FATAL(fd > 2);
 	snprintf(script, sizeof(script), "cat >/dev/null; [ -e /proc/self/fd/%d ] && exit 65; exit 0", fd);
 	CU_ASSERT_EQUAL(run_once(argv, PROTO_EXEC, 5000, &r), 0);
@@ -296,6 +298,39 @@ test_exec_not_found(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "No such file"));
 	CU_ASSERT_EQUAL(run_once(argv2, PROTO_PIPE, 5000, &r), -1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(r.error, "No such file"));
+}
+
+/* A worker started with stdin and stdout closed still wires the handler's pipes right. */
+static void
+test_worker_std_fds_closed(void)
+{
+	char *exec_argv[] = { testhandler, (char *)(uintptr_t)"-p", (char *)(uintptr_t)"exec",
+		(char *)(uintptr_t)"-x", (char *)(uintptr_t)"0", (char *)(uintptr_t)"-l", tpath("fd01.log"),
+		NULL };
+	char *pipe_argv[] = { testhandler, (char *)(uintptr_t)"-l", tpath("fd01.log"), NULL };
+	int saved0 = fcntl(0, F_DUPFD_CLOEXEC, 10);	/* -1 when already closed */
+	int saved1 = fcntl(1, F_DUPFD_CLOEXEC, 10);
+	struct handler_result r1, r2;
+	int rc1, rc2;
+
+	CU_ASSERT_FATAL(saved1 > 2);
+	unlink(tpath("fd01.log"));
+	fflush(stdout);
+	close(0);
+	close(1);
+	rc1 = run_once(exec_argv, PROTO_EXEC, 5000, &r1);
+	rc2 = run_once(pipe_argv, PROTO_PIPE, 5000, &r2);
+	if (saved0 >= 0) {
+		dup2(saved0, 0);
+		close(saved0);
+	}
+	dup2(saved1, 1);
+	close(saved1);
+	CU_ASSERT_EQUAL(rc1, 0);
+	CU_ASSERT_EQUAL(r1.outcome, HANDLER_OK);
+	CU_ASSERT_EQUAL(rc2, 0);
+	CU_ASSERT_EQUAL(r2.outcome, HANDLER_OK);
+	CU_ASSERT_EQUAL(count_lines(tpath("fd01.log")), 2);
 }
 
 /* A handler that exits without reading a big message: EPIPE, not SIGPIPE death. */
@@ -691,6 +726,7 @@ main(void)
 	CU_add_test(s, "exec timeout kills the group", test_exec_timeout_kills_group);
 	CU_add_test(s, "handler not found", test_exec_not_found);
 	CU_add_test(s, "exec handler ignoring stdin", test_exec_ignores_stdin);
+	CU_add_test(s, "worker with stdin and stdout closed", test_worker_std_fds_closed);
 	CU_add_test(s, "no message content in argv", test_no_content_in_argv);
 	CU_add_test(s, "pipe sequence and verdicts", test_pipe_sequence_and_verdicts);
 	CU_add_test(s, "pipe bad replies", test_pipe_bad_replies);
