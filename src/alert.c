@@ -7,7 +7,9 @@
  * or init, which reap it. The monitor feeds the JSON on stdin, and kills
  * the command's process group after ALERT_CMD_LIMIT_MS.
  *
- * alert.webhook: a libcurl POST with a short timeout, made by the caller.
+ * alert.webhook: a libcurl POST with a short timeout, made by the caller;
+ * after a failure the webhook is paused for a while, so a dead endpoint
+ * costs one timeout per pause and not one per alert.
  *
  * The rate limit is a small table per process; consumer processes of one
  * worker do not share it, so with N consumers an alert about the same
@@ -34,6 +36,8 @@
 #define ALERT_HTTP_TIMEOUT_MS 2000	/* whole webhook POST */
 #define ALERT_HTTP_CONNECT_MS 1000
 #define ALERT_SLOTS 64			/* remembered (queue, kind, subject) keys */
+#define ALERT_HOOK_PAUSE_MS 30000	/* after a slow failed POST, skip the webhook this long */
+#define ALERT_HOOK_SLOW_MS 500		/* a failure that took this long is "slow" */
 
 struct alert_slot {
 	char key[192];
@@ -41,6 +45,13 @@ struct alert_slot {
 };
 
 static struct alert_slot slots[ALERT_SLOTS];
+/*
+ * A webhook that times out would cost every alert the full timeout (and
+ * dead-letter alerts have a subject per message): after a slow failure,
+ * POSTs pause for ALERT_HOOK_PAUSE_MS. Fast failures (refused, HTTP 5xx)
+ * cost nothing and do not pause. One pause for all URLs, per process.
+ */
+static int64_t hook_paused_until;
 
 static const char *const kind_names[] = {
 	[ALERT_DEAD_LETTERED] = "dead_lettered",
@@ -205,12 +216,19 @@ discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 static int
 alert_post(const char *url, const char *json)
 {
-	CURL *c = curl_easy_init();
+	CURL *c;
 	struct curl_slist *hdr = NULL;
 	long code = 0;
 	CURLcode rc;
 	int ret = -1;
+	int64_t t0 = util_now_ms();
 
+	if (hook_paused_until != 0 && util_now_ms() < hook_paused_until) {
+		log_warnx("alert: webhook skipped: it timed out less than %d s ago",
+		    ALERT_HOOK_PAUSE_MS / 1000);
+		return -1;
+	}
+	c = curl_easy_init();
 	if (c == NULL) {
 		log_warnx("alert: cannot initialise libcurl");
 		return -1;
@@ -237,6 +255,10 @@ alert_post(const char *url, const char *json)
 	}
 	ret = 0;
 out:
+	if (ret == 0)
+		hook_paused_until = 0;
+	else if (util_now_ms() - t0 >= ALERT_HOOK_SLOW_MS)
+		hook_paused_until = util_now_ms() + ALERT_HOOK_PAUSE_MS;
 	curl_slist_free_all(hdr);
 	curl_easy_cleanup(c);
 	return ret;

@@ -175,6 +175,10 @@ test_webhook_failures_are_bounded(void)
 	CU_ASSERT_EQUAL(alert_fire(&ac, "wh", ALERT_REDIS_UNREACHABLE, "b", "x"), -1);
 	CU_ASSERT(util_now_s() - t0 < 3.0);
 	CU_ASSERT(util_now_s() - t0 >= 1.5);
+	/* Right after a failure the webhook is paused: no second wait for the timeout. */
+	t0 = util_now_s();
+	CU_ASSERT_EQUAL(alert_fire(&ac, "wh", ALERT_REDIS_UNREACHABLE, "c", "x"), -1);
+	CU_ASSERT(util_now_s() - t0 < 0.5);
 	close(fd);
 }
 
