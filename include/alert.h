@@ -23,6 +23,9 @@ enum alert_kind {
  * Fire an alert of kind about subject (a message id, a partition, ...) for
  * queue q, with a human text. Returns 1 when sent, 0 when suppressed by the
  * rate limit or when q has no alert target, -1 when delivery failed (logged).
+ * The command is only started (a failure inside it is not seen here); the
+ * webhook POST is waited for, at most 2 s, and skipped for 30 s after one
+ * that timed out. Strings are copied; nothing is kept.
  */
 int alert_fire(const struct alert_conf *ac, const char *queue, enum alert_kind kind,
     const char *subject, const char *text);

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import harness
@@ -183,6 +184,14 @@ def consumers_start_and_drain_on_sigint():
           % (t_forked * 1000, t_first * 1000))
     assert w.metric("scaleno_consumers_running") == 4
     assert w.metric("scaleno_consumer_restarts_total") == 0
+    assert w.metric("scaleno_messages_total") is not None
+    assert w.http("/nope")[0] == 404
+    req = urllib.request.Request("http://127.0.0.1:%d/metrics" % w.port, data=b"x", method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=2)
+        assert False, "POST /metrics must be refused"
+    except urllib.error.HTTPError as e:
+        assert e.code == 405, e.code
     # The consumers' pipe handlers are running too; all share the supervisor's session.
     members = session_members(w.proc.pid)
     assert len(members) >= 5, members
@@ -301,6 +310,9 @@ def drain_deadline_kills_nothing_lost():
     members = session_members(w.proc.pid)
     t = time.monotonic()
     w.proc.send_signal(signal.SIGINT)
+    # While it drains, /healthz says so (load balancers and checks stop sending work).
+    harness.wait_until(lambda: w.http("/healthz") == (503, "draining\n"), timeout=1.4,
+                       interval=0.01, what="/healthz to report draining")
     rc = w.proc.wait(timeout=10)
     took = time.monotonic() - t
     # Within drain_timeout + the supervisor's grace, and before kill_timeout (3s).
