@@ -42,9 +42,14 @@ struct handler_result {
 
 struct handler;
 
-/* Prepare a handler for q (does not start a process yet). NULL + err on failure. */
+/*
+ * Prepare a handler for q (does not start a process yet). NULL + err on
+ * failure. Borrows q->worker.command (it must outlive the handler) and sets
+ * SIGPIPE to SIG_IGN for the whole process: a handler that dies while we
+ * write must give EPIPE, not kill the consumer.
+ */
 struct handler *handler_new(const struct queue_policy *q, char *err, size_t errlen);
-/* Stops a pipe handler process (closes its stdin, waits briefly, then kills). */
+/* Stops a pipe handler process (closes its stdin, waits 500 ms, then kills its group). */
 void handler_free(struct handler *h);
 
 /*
