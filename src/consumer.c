@@ -70,8 +70,11 @@ struct consumer {
 	bool ready;		/* groups created */
 	int64_t lease_ttl_ms;
 	int64_t next_claim, next_reap, next_lease, next_depth;
-	unsigned err_streak;
+	unsigned err_streak;	/* Redis failures in a row */
+	unsigned start_streak;	/* handler start failures in a row */
 	struct rs_batch batch;
+	size_t batch_pos;	/* next entry of batch to handle (< batch.n: held for a retry) */
+	bool recovering;	/* batch is from our own pending list: ack each at once */
 	const char **ackids;	/* per batch: ids to acknowledge, by source */
 	int *acksrc;
 	size_t nacks, capacks;
@@ -206,19 +209,24 @@ oom:
 
 /* ---- helpers ---- */
 
-/* Count a Redis failure and wait a little (longer after each one in a row). */
+/* Log a failure that is nobody's message's fault and wait, longer each time in a row. */
 static void
-redis_trouble(struct consumer *c, const char *what, const char *err)
+trouble(struct consumer *c, unsigned *streak, const char *what, const char *err)
 {
-	int64_t ms = util_backoff_ms(ERR_BACKOFF_BASE_MS, ERR_BACKOFF_CAP_MS, c->err_streak);
+	int64_t ms = util_backoff_ms(ERR_BACKOFF_BASE_MS, ERR_BACKOFF_CAP_MS, *streak);
 
-	if (c->err_streak < 32)
-		c->err_streak++;
-	if (c->stats != NULL)
-		wstats_add(&c->stats->redis_errors, 1);
+	if (*streak < 32)
+		(*streak)++;
 	log_warnx("%s: consumer %s: %s: %s (retrying in %" PRId64 "ms)", c->q->name, c->name, what,
 	    err, ms);
 	util_sleep_ms(ms, (volatile int *)c->stop);
+}
+
+static void
+redis_trouble(struct consumer *c, const char *what, const char *err)
+{
+	wstats_add(&c->stats->redis_errors, 1);
+	trouble(c, &c->err_streak, what, err);
 }
 
 static bool
@@ -531,14 +539,19 @@ fetch(struct consumer *c)
 	int n = 0, nk = 0;
 
 	rstream_batch_clear(&c->batch);
+	c->recovering = false;
 	for (int i = 0; i < c->nsrc; i++) {
 		struct source *s = &c->src[i];
 		const char *k = s->key, *id = s->pend_cursor;
 
 		if (s->pend_done || !source_active(c, s))
 			continue;
-		n = rstream_read(c->r, c->q->group, c->name, &k, &id, 1, c->q->worker.batch, -1,
-		    &c->batch, err, sizeof(err));
+		/*
+		 * One at a time, acknowledged at once: if one of them kills us again,
+		 * only it gets another delivery counted, not its batch-mates.
+		 */
+		n = rstream_read(c->r, c->q->group, c->name, &k, &id, 1, 1, -1, &c->batch, err,
+		    sizeof(err));
 		if (n < 0) {
 			redis_trouble(c, "reading own pending entries", err);
 			return -1;
@@ -550,6 +563,7 @@ fetch(struct consumer *c)
 		for (size_t j = 0; j < c->batch.n; j++)
 			c->batch.e[j].src = i;
 		util_strlcpy(s->pend_cursor, c->batch.e[c->batch.n - 1].id, RS_ID_MAX);
+		c->recovering = true;
 		return n;
 	}
 	for (int i = 0; i < c->nsrc; i++) {
@@ -750,7 +764,12 @@ halt_partition(struct consumer *c, const struct rs_entry *e, int attempts, const
 
 /* ---- handling one message ---- */
 
-enum step { STEP_NEXT, STEP_SKIP_PART, STEP_STOP };
+enum step {
+	STEP_NEXT,		/* go on with the batch */
+	STEP_SKIP_PART,		/* leave the rest of this partition's entries pending */
+	STEP_ABANDON,		/* leave the rest of the batch pending */
+	STEP_STOP,		/* draining: leave the rest pending and stop */
+};
 
 static enum step
 apply(struct consumer *c, const struct rs_entry *e, const struct mode_decision *d, int attempts,
@@ -794,8 +813,11 @@ apply(struct consumer *c, const struct rs_entry *e, const struct mode_decision *
 		halt_partition(c, e, attempts, error);
 		return STEP_SKIP_PART;
 	}
-	/* Order-critical: acknowledge at once, so only the message in flight can come back. */
-	if (c->ordered && c->nacks > 0 && ack_flush(c) < 0) {
+	/*
+	 * Order-critical: acknowledge at once, so only the message in flight can
+	 * come back. Recovering: so a crash on a later entry does not bring it back.
+	 */
+	if ((c->ordered || c->recovering) && c->nacks > 0 && ack_flush(c) < 0) {
 		pending_reset(&c->src[e->src]);
 		return STEP_SKIP_PART;
 	}
@@ -860,7 +882,13 @@ handle(struct consumer *c, const struct rs_entry *e)
 		if (c->ordered && lease_ensure(c, s->part) < 0)
 			return STEP_SKIP_PART;
 		memset(&res, 0, sizeof(res));
-		(void)handler_run(c->h, &m, c->stop, &drain_deadline_ms, &res);
+		if (handler_run(c->h, &m, c->stop, &drain_deadline_ms, &res) < 0) {
+			/* Not the message's fault: it must not use up its attempts. */
+			trouble(c, &c->start_streak, "the handler could not be started (messages "
+			    "stay pending)", res.error[0] ? res.error : "unknown error");
+			return STEP_ABANDON;
+		}
+		c->start_streak = 0;
 		wstats_observe(c->stats, res.duration_s);
 		if (res.outcome == HANDLER_OK) {
 			modes_decide(&c->lim, HANDLER_OK, 0, s->stage, &d);
@@ -915,15 +943,24 @@ process_batch(struct consumer *c)
 		log_warnx("%s: out of memory; the batch stays pending", c->q->name);
 		return;
 	}
-	for (size_t i = 0; i < c->batch.n && !*c->stop; i++) {
+	for (size_t i = c->batch_pos; i < c->batch.n && !*c->stop; i++) {
 		const struct rs_entry *e = &c->batch.e[i];
 		enum step st;
 
+		c->batch_pos = i + 1;
 		if (skip[e->src] || !source_active(c, &c->src[e->src]))
 			continue;
 		st = handle(c, e);
 		if (st == STEP_STOP)
 			break;
+		if (st == STEP_ABANDON) {
+			/*
+			 * Keep the rest in hand and try again after the backoff: reading it
+			 * again from Redis would count deliveries the message is not to blame for.
+			 */
+			c->batch_pos = i;
+			break;
+		}
 		if (st == STEP_SKIP_PART)
 			skip[e->src] = true;
 	}
@@ -972,9 +1009,14 @@ consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
 		periodic(&c);
 		if (*stop)
 			break;
+		if (c.batch_pos < c.batch.n) {
+			process_batch(&c);
+			continue;
+		}
 		if ((n = fetch(&c)) < 0)
 			continue;
 		c.err_streak = 0;
+		c.batch_pos = 0;
 		if (n > 0)
 			process_batch(&c);
 	}

@@ -4,6 +4,7 @@
 Real redis-server (AOF, appendfsync always), the real `scaleno worker`, and a
 small pipe handler written here (Python) that logs every success to a file.
 """
+import json
 import os
 import random
 import re
@@ -22,6 +23,7 @@ suite = H.Suite()
 #   bad=1             "retry" unless the file $FIXED exists
 #   garbage=1         answers garbage
 #   slow=MS           sleeps before answering
+#   crash=1           kills its consumer process (SIGKILL)
 #   $FAIL_RATE        fraction of other messages answered "retry" at random
 # Every success appends "ok <n> <id>" to $OKLOG; a start of a slow message
 # appends "start <n>" first.
@@ -41,6 +43,9 @@ for raw in sys.stdin.buffer:
         print("fail cannot parse: %s" % type(e).__name__, flush=True)
         continue
     n = f.get("n", "-")
+    if f.get("crash") == "1":
+        os.kill(os.getppid(), 9)  # takes the consumer down with the message in hand
+        time.sleep(5)
     if f.get("slow"):
         log("start %s" % n)
         time.sleep(int(f["slow"]) / 1000.0)
@@ -61,13 +66,18 @@ for raw in sys.stdin.buffer:
 class Env:
     """A temp folder with redis, a main config, one policy and the handler."""
 
-    def __init__(self, queue="q", stream="jobs", loss=True, order=False, worker=None, env=None):
+    def __init__(self, queue="q", stream="jobs", loss=True, order=False, worker=None, env=None,
+                 partitions=1):
         self.dir = H.tmpdir()
         self.redis = H.Redis(appendonly=True)
         self.queue, self.stream = queue, stream
         self.oklog = os.path.join(self.dir, "ok.log")
         self.fixed = os.path.join(self.dir, "fixed")
         self.handler = H.write(os.path.join(self.dir, "handler.py"), HANDLER)
+        self.alerts = os.path.join(self.dir, "alerts.log")
+        alert = H.write(os.path.join(self.dir, "alert.py"),
+                        "import sys\nopen(%r, 'a').write(sys.stdin.read().strip() + '\\n')\n"
+                        % self.alerts)
         self.port = H.free_port()
         w = {"processes": 2, "batch": 16, "timeout": '"2s"', "retries": 1, "backoff": '"10ms"',
              "max_backoff": '"40ms"', "retry_delays": '[ "200ms", "400ms" ]', "claim_idle": '"3s"',
@@ -79,7 +89,7 @@ class Env:
                             'redis: { address = "%s"; };\nlog: { level = "info"; };\n'
                             'agent: { policy_dir = "policies.d"; };\n' % self.redis.address)
         H.write(os.path.join(self.dir, "policies.d", queue + ".conf"), """queue: {
-  name = "%s"; stream = "%s"; group = "g";
+  name = "%s"; stream = "%s"; group = "g"; partitions = %d;
   loss_critical = %s; order_critical = %s;
   scale: { target = "none"; max = 1; };
   worker: {
@@ -87,8 +97,10 @@ class Env:
     protocol = "pipe";
 %s
   };
+  alert: { command = [ "%s", "%s" ]; min_interval = "0s"; };
 };
-""" % (queue, stream, str(loss).lower(), str(order).lower(), sys.executable, self.handler, body))
+""" % (queue, stream, partitions, str(loss).lower(), str(order).lower(), sys.executable,
+       self.handler, body, sys.executable, alert))
         self.env = {"OKLOG": self.oklog, "FIXED": self.fixed}
         self.env.update(env or {})
         self.log = os.path.join(self.dir, "worker.log")
@@ -99,11 +111,18 @@ class Env:
                             log_path=self.log, env=self.env)
         return self.proc
 
-    def publish(self, msgs):
+    def alert_kinds(self):
+        try:
+            with open(self.alerts) as f:
+                return [json.loads(line)["kind"] for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def publish(self, msgs, stream=None):
         """msgs: list of field dicts (values str or bytes), XADD in one pipe."""
         cmds = []
         for f in msgs:
-            c = ["XADD", self.stream, "*"]
+            c = ["XADD", stream or self.stream, "*"]
             for k, v in f.items():
                 c += [k, v]
             cmds.append(c)
@@ -193,8 +212,12 @@ def test_mode3_kill9_nothing_lost():
             kids = H.wait_until(lambda: consumers_up(e, 1), timeout=20, what="consumers")
             os.kill(rnd.choice(kids), signal.SIGKILL)
         else:
+            old = children(e.proc.pid)
             os.kill(e.proc.pid, signal.SIGKILL)
             e.proc.wait(timeout=10)
+            # Its consumers die with it (PR_SET_PDEATHSIG); they hold the metrics socket.
+            H.wait_until(lambda: not any(os.path.exists("/proc/%d" % k) for k in old),
+                         timeout=10, what="the old consumers to die")
             restarts += 1
             if restarts == 2:
                 # Come back as another allocation: the old consumers' pending entries
@@ -220,10 +243,16 @@ def test_mode3_kill9_nothing_lost():
         assert f["x-error"], f
     assert restarts == 2
     assert "reclaimed" in e.log_text()
+    H.wait_until(lambda: e.metric("scaleno_dlq_depth") == len(dead), timeout=15,
+                 what="scaleno_dlq_depth to show the DLQ")
+    H.wait_until(lambda: "dead_lettered" in e.alert_kinds(), timeout=15, what="a dead_lettered alert")
 
     def only_new_consumers():
+        # (Redis 7.0 does not reset idle on empty reads, so idle live ones may go too.)
         names = [c[1] for c in e.redis.json("XINFO", "CONSUMERS", e.stream, "g")]
-        return names and all(n.startswith("job/w/1/") for n in names)
+        return all(n.startswith("job/w/1/") for n in names) and \
+            re.search(r"removed \d+ idle consumer\(s\) with nothing pending from %s$" % e.stream,
+                      e.log_text(), re.M)
     H.wait_until(only_new_consumers, timeout=20, what="idle old consumers to be removed")
     assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
     print("  ok lines %d for %d ids, dlq %d" % (len(e.ok()), N, len(dead)))
@@ -247,6 +276,7 @@ def test_mode4_halt_survives_restart_then_skip_and_resume():
     H.wait_until(lambda: e.metric("scaleno_partition_halted", partition="0") == 1, timeout=10,
                  what="the halted gauge")
     assert [n for n, _, _ in e.ok()] == [str(i) for i in range(7)]
+    H.wait_until(lambda: "partition_halted" in e.alert_kinds(), timeout=10, what="the halt alert")
     # The halt survives a restart of the worker.
     assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
     e.start()
@@ -372,6 +402,69 @@ def test_bad_payloads_and_garbage_replies():
     H.wait_until(lambda: e.pending() == 0, timeout=10, what="nothing pending")
     assert e.metric("scaleno_consumer_restarts_total") == 0
     assert e.proc.poll() is None
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+
+
+@suite.test
+def test_poison_by_delivery_count():
+    """A message that kills its consumer every time goes to the DLQ after max_deliveries."""
+    e = Env(worker={"processes": 1, "max_deliveries": 2, "claim_idle": '"30s"'})
+    e.publish([{"n": "a"}, {"n": "killer", "crash": "1"}, {"n": "b"}])
+    e.start()
+    H.wait_until(lambda: "killer" in e.dlq(), timeout=30, what="the killer in the DLQ")
+    f = e.dlq()["killer"]
+    assert "delivered 3 times (max_deliveries 2)" in f["x-error"], f
+    H.wait_until(lambda: {"a", "b"} <= {n for n, _, _ in e.ok()}, timeout=20, what="the others")
+    assert "killer" not in {n for n, _, _ in e.ok()}
+    assert set(e.dlq()) == {"killer"}  # its batch-mates are not blamed
+    assert e.metric("scaleno_consumer_restarts_total") == 2
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+
+
+@suite.test
+def test_handler_that_cannot_start_uses_no_attempts():
+    """A missing handler program is not the messages' fault: nothing dropped, nothing counted."""
+    e = Env(loss=False, worker={"processes": 1, "retries": 0, "max_deliveries": 1})
+    with open(e.conf.replace("scaleno.conf", "policies.d/q.conf")) as f:
+        pol = f.read()
+    H.write(e.conf.replace("scaleno.conf", "policies.d/q.conf"),
+            pol.replace('"%s", "%s"' % (sys.executable, e.handler), '"%s/missing"' % e.dir, 1))
+    e.publish([{"n": "1"}, {"n": "2"}])
+    e.start()
+    H.wait_until(lambda: e.log_text().count("could not be started") >= 3, timeout=20,
+                 what="start failures")
+    assert e.pending() == 2
+    assert e.metric("scaleno_messages_total", result="dropped") == 0
+    p = e.redis.json("XPENDING", e.stream, "g", "-", "+", "10")
+    assert all(x[3] == 1 for x in p), p  # not redelivered, so no delivery counted
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+    assert e.pending() == 2
+
+
+@suite.test
+def test_mode4_partitions_halt_alone_and_keep_order():
+    """Three partitions over two consumers: one halts, the others go on, each in order."""
+    e = Env(order=True, partitions=3, worker={"processes": 2, "retries": 1})
+    for p in range(3):
+        e.publish([{"n": "%d-%02d" % (p, i), **({"poison": "1"} if (p, i) == (1, 4) else {})}
+                   for i in range(20)], stream="%s:%d" % (e.stream, p))
+    e.start()
+    H.wait_until(lambda: e.redis.cli("EXISTS", e.stream + ":1:halt") == "1", timeout=30,
+                 what="partition 1 to halt")
+    want = {"0-%02d" % i for i in range(20)} | {"2-%02d" % i for i in range(20)} | \
+        {"1-%02d" % i for i in range(4)}
+    H.wait_until(lambda: {n for n, _, _ in e.ok()} == want, timeout=30,
+                 what="partitions 0 and 2 to finish, 1 to stop before its poison")
+    seen = [n for n, _, _ in e.ok()]
+    for p in "012":
+        mine = [n for n in seen if n.startswith(p + "-")]
+        assert all(b >= a for a, b in zip(mine, mine[1:])), mine
+    def owners():
+        return {e.redis.cli("GET", "%s:%d:lease" % (e.stream, p)).split("#")[0] for p in range(3)}
+    H.wait_until(lambda: len(owners()) == 2, timeout=20, what="the partitions to be shared by both")
+    r = H.run_scaleno(["resume", "-q", e.queue, "-c", e.conf, "-p", "1", "--skip"])
+    assert r.returncode == 0, r.stderr
+    H.wait_until(lambda: len({n for n, _, _ in e.ok()}) == 59, timeout=30, what="partition 1 to go on")
     assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
 
 
