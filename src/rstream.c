@@ -970,6 +970,38 @@ id_reply(redisReply *rep, const char *what, char *new_id, char *err, size_t errl
 	return rc;
 }
 
+/*
+ * Redis' Lua cannot unpack more than about 8000 values into one call: an
+ * entry with more fields is moved by plain commands, adding before
+ * acknowledging, so a failure in between duplicates it but never loses it.
+ */
+#define LUA_MAX_PAIRS 3900
+
+static int
+move_unscripted(struct redisq *r, const char *src, const char *dst, const char *group,
+    const char *id, bool del, const struct rs_fields *fields, char *new_id, char *err,
+    size_t errlen)
+{
+	struct args a = { 0 };
+	redisReply *rep;
+	int rc;
+
+	if (args_str(&a, "XADD") < 0 || args_str(&a, dst) < 0 || args_str(&a, "*") < 0 ||
+	    args_fields(&a, fields) < 0) {
+		args_free(&a);
+		return oom(err, errlen);
+	}
+	rep = call(r, &a, err, errlen);
+	args_free(&a);
+	if ((rc = id_reply(rep, "XADD", new_id, err, errlen)) != 1)
+		return rc < 0 ? rc : bad_reply("XADD", err, errlen);
+	if (rstream_ack(r, src, group, &id, 1, NULL, NULL, err, errlen) < 0)
+		return -1;
+	if (del && rstream_delete(r, src, &id, 1, err, errlen) < 0)
+		return -1;
+	return 1;
+}
+
 int
 rstream_move(struct redisq *r, const char *src, const char *dst, const char *group,
     const char *id, bool del, const char *lease_key, const char *token,
@@ -983,6 +1015,8 @@ rstream_move(struct redisq *r, const char *src, const char *dst, const char *gro
 		snprintf(err, errlen, "move %s: no fields", id);
 		return -1;
 	}
+	if (fields->n > LUA_MAX_PAIRS && token == NULL)
+		return move_unscripted(r, src, dst, group, id, del, fields, new_id, err, errlen);
 	if (args_str(&a, group) < 0 || args_str(&a, id) < 0 || args_str(&a, del ? "1" : "0") < 0 ||
 	    args_str(&a, token != NULL ? token : "") < 0) {
 		args_free(&a);
