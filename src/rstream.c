@@ -973,7 +973,8 @@ id_reply(redisReply *rep, const char *what, char *new_id, char *err, size_t errl
 /*
  * Redis' Lua cannot unpack more than about 8000 values into one call: an
  * entry with more fields is moved by plain commands, adding before
- * acknowledging, so a failure in between duplicates it but never loses it.
+ * acknowledging (group NULL: no ack) and deleting, so a failure in between
+ * duplicates it but never loses it.
  */
 #define LUA_MAX_PAIRS 3900
 
@@ -995,7 +996,7 @@ move_unscripted(struct redisq *r, const char *src, const char *dst, const char *
 	args_free(&a);
 	if ((rc = id_reply(rep, "XADD", new_id, err, errlen)) != 1)
 		return rc < 0 ? rc : bad_reply("XADD", err, errlen);
-	if (rstream_ack(r, src, group, &id, 1, NULL, NULL, err, errlen) < 0)
+	if (group != NULL && rstream_ack(r, src, group, &id, 1, NULL, NULL, err, errlen) < 0)
 		return -1;
 	if (del && rstream_delete(r, src, &id, 1, err, errlen) < 0)
 		return -1;
@@ -1306,6 +1307,8 @@ rstream_replay(struct redisq *r, const char *dlq, const char *origin, const char
 		snprintf(err, errlen, "replay %s: the entry has no original fields", id);
 		return -1;
 	}
+	if (fields->n > LUA_MAX_PAIRS)
+		return move_unscripted(r, dlq, origin, NULL, id, true, fields, new_id, err, errlen);
 	if (args_str(&a, id) < 0) {
 		args_free(&a);
 		return oom(err, errlen);

@@ -103,6 +103,21 @@ def test_replay_goes_to_the_partition_of_origin():
 
 
 @suite.test
+def test_replay_wide_entry():
+    """An entry with more fields than Redis' Lua can unpack is replayed too."""
+    e = Env()
+    wide = []
+    for i in range(5000):
+        wide += ["f%d" % i, str(i)]
+    d = e.dead(1, extra=tuple(wide))
+    r = e.run("dlq", "replay", "-q", "pay", d)
+    assert r.returncode == 0 and "1 replayed" in r.stdout, (r.stdout, r.stderr)
+    assert e.ids(e.dlq) == []
+    last = e.redis.json("XRANGE", "pay", "-", "+")[-1][1]
+    assert len(last) == 2 * 5001 and last[-2:] == ["f4999", "4999"], len(last)
+
+
+@suite.test
 def test_purge_range_and_all():
     e = Env()
     dl = [e.dead(i) for i in range(6)]
