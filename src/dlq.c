@@ -6,6 +6,7 @@
  * message but never lose it.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -91,6 +92,24 @@ ctx_close(struct opctx *x)
 		redisq_free(x->r);
 	if (x->cfg != NULL)
 		config_free(x->cfg);
+}
+
+/* A whole number in [lo, hi] for option what; -1 with a message otherwise. */
+static int
+parse_number(const char *what, const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi) {
+		fprintf(stderr, "scaleno %s \"%s\": expected a number from %ld to %ld\n", what, s, lo,
+		    hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
 }
 
 /* A stream id "ms" or "ms-seq" (digits only)? */
@@ -372,7 +391,6 @@ cmd_dlq(int argc, char **argv)
 	const char *path = NULL, *qname = NULL, *action, *from = NULL;
 	bool all = false;
 	long count = 20;
-	char *end;
 	int ch, rc;
 
 	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
@@ -404,12 +422,8 @@ cmd_dlq(int argc, char **argv)
 			path = optarg;
 			break;
 		case 'n':
-			count = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || count < 1 || count > 100000) {
-				fprintf(stderr, "scaleno dlq: --count \"%s\": expected 1 to 100000\n",
-				    optarg);
+			if (parse_number("dlq: --count", optarg, 1, 100000, &count) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case 'A':
 			all = true;
@@ -570,7 +584,6 @@ cmd_resume(int argc, char **argv)
 	const char *path = NULL, *qname = NULL;
 	bool skip = false;
 	long part = -1;
-	char *end;
 	int ch, rc, nhalted = 0;
 
 	optind = 1;
@@ -583,12 +596,8 @@ cmd_resume(int argc, char **argv)
 			path = optarg;
 			break;
 		case 'p':
-			part = strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || part < 0 || part > 1000000) {
-				fprintf(stderr, "scaleno resume: -p \"%s\": expected a partition number\n",
-				    optarg);
+			if (parse_number("resume: -p", optarg, 0, 1000000, &part) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case 'S':
 			skip = true;

@@ -142,9 +142,9 @@ def test_usage_errors():
             (["dlq", "replay", "-q", "pay", "--all", "1-1"], "IDs or --all"),
             (["dlq", "purge", "-q", "pay"], "--all or --range"),
             (["dlq", "purge", "-q", "pay", "--range", "x", "+"], "stream ids"),
-            (["dlq", "list", "-q", "pay", "-n", "0"], "expected 1 to 100000"),
+            (["dlq", "list", "-q", "pay", "-n", "0"], "from 1 to 100000"),
             (["dlq", "list", "-q", "nosuch"], "no queue named"),
-            (["resume", "-q", "pay", "-p", "x"], "partition number"),
+            (["resume", "-q", "pay", "-p", "x"], "expected a number"),
             (["resume", "-q", "pay", "-p", "3"], "1 partition(s)"),
             (["resume"], "-q QUEUE is required")):
         r = e.run(*args)
