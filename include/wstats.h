@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#define WSTATS_MAX_PARTITIONS 256
+#define WSTATS_MAX_PARTITIONS 4096	/* = the largest "partitions" config accepts */
 #define WSTATS_NBUCKETS 12
 
 /* Histogram bucket upper bounds in seconds (the last is +Inf). */
