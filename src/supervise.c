@@ -46,6 +46,19 @@ struct slot {
 	int started_before;	/* a fork after this one is a restart */
 };
 
+/* The supervisor's state: the slots, the clock of this round, the drain. */
+struct sup {
+	const struct supervise_opts *o;
+	struct slot *slots;
+	int64_t now;		/* monotonic ms, read once per loop round */
+	int stopping;
+	int64_t deadline;	/* when stopping: SIGKILL what is left */
+	int sig;		/* the stop signal, passed on */
+	int drain_failed;	/* consumers killed, or not exiting 0, during the drain */
+	pid_t pid;		/* EV_EXIT: the reaped pid ... */
+	int status;		/* ... and its wait status */
+};
+
 static int sig_pipe[2] = { -1, -1 };
 static volatile sig_atomic_t draining_flag;
 static volatile sig_atomic_t child_stop;
@@ -96,11 +109,43 @@ state_name(enum slot_state s)
 }
 
 static void
-set_state(const struct supervise_opts *o, int i, struct slot *sl, enum slot_state s)
+set_state(struct sup *sp, int i, enum slot_state s)
 {
+	struct slot *sl = &sp->slots[i];
+
 	if (sl->state != s)
-		log_debug("%s: consumer %d: %s -> %s", o->name, i, state_name(sl->state), state_name(s));
+		log_debug("%s: consumer %d: %s -> %s", sp->o->name, i, state_name(sl->state),
+		    state_name(s));
 	sl->state = s;
+}
+
+static int
+count_alive(const struct sup *sp)
+{
+	int c = 0;
+
+	for (int i = 0; i < sp->o->nslots; i++)
+		c += sp->slots[i].pid > 0;
+	return c;
+}
+
+static int
+count_crash_looping(const struct sup *sp)
+{
+	int c = 0;
+
+	for (int i = 0; i < sp->o->nslots; i++)
+		c += sp->slots[i].crash_looping;
+	return c;
+}
+
+static void
+publish_gauges(const struct sup *sp)
+{
+	if (sp->o->stats == NULL)
+		return;
+	wstats_set(&sp->o->stats->crash_loop, count_crash_looping(sp));
+	wstats_set(&sp->o->stats->consumers_running, count_alive(sp));
 }
 
 static int
@@ -163,9 +208,12 @@ child_run(const struct supervise_opts *o, int slot, pid_t parent, const sigset_t
 	_exit(rc);
 }
 
+/* Fork slot i's consumer. 0, or -1 when fork failed (logged). */
 static int
-slot_fork(const struct supervise_opts *o, int i, struct slot *sl, int64_t now)
+slot_fork(struct sup *sp, int i)
 {
+	const struct supervise_opts *o = sp->o;
+	struct slot *sl = &sp->slots[i];
 	sigset_t all, old;
 	pid_t parent = getpid(), pid;
 
@@ -182,15 +230,17 @@ slot_fork(const struct supervise_opts *o, int i, struct slot *sl, int64_t now)
 	}
 	setpgid(pid, pid);
 	sl->pid = pid;
-	sl->started_ms = now;
-	set_state(o, i, sl, SLOT_STARTING);
+	sl->started_ms = sp->now;
 	log_info("%s: consumer %d started, pid %d", o->name, i, (int)pid);
 	return 0;
 }
 
+/* Into BACKOFF with the next delay of the slot's sequence. */
 static void
-schedule_restart(const struct supervise_opts *o, int i, struct slot *sl, int64_t now)
+schedule_restart(struct sup *sp, int i)
 {
+	const struct supervise_opts *o = sp->o;
+	struct slot *sl = &sp->slots[i];
 	int64_t hi = o->backoff_base_ms, delay;
 	char d[32];
 
@@ -203,108 +253,178 @@ schedule_restart(const struct supervise_opts *o, int i, struct slot *sl, int64_t
 	if (hi > o->backoff_cap_ms)
 		hi = o->backoff_cap_ms;
 	delay = util_backoff_ms(hi, hi, 0);
-
 	sl->attempt++;
-	sl->due_ms = now + delay;
-	set_state(o, i, sl, SLOT_BACKOFF);
+	sl->due_ms = sp->now + delay;
+	set_state(sp, i, SLOT_BACKOFF);
 	util_format_duration(delay, d, sizeof(d));
 	log_info("%s: consumer %d restarts in %s (attempt %u)", o->name, i, d, sl->attempt);
 }
 
-static int
-count_crash_looping(const struct slot *slots, int n)
-{
-	int c = 0;
-
-	for (int i = 0; i < n; i++)
-		c += slots[i].crash_looping;
-	return c;
-}
-
-/* Record a death; enter or leave the crash-loop state of the slot. */
+/* Record a death; enter the crash-loop state when it is one too many. */
 static void
-note_death(const struct supervise_opts *o, int i, struct slot *sl, struct slot *slots, int64_t now)
+note_death(struct sup *sp, int i)
 {
+	const struct supervise_opts *o = sp->o;
+	struct slot *sl = &sp->slots[i];
 	unsigned need = (unsigned)o->crash_loop_deaths, recent = 0;
-	char text[160];
+	char text[160], subject[32];
 
 	if (need < 1)
 		need = 1;
 	if (need > MAX_CRASH_DEATHS)
 		need = MAX_CRASH_DEATHS;
-	sl->deaths[sl->ndeaths++ % MAX_CRASH_DEATHS] = now;
+	sl->deaths[sl->ndeaths++ % MAX_CRASH_DEATHS] = sp->now;
 	for (unsigned k = 0; k < MAX_CRASH_DEATHS && k < sl->ndeaths; k++)
-		if (now - sl->deaths[k] <= o->crash_loop_window_ms)
+		if (sp->now - sl->deaths[k] <= o->crash_loop_window_ms)
 			recent++;
-	if (recent >= need && !sl->crash_looping) {
-		sl->crash_looping = 1;
-		snprintf(text, sizeof(text), "consumer %d died %u times within %lld ms; "
-		    "restarting with backoff", i, recent, (long long)o->crash_loop_window_ms);
-		log_error("%s: %s", o->name, text);
-		if (o->alert != NULL) {
-			char subject[32];
-
-			snprintf(subject, sizeof(subject), "consumer %d", i);
-			alert_fire(o->alert, o->name, ALERT_CRASH_LOOP, subject, text);
-		}
-	}
-	if (o->stats != NULL)
-		wstats_set(&o->stats->crash_loop, count_crash_looping(slots, o->nslots));
+	if (recent < need || sl->crash_looping)
+		return;
+	sl->crash_looping = 1;
+	snprintf(text, sizeof(text), "consumer %d died %u times within %lld ms; "
+	    "restarting with backoff", i, recent, (long long)o->crash_loop_window_ms);
+	log_error("%s: %s", o->name, text);
+	snprintf(subject, sizeof(subject), "consumer %d", i);
+	if (o->alert != NULL)
+		alert_fire(o->alert, o->name, ALERT_CRASH_LOOP, subject, text);
 }
 
-static int
-count_alive(const struct slot *slots, int n)
-{
-	int c = 0;
+/*
+ * The transitions. Events: EV_EXIT (its process was reaped; sp->status),
+ * EV_DUE (its restart time came), EV_STABLE (up for stable_ms), EV_STOP
+ * (SIGINT/SIGTERM; sp->sig). A missing entry means "ignore".
+ */
+enum slot_event { EV_EXIT = 0, EV_DUE, EV_STABLE, EV_STOP, EV_MAX };
+typedef void (*slot_action)(struct sup *sp, int i);
 
-	for (int i = 0; i < n; i++)
-		c += slots[i].pid > 0;
-	return c;
-}
-
-/* Reap everything that has exited: our consumers and adopted orphans. */
+/* BACKOFF + DUE: start it (a failed fork backs off again). */
 static void
-reap_all(const struct supervise_opts *o, struct slot *slots, int stopping, int64_t now,
-    int *drain_failed)
+act_start(struct sup *sp, int i)
+{
+	struct slot *sl = &sp->slots[i];
+
+	if (slot_fork(sp, i) == -1) {
+		schedule_restart(sp, i);
+		return;
+	}
+	if (sl->started_before && sp->o->stats != NULL)
+		wstats_add(&sp->o->stats->consumer_restarts, 1);
+	sl->started_before = 1;
+	set_state(sp, i, SLOT_STARTING);
+}
+
+/* STARTING + STABLE: it stayed up; the next death starts the backoff afresh. */
+static void
+act_stable(struct sup *sp, int i)
+{
+	struct slot *sl = &sp->slots[i];
+
+	sl->attempt = 0;
+	if (sl->crash_looping) {
+		sl->crash_looping = 0;
+		log_info("%s: consumer %d is stable again", sp->o->name, i);
+	}
+	set_state(sp, i, SLOT_RUNNING);
+}
+
+/* STARTING or RUNNING + EXIT: it died on its own; restart it later. */
+static void
+act_died(struct sup *sp, int i)
+{
+	struct slot *sl = &sp->slots[i];
+	char how[96];
+
+	handler_describe_status(sp->status, how, sizeof(how));
+	log_warnx("%s: consumer %d (pid %d) %s after %lld ms", sp->o->name, i, (int)sp->pid, how,
+	    (long long)(sp->now - sl->started_ms));
+	if (sl->state == SLOT_RUNNING || sp->now - sl->started_ms >= sp->o->stable_ms)
+		act_stable(sp, i);	/* up long enough, even if EV_STABLE had not come yet */
+	note_death(sp, i);
+	schedule_restart(sp, i);
+}
+
+/* STARTING or RUNNING + STOP: pass the signal on. */
+static void
+act_stop(struct sup *sp, int i)
+{
+	kill(sp->slots[i].pid, sp->sig);
+	set_state(sp, i, SLOT_STOPPING);
+}
+
+/* BACKOFF + STOP: no restart. */
+static void
+act_cancel(struct sup *sp, int i)
+{
+	set_state(sp, i, SLOT_STOPPED);
+}
+
+/* STOPPING + EXIT: drained (exit 0) or not. */
+static void
+act_drained(struct sup *sp, int i)
+{
+	char how[96];
+
+	if (WIFEXITED(sp->status) && WEXITSTATUS(sp->status) == 0) {
+		log_info("%s: consumer %d drained and exited", sp->o->name, i);
+	} else {
+		handler_describe_status(sp->status, how, sizeof(how));
+		log_warnx("%s: consumer %d %s while draining", sp->o->name, i, how);
+		sp->drain_failed++;
+	}
+	set_state(sp, i, SLOT_STOPPED);
+}
+
+static const slot_action transitions[SLOT_STOPPED + 1][EV_MAX] = {
+	[SLOT_STARTING] = { [EV_EXIT] = act_died, [EV_STABLE] = act_stable, [EV_STOP] = act_stop },
+	[SLOT_RUNNING] = { [EV_EXIT] = act_died, [EV_STOP] = act_stop },
+	[SLOT_BACKOFF] = { [EV_DUE] = act_start, [EV_STOP] = act_cancel },
+	[SLOT_STOPPING] = { [EV_EXIT] = act_drained },
+	[SLOT_STOPPED] = { NULL },
+};
+
+static void
+slot_event(struct sup *sp, int i, enum slot_event ev)
+{
+	slot_action act = transitions[sp->slots[i].state][ev];
+
+	if (act != NULL)
+		act(sp, i);
+}
+
+/* Reap everything that has exited: our consumers (EV_EXIT) and adopted orphans. */
+static void
+reap_all(struct sup *sp)
 {
 	int st;
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		char how[96];
 		int i;
 
-		for (i = 0; i < o->nslots && slots[i].pid != pid; i++)
+		for (i = 0; i < sp->o->nslots && sp->slots[i].pid != pid; i++)
 			;
-		if (i == o->nslots) {
-			log_debug("%s: reaped orphan pid %d", o->name, (int)pid);
+		if (i == sp->o->nslots) {
+			log_debug("%s: reaped orphan pid %d", sp->o->name, (int)pid);
 			continue;
 		}
-		struct slot *sl = &slots[i];
-
-		sl->pid = 0;
-		handler_describe_status(st, how, sizeof(how));
-		if (stopping) {
-			set_state(o, i, sl, SLOT_STOPPED);
-			if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
-				log_info("%s: consumer %d drained and exited", o->name, i);
-			} else {
-				log_warnx("%s: consumer %d %s while draining", o->name, i, how);
-				(*drain_failed)++;
-			}
-			continue;
-		}
-		log_warnx("%s: consumer %d (pid %d) %s after %lld ms", o->name, i, (int)pid, how,
-		    (long long)(now - sl->started_ms));
-		if (sl->state == SLOT_RUNNING || now - sl->started_ms >= o->stable_ms) {
-			sl->attempt = 0;
-			sl->crash_looping = 0;
-		}
-		note_death(o, i, sl, slots, now);
-		schedule_restart(o, i, sl, now);
+		sp->slots[i].pid = 0;
+		sp->pid = pid;
+		sp->status = st;
+		slot_event(sp, i, EV_EXIT);
 	}
-	if (o->stats != NULL)
-		wstats_set(&o->stats->consumers_running, count_alive(slots, o->nslots));
+}
+
+/* EV_DUE and EV_STABLE for the slots whose time has come. */
+static void
+run_timers(struct sup *sp)
+{
+	for (int i = 0; i < sp->o->nslots; i++) {
+		const struct slot *sl = &sp->slots[i];
+
+		if (sl->state == SLOT_STARTING && sp->now - sl->started_ms >= sp->o->stable_ms)
+			slot_event(sp, i, EV_STABLE);
+		else if (sl->state == SLOT_BACKOFF && sp->now >= sl->due_ms)
+			slot_event(sp, i, EV_DUE);
+	}
 }
 
 /* SIGKILL every child of ours (group leaders with their group). Returns how many. */
@@ -343,8 +463,10 @@ kill_own_children(void)
  * Bounded: an orphan that keeps re-appearing is given up on after a while.
  */
 static void
-kill_leftovers(const struct supervise_opts *o, struct slot *slots, int *drain_failed)
+kill_leftovers(struct sup *sp)
 {
+	const struct supervise_opts *o = sp->o;
+	struct slot *slots = sp->slots;
 	int st;
 
 	for (int i = 0; i < o->nslots; i++) {
@@ -353,8 +475,8 @@ kill_leftovers(const struct supervise_opts *o, struct slot *slots, int *drain_fa
 			kill(-slots[i].pid, SIGKILL);
 			kill(slots[i].pid, SIGKILL);
 			slots[i].pid = 0;
-			set_state(o, i, &slots[i], SLOT_STOPPED);
-			(*drain_failed)++;
+			set_state(sp, i, SLOT_STOPPED);
+			sp->drain_failed++;
 		}
 	}
 	for (int round = 0; round < LEFTOVER_ROUNDS; round++) {
@@ -371,24 +493,6 @@ kill_leftovers(const struct supervise_opts *o, struct slot *slots, int *drain_fa
 	log_warnx("%s: some orphaned processes could not be reaped", o->name);
 }
 
-static void
-begin_drain(const struct supervise_opts *o, struct slot *slots, int sig)
-{
-	__atomic_store_n(&draining_flag, 1, __ATOMIC_RELAXED);
-	log_info("%s: %s received: draining %d consumer(s), up to %lld ms", o->name, strsignal(sig),
-	    count_alive(slots, o->nslots), (long long)o->drain_timeout_ms);
-	for (int i = 0; i < o->nslots; i++) {
-		struct slot *sl = &slots[i];
-
-		if (sl->pid > 0) {
-			kill(sl->pid, sig);
-			set_state(o, i, sl, SLOT_STOPPING);
-		} else {
-			set_state(o, i, sl, SLOT_STOPPED);
-		}
-	}
-}
-
 /* How long children get to drain: drain_timeout plus a grace, but inside kill_timeout. */
 static int64_t
 drain_window(const struct supervise_opts *o)
@@ -402,63 +506,29 @@ drain_window(const struct supervise_opts *o)
 
 /* Milliseconds until the next timer: a restart, a stable mark or the drain deadline. */
 static int
-next_wake(const struct supervise_opts *o, const struct slot *slots, int stopping,
-    int64_t deadline, int64_t now)
+next_wake(const struct sup *sp)
 {
-	int64_t t = now + MAX_WAKE_MS;
+	int64_t t = sp->now + MAX_WAKE_MS;
 
-	if (stopping && deadline < t)
-		t = deadline;
-	for (int i = 0; i < o->nslots && !stopping; i++) {
-		if (slots[i].state == SLOT_BACKOFF && slots[i].due_ms < t)
-			t = slots[i].due_ms;
-		if (slots[i].state == SLOT_STARTING && slots[i].started_ms + o->stable_ms < t)
-			t = slots[i].started_ms + o->stable_ms;
+	if (sp->stopping && sp->deadline < t)
+		t = sp->deadline;
+	for (int i = 0; i < sp->o->nslots; i++) {
+		const struct slot *sl = &sp->slots[i];
+
+		if (sl->state == SLOT_BACKOFF && sl->due_ms < t)
+			t = sl->due_ms;
+		if (sl->state == SLOT_STARTING && sl->started_ms + sp->o->stable_ms < t)
+			t = sl->started_ms + sp->o->stable_ms;
 	}
-	return t <= now ? 0 : (int)(t - now);
+	return t <= sp->now ? 0 : (int)(t - sp->now);
 }
 
-/* Start due slots and promote stable ones. */
+/* Act on the signals queued in the self-pipe; SIGINT/SIGTERM start the drain (EV_STOP). */
 static void
-run_timers(const struct supervise_opts *o, struct slot *slots, int64_t now)
-{
-	for (int i = 0; i < o->nslots; i++) {
-		struct slot *sl = &slots[i];
-
-		if (sl->state == SLOT_STARTING && sl->pid > 0 && now - sl->started_ms >= o->stable_ms) {
-			set_state(o, i, sl, SLOT_RUNNING);
-			sl->attempt = 0;
-			if (sl->crash_looping) {
-				sl->crash_looping = 0;
-				log_info("%s: consumer %d is stable again", o->name, i);
-			}
-		}
-		if (sl->state == SLOT_BACKOFF && now >= sl->due_ms) {
-			if (slot_fork(o, i, sl, now) == 0) {
-				if (o->stats != NULL && sl->started_before)
-					wstats_add(&o->stats->consumer_restarts, 1);
-				sl->started_before = 1;
-			} else {
-				schedule_restart(o, i, sl, now);
-			}
-		}
-	}
-	if (o->stats != NULL) {
-		wstats_set(&o->stats->crash_loop, count_crash_looping(slots, o->nslots));
-		wstats_set(&o->stats->consumers_running, count_alive(slots, o->nslots));
-	}
-}
-
-/*
- * Act on the signals queued in the self-pipe. Returns 1 when SIGINT or
- * SIGTERM started the drain now (*stopping set to 1), else 0.
- */
-static int
-read_signals(const struct supervise_opts *o, struct slot *slots, int *stopping)
+read_signals(struct sup *sp)
 {
 	unsigned char sigs[64];
 	ssize_t n;
-	int began = 0;
 
 	while ((n = read(sig_pipe[0], sigs, sizeof(sigs))) > 0) {
 		for (ssize_t k = 0; k < n; k++) {
@@ -466,30 +536,34 @@ read_signals(const struct supervise_opts *o, struct slot *slots, int *stopping)
 
 			if (sig == SIGHUP) {
 				log_info("%s: SIGHUP ignored: restart the worker to apply "
-				    "configuration changes", o->name);
-			} else if ((sig == SIGINT || sig == SIGTERM) && *stopping) {
-				log_info("%s: %s while draining: already stopping", o->name, strsignal(sig));
+				    "configuration changes", sp->o->name);
+			} else if ((sig == SIGINT || sig == SIGTERM) && sp->stopping) {
+				log_info("%s: %s while draining: already stopping", sp->o->name,
+				    strsignal(sig));
 			} else if (sig == SIGINT || sig == SIGTERM) {
-				*stopping = 1;
-				began = 1;
-				begin_drain(o, slots, sig);
+				sp->stopping = 1;
+				sp->deadline = sp->now + drain_window(sp->o);
+				sp->sig = sig;
+				__atomic_store_n(&draining_flag, 1, __ATOMIC_RELAXED);
+				log_info("%s: %s received: draining %d consumer(s), up to %lld ms",
+				    sp->o->name, strsignal(sig), count_alive(sp),
+				    (long long)sp->o->drain_timeout_ms);
+				for (int i = 0; i < sp->o->nslots; i++)
+					slot_event(sp, i, EV_STOP);
 			}
 		}
 	}
-	return began;
 }
 
 int
 supervise_run(const struct supervise_opts *o)
 {
-	struct slot *slots;
-	int stopping = 0, drain_failed = 0;
-	int64_t deadline = 0;
+	struct sup sp = { .o = o };
 
 	if (o->nslots < 1 || o->child == NULL)
 		return 2;
-	slots = calloc((size_t)o->nslots, sizeof(*slots));
-	if (slots == NULL) {
+	sp.slots = calloc((size_t)o->nslots, sizeof(*sp.slots));
+	if (sp.slots == NULL) {
 		log_warnx("%s: out of memory", o->name);
 		return 2;
 	}
@@ -497,41 +571,37 @@ supervise_run(const struct supervise_opts *o)
 		log_warn("%s: cannot become a child subreaper; orphans go to init", o->name);
 	if (install_handlers() == -1) {
 		log_warn("%s: cannot install signal handlers", o->name);
-		free(slots);
+		free(sp.slots);
 		restore_handlers();
 		return 2;
 	}
+	sp.now = util_now_ms();
 	for (int i = 0; i < o->nslots; i++) {
-		slots[i].state = SLOT_BACKOFF;	/* due now */
-		slots[i].due_ms = util_now_ms();
+		sp.slots[i].state = SLOT_BACKOFF;	/* due now */
+		sp.slots[i].due_ms = sp.now;
 	}
-	run_timers(o, slots, util_now_ms());
-
 	for (;;) {
 		struct pollfd pfd = { .fd = sig_pipe[0], .events = POLLIN };
-		int64_t now = util_now_ms();
 
-		if (stopping && count_alive(slots, o->nslots) == 0)
+		sp.now = util_now_ms();
+		run_timers(&sp);
+		publish_gauges(&sp);
+		if (sp.stopping && (count_alive(&sp) == 0 || sp.now >= sp.deadline))
 			break;
-		if (stopping && now >= deadline)
-			break;
-		if (poll(&pfd, 1, next_wake(o, slots, stopping, deadline, now)) == -1 && errno != EINTR)
+		if (poll(&pfd, 1, next_wake(&sp)) == -1 && errno != EINTR)
 			log_warn("%s: poll", o->name);
-		now = util_now_ms();
-		if (read_signals(o, slots, &stopping))
-			deadline = now + drain_window(o);
-		reap_all(o, slots, stopping, now, &drain_failed);
-		if (!stopping)
-			run_timers(o, slots, now);
+		sp.now = util_now_ms();
+		read_signals(&sp);
+		reap_all(&sp);
 	}
 	/* Whatever did not drain, and anything adopted and still alive, goes with us. */
-	kill_leftovers(o, slots, &drain_failed);
-	if (o->stats != NULL)
-		wstats_set(&o->stats->consumers_running, 0);
+	kill_leftovers(&sp);
+	publish_gauges(&sp);
 	restore_handlers();
-	free(slots);
-	if (drain_failed > 0) {
-		log_warnx("%s: worker stopped; %d consumer(s) did not drain cleanly", o->name, drain_failed);
+	free(sp.slots);
+	if (sp.drain_failed > 0) {
+		log_warnx("%s: worker stopped; %d consumer(s) did not drain cleanly", o->name,
+		    sp.drain_failed);
 		return 2;
 	}
 	log_info("%s: worker stopped after a clean drain", o->name);

@@ -325,6 +325,25 @@ def drain_deadline_kills_nothing_lost():
 
 
 @suite.test
+def consumer_that_cannot_drain_is_killed_at_the_deadline():
+    w = Worker(processes=2, drain="1s", kill="3s")
+    w.start()
+    pids = harness.wait_until(lambda: len(w.consumers()) == 2 and w.consumers(), timeout=10,
+                              what="2 consumers")
+    members = session_members(w.proc.pid)
+    os.kill(pids[0], signal.SIGSTOP)  # frozen: it will never drain
+    t = time.monotonic()
+    w.proc.send_signal(signal.SIGTERM)
+    rc = w.proc.wait(timeout=10)
+    took = time.monotonic() - t
+    assert rc == 2, "a killed consumer is not a clean drain: exit %d" % rc
+    # drain_timeout (1s) + 250 ms grace, well before kill_timeout (3s).
+    assert 1.0 <= took < 2.0, "exit after %.2fs" % took
+    assert re.search(r"consumer \d did not drain in time; killing it", w.logtext())
+    assert harness.wait_until(lambda: gone(members), timeout=3, what="every process gone")
+
+
+@suite.test
 def sigkill_of_supervisor_takes_consumers_along():
     w = Worker(processes=3)
     w.start()
