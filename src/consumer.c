@@ -72,6 +72,8 @@ struct consumer {
 	int64_t next_claim, next_reap, next_lease, next_depth;
 	unsigned err_streak;	/* Redis failures in a row */
 	unsigned start_streak;	/* handler start failures in a row */
+	const char **rkeys, **rids;	/* the streams of one XREADGROUP ... > */
+	int *rmap;		/* their source indexes */
 	struct rs_batch batch;
 	size_t batch_pos;	/* next entry of batch to handle (< batch.n: held for a retry) */
 	bool recovering;	/* batch is from our own pending list: ack each at once */
@@ -140,6 +142,9 @@ consumer_free(struct consumer *c)
 	free(c->members_key);
 	free(c->ackids);
 	free(c->acksrc);
+	free(c->rkeys);
+	free(c->rids);
+	free(c->rmap);
 	rstream_batch_free(&c->batch);
 	if (c->h != NULL)
 		handler_free(c->h);
@@ -167,9 +172,13 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 		c->lease_ttl_ms = 2 * LEASE_MARGIN_MS;
 	c->src = calloc((size_t)(c->npart + nstage), sizeof(*c->src));
 	c->part = calloc((size_t)c->npart, sizeof(*c->part));
+	c->rkeys = calloc((size_t)(c->npart + nstage), sizeof(*c->rkeys));
+	c->rids = calloc((size_t)(c->npart + nstage), sizeof(*c->rids));
+	c->rmap = calloc((size_t)(c->npart + nstage), sizeof(*c->rmap));
 	c->dlq = key_of(q->stream, ":dlq", -1);
 	c->members_key = key_of(q->stream, ":members", -1);
-	if (c->src == NULL || c->part == NULL || c->dlq == NULL || c->members_key == NULL)
+	if (c->src == NULL || c->part == NULL || c->dlq == NULL || c->members_key == NULL ||
+	    c->rkeys == NULL || c->rids == NULL || c->rmap == NULL)
 		goto oom;
 	for (int i = 0; i < c->npart; i++) {
 		struct source *s = &c->src[c->nsrc++];
@@ -533,7 +542,6 @@ periodic(struct consumer *c)
 static int
 fetch(struct consumer *c)
 {
-	const char **keys = NULL, **ids = NULL;
 	int64_t now = util_now_ms(), block = c->q->worker.block_ms;
 	char err[512];
 	int n = 0, nk = 0;
@@ -592,45 +600,27 @@ fetch(struct consumer *c)
 		if (next_due < block)
 			block = next_due;
 	}
-	if ((keys = calloc((size_t)c->nsrc, sizeof(*keys))) == NULL ||
-	    (ids = calloc((size_t)c->nsrc, sizeof(*ids))) == NULL) {
-		free(keys);
-		log_warnx("%s: out of memory", c->q->name);
-		util_sleep_ms(ERR_BACKOFF_CAP_MS, (volatile int *)c->stop);
-		return -1;
-	}
-	int *srcmap = calloc((size_t)c->nsrc, sizeof(*srcmap));
-	if (srcmap == NULL) {
-		free(keys);
-		free(ids);
-		return -1;
-	}
 	for (int i = 0; i < c->nsrc; i++)
 		if (c->src[i].stage == 0 && source_active(c, &c->src[i])) {
-			srcmap[nk] = i;
-			keys[nk] = c->src[i].key;
-			ids[nk++] = ">";
+			c->rmap[nk] = i;
+			c->rkeys[nk] = c->src[i].key;
+			c->rids[nk++] = ">";
 		}
 	if (nk == 0) {
 		/* Nothing we may read (no lease, or halted): wait for a change. */
 		util_sleep_ms(block > 0 ? block : 1, (volatile int *)c->stop);
-		n = 0;
-		goto out;
+		return 0;
 	}
 	if (block < 1)
 		block = 1;	/* BLOCK 0 would mean forever */
-	n = rstream_read(c->r, c->q->group, c->name, keys, ids, nk, c->q->worker.batch, block,
-	    &c->batch, err, sizeof(err));
+	n = rstream_read(c->r, c->q->group, c->name, c->rkeys, c->rids, nk, c->q->worker.batch,
+	    block, &c->batch, err, sizeof(err));
 	if (n < 0) {
 		redis_trouble(c, "XREADGROUP", err);
-		goto out;
+		return -1;
 	}
 	for (size_t j = 0; j < c->batch.n; j++)
-		c->batch.e[j].src = srcmap[c->batch.e[j].src];
-out:
-	free(srcmap);
-	free(keys);
-	free(ids);
+		c->batch.e[j].src = c->rmap[c->batch.e[j].src];
 	return n;
 }
 
@@ -981,8 +971,12 @@ consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
 	struct consumer c;
 	struct sigaction sa;
 	char err[512];
-	int rc = EXIT_OK;
 
+	/*
+	 * Our own handler for the stop signals: besides the flag, it notes when
+	 * the drain began, so the handler run in progress gets drain_timeout
+	 * from that moment (handler_run reads the deadline while it waits).
+	 */
 	drain_timeout_ms = q->worker.drain_timeout_ms;
 	drain_deadline_ms = 0;
 	sig_stop = stop;
@@ -1026,5 +1020,5 @@ consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
 	if (c.ordered)
 		leases_release(&c);
 	consumer_free(&c);
-	return rc;
+	return EXIT_OK;
 }
