@@ -796,7 +796,8 @@ apply(struct consumer *c, const struct rs_entry *e, const struct mode_decision *
 			    s->key, e->id, c->dlq, attempts, error);
 			snprintf(text, sizeof(text), "queue %s: message %s dead-lettered to %s "
 			    "after %d attempt(s): %s", c->q->name, e->id, c->dlq, attempts, error);
-			(void)alert_fire(&c->q->alert, c->q->name, ALERT_DEAD_LETTERED, e->id, text);
+			/* Subject: the DLQ, so a flood of dead letters is one alert per interval. */
+			(void)alert_fire(&c->q->alert, c->q->name, ALERT_DEAD_LETTERED, c->dlq, text);
 		}
 		break;
 	case MODE_ACT_HALT:
