@@ -411,6 +411,21 @@ def test_bad_payloads_and_garbage_replies():
 
 
 @suite.test
+def test_mode3_reads_every_partition():
+    """A parallel queue with partitions: every partition stream is read, failures share one DLQ."""
+    e = Env(partitions=3, worker={"processes": 2, "retry_delays": '[ "100ms" ]'})
+    for p in range(3):
+        e.publish([{"n": "%d-%d" % (p, i), **({"poison": "1"} if i == 7 else {})}
+                   for i in range(30)], stream="%s:%d" % (e.stream, p))
+    e.start()
+    want = {"%d-%d" % (p, i) for p in range(3) for i in range(30) if i != 7}
+    H.wait_until(lambda: {n for n, _, _ in e.ok()} == want, timeout=30, what="all good messages")
+    H.wait_until(lambda: set(e.dlq()) == {"0-7", "1-7", "2-7"}, timeout=30, what="three in the DLQ")
+    assert {f["x-origin-stream"] for f in e.dlq().values()} == {"jobs:0", "jobs:1", "jobs:2"}
+    assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
+
+
+@suite.test
 def test_poison_by_delivery_count():
     """A message that kills its consumer every time goes to the DLQ after max_deliveries."""
     e = Env(worker={"processes": 1, "max_deliveries": 2, "claim_idle": '"30s"'})
