@@ -231,6 +231,33 @@ def killed_consumer_is_restarted_after_backoff():
 
 
 @suite.test
+def backoff_resets_after_ten_seconds_up():
+    w = Worker(processes=1)
+    w.start()
+
+    def kill_and_time(pid):
+        os.kill(pid, signal.SIGKILL)
+        t = time.monotonic()
+        new = harness.wait_until(lambda: [p for p in w.consumers() if p != pid], timeout=10,
+                                 interval=0.005, what="the restart")
+        return new[0], time.monotonic() - t
+
+    first = harness.wait_until(lambda: w.consumers(), timeout=10, what="the consumer")[0]
+    second, d0 = kill_and_time(first)       # attempt 0: [0.5, 1] s
+    third, d1 = kill_and_time(second)       # died at once: attempt 1, [1, 2] s
+    up = time.monotonic()
+    harness.wait_until(lambda: time.monotonic() - up > 10.3, timeout=12, interval=0.1,
+                       what="10 s of uptime")
+    _, d2 = kill_and_time(third)            # stayed up 10 s: back to [0.5, 1] s
+    print("  measure: restart delays %.2f, %.2f, then after 10 s up %.2f s" % (d0, d1, d2))
+    assert 0.45 <= d0 <= 1.3, d0
+    assert d1 >= 0.95, "second quick death must wait at least 1 s: %.2f" % d1
+    assert 0.45 <= d2 <= 1.3, "backoff not reset after 10 s up: %.2f" % d2
+    rc = harness.stop(w.proc, signal.SIGTERM, timeout=10)
+    assert rc == 0, rc
+
+
+@suite.test
 def crash_loop_slows_down_and_alerts():
     hook = Hook()
     w = Worker(processes=1, alert={"command": ["/bin/sh", "-c", "cat >> '{dir}/alerts.jsonl'; "
