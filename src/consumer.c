@@ -934,16 +934,27 @@ process_batch(struct consumer *c)
 		log_warnx("%s: out of memory; the batch stays pending", c->q->name);
 		return;
 	}
-	for (size_t i = c->batch_pos; i < c->batch.n && !*c->stop; i++) {
+	for (size_t i = c->batch_pos; i < c->batch.n; i++) {
 		const struct rs_entry *e = &c->batch.e[i];
 		enum step st;
 
+		/*
+		 * Draining: the entries of this batch are already ours (pending); finish
+		 * them while drain_timeout lasts rather than leave them to be reclaimed
+		 * after claim_idle, which on scale-in would hold them up for a minute.
+		 */
+		if (*c->stop && util_now_ms() >= drain_deadline_ms)
+			break;
 		c->batch_pos = i + 1;
 		if (skip[e->src] || !source_active(c, &c->src[e->src]))
 			continue;
 		st = handle(c, e);
-		if (st == STEP_STOP)
-			break;
+		if (st == STEP_STOP) {
+			/* It stays pending; in ordered modes nothing after it may run. */
+			if (c->ordered)
+				skip[e->src] = true;
+			continue;
+		}
 		if (st == STEP_ABANDON) {
 			/*
 			 * Keep the rest in hand and try again after the backoff: reading it

@@ -9,6 +9,19 @@ export SCALENO_TOP="$(pwd)"
 pass=0; fail=0; failed=""
 logdir=$(mktemp -d "${TMPDIR:-/tmp}/scaleno-tests.XXXXXX")
 
+# VALGRIND=1: every unit test and every scaleno process the integration tests
+# start run under valgrind; any error or definite leak fails the test.
+VG=""
+if [ "${VALGRIND:-0}" = 1 ]; then
+	VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+	cat >"$logdir/scaleno" <<WRAP
+#!/bin/sh
+exec $VG $SCALENO_BIN "\$@"
+WRAP
+	chmod +x "$logdir/scaleno"
+	export SCALENO_BIN="$logdir/scaleno"
+fi
+
 run_one() {	# name, limit-seconds, command...
 	name=$1; limit=$2; shift 2
 	log="$logdir/$(echo "$name" | tr '/' '_').log"
@@ -25,7 +38,8 @@ run_one() {	# name, limit-seconds, command...
 
 if [ -z "${SCALENO_SKIP_UNIT:-}" ]; then
 	for t in "$@"; do
-		run_one "unit/${t##*/}" 120 "$t"
+		# shellcheck disable=SC2086
+		run_one "unit/${t##*/}" 600 $VG "$t"
 	done
 fi
 if [ -z "${SCALENO_SKIP_INTEGRATION:-}" ]; then

@@ -383,6 +383,21 @@ def test_drain_finishes_or_releases():
 
 
 @suite.test
+def test_drain_finishes_the_fetched_batch():
+    """Scale-in: the entries a consumer has already fetched are finished within drain_timeout,
+    not left pending until another consumer reclaims them after claim_idle."""
+    e = Env(worker={"processes": 1, "batch": 8, "drain_timeout": '"3s"', "kill_timeout": '"5s"', "timeout": '"10s"',
+                    "claim_idle": '"60s"'})
+    e.publish([{"n": "b%d" % i, "slow": "150"} for i in range(8)])
+    e.start()
+    H.wait_until(lambda: os.path.exists(e.oklog) and "start b0" in open(e.oklog).read(),
+                 timeout=20, what="the first message of the batch to start")
+    assert H.stop(e.proc, signal.SIGINT, timeout=10) == 0
+    assert sorted(n for n, _, _ in e.ok()) == sorted("b%d" % i for i in range(8)), e.ok()
+    assert e.pending() == 0
+
+
+@suite.test
 def test_bad_payloads_and_garbage_replies():
     """Garbage replies, non-UTF-8 values, a 5 MB and a 5000-field message crash nothing, lose nothing."""
     e = Env(worker={"processes": 2, "retries": 1, "retry_delays": '[ "100ms" ]'})
