@@ -104,11 +104,16 @@ install: all
 	for m in man/*.[1-8]; do s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 	cp -R etc/. $(DESTDIR)$(PREFIX)/share/scaleno/examples/
 	if ls contrib/lua/*.lua >/dev/null 2>&1; then install -m 0644 contrib/lua/*.lua $(DESTDIR)$(PREFIX)/share/scaleno/lua/; fi
+	if ls include/scaleno/*.h >/dev/null 2>&1; then install -d $(DESTDIR)$(PREFIX)/include/scaleno && \
+	  install -m 0644 include/scaleno/*.h $(DESTDIR)$(PREFIX)/include/scaleno/; fi
+	install -d $(DESTDIR)$(PREFIX)/share/scaleno/contrib
+	cp -R contrib/nomad contrib/scaleno-agent.service contrib/scaleno-worker.service \
+	  contrib/handlers $(DESTDIR)$(PREFIX)/share/scaleno/contrib/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/scaleno
 	for m in man/*.[1-8]; do s=$${m##*.}; rm -f $(DESTDIR)$(PREFIX)/share/man/man$$s/$${m##*/}; done
-	rm -rf $(DESTDIR)$(PREFIX)/share/scaleno
+	rm -rf $(DESTDIR)$(PREFIX)/share/scaleno $(DESTDIR)$(PREFIX)/include/scaleno
 
 clean:
 	rm -rf build
