@@ -160,6 +160,15 @@ void cfg_errors_free(struct cfg_errors *e);
  * No message ever holds a secret.
  */
 int config_load(const char *path, struct config **out, struct cfg_errors *errs);
+
+/*
+ * The same, with flags. CONFIG_NO_NOMAD_SECRETS skips reading nomad.token_file
+ * and checking the TLS files: `scaleno worker`, `dlq`, `resume`, `publish` and
+ * `simulate` never talk to Nomad, and worker hosts rarely hold the agent's token.
+ */
+#define CONFIG_NO_NOMAD_SECRETS 0x1u
+int config_load_flags(const char *path, struct config **out, struct cfg_errors *errs,
+    unsigned flags);
 /*
  * config_load for commands: on failure print every error to f, one per
  * line, then "configuration invalid: N errors". 0 with *out set, or -1.

@@ -46,6 +46,7 @@ struct loader {
 	bool present[MAX_KEYS];	/* key set by the current file */
 	bool bad[MAX_KEYS];	/* key whose value was rejected: skip checks built on it */
 	const struct config *cfg;
+	unsigned flags;		/* CONFIG_* */
 };
 
 
@@ -938,6 +939,8 @@ check_main(struct loader *ld, const config_setting_t *root, struct config *cfg)
 		    a, b);
 	}
 	cfg->redis.password = read_secret_key(ld, root, "redis.password_file", cfg->redis.password_file);
+	if (ld->flags & CONFIG_NO_NOMAD_SECRETS)
+		return;
 	if (cfg->nomad.token_file != NULL && *cfg->nomad.token_file != '\0')
 		cfg->nomad.token = read_secret_key(ld, root, "nomad.token_file", cfg->nomad.token_file);
 	else if ((env = getenv("NOMAD_TOKEN")) != NULL && *env != '\0' &&
@@ -1159,7 +1162,13 @@ load_policies(struct loader *ld, struct config *cfg, const char *main_path, cons
 int
 config_load(const char *path, struct config **out, struct cfg_errors *errs)
 {
-	struct loader ld = { .errs = errs };
+	return config_load_flags(path, out, errs, 0);
+}
+
+int
+config_load_flags(const char *path, struct config **out, struct cfg_errors *errs, unsigned flags)
+{
+	struct loader ld = { .errs = errs, .flags = flags };
 	struct config *cfg = NULL;
 	config_t cf;
 	const config_setting_t *root;

@@ -60,7 +60,7 @@ ctx_open(struct opctx *x, const char *path, const char *qname)
 	struct cfg_errors errs = { 0 };
 	char err[512];
 
-	if (config_load(path, &x->cfg, &errs) == -1) {
+	if (config_load_flags(path, &x->cfg, &errs, CONFIG_NO_NOMAD_SECRETS) == -1) {
 		for (size_t i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msgs[i]);
 		fprintf(stderr, "scaleno %s: configuration is invalid\n", x->cmd);

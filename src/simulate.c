@@ -956,7 +956,7 @@ cmd_simulate(int argc, char **argv)
 	}
 
 	log_init("scaleno", LOG_LVL_WARN, LOG_FMT_TEXT, false);
-	if (config_load(path, &cfg, &errs) == -1) {
+	if (config_load_flags(path, &cfg, &errs, CONFIG_NO_NOMAD_SECRETS) == -1) {
 		for (size_t i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msgs[i]);
 		fprintf(stderr, "configuration invalid: %zu error%s\n", errs.n, errs.n == 1 ? "" : "s");

@@ -148,7 +148,7 @@ cmd_worker(int argc, char **argv)
 		worker_usage(stderr);
 		return EXIT_USAGE;
 	}
-	if (config_load(path, &cfg, &errs) == -1) {
+	if (config_load_flags(path, &cfg, &errs, CONFIG_NO_NOMAD_SECRETS) == -1) {
 		for (size_t i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msgs[i]);
 		fprintf(stderr, "scaleno worker: configuration is invalid\n");

@@ -315,6 +315,30 @@ test_main_defaults(void)
 	cfg_errors_free(&errs);
 }
 
+/* Commands that never call Nomad load a file whose Nomad secrets this host cannot read. */
+static void
+test_no_nomad_secrets(void)
+{
+	struct config *cfg = NULL;
+	struct cfg_errors errs = { 0 };
+	char path[PATH_MAX];
+	bool redis_err = false;
+
+	clear_env();
+	fixture(path, sizeof(path), "bad-secrets.conf");
+	CU_ASSERT_EQUAL(config_load(path, &cfg, &errs), -1);
+	cfg_errors_free(&errs);
+	/* The flag skips the token and TLS files but still reads the Redis password. */
+	CU_ASSERT_EQUAL(config_load_flags(path, &cfg, &errs, CONFIG_NO_NOMAD_SECRETS), -1);
+	for (size_t i = 0; i < errs.n; i++) {
+		CU_ASSERT_PTR_NULL(strstr(errs.msgs[i], "nomad."));
+		redis_err |= strstr(errs.msgs[i], "redis.password_file") != NULL;
+	}
+	CU_ASSERT_TRUE(redis_err);
+	cfg_errors_free(&errs);
+	CU_ASSERT_PTR_NULL(cfg);
+}
+
 static void
 test_env(void)
 {
@@ -906,6 +930,7 @@ main(void)
 	CU_add_test(s, "good files: values and defaults", test_good_values);
 	CU_add_test(s, "empty main file: defaults", test_main_defaults);
 	CU_add_test(s, "NOMAD_* environment", test_env);
+	CU_add_test(s, "no Nomad secrets for worker commands", test_no_nomad_secrets);
 	CU_add_test(s, "bad fixtures: exact messages", test_bad_fixtures);
 	CU_add_test(s, "every bad fixture is listed", test_every_fixture_listed);
 	CU_add_test(s, "generated bad files", test_bad_generated);
