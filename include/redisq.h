@@ -66,5 +66,7 @@ void redisq_set_lag_cap(struct redisq *r, int64_t cap);
  * -1 on error (nobody should act).
  */
 int redisq_lease(struct redisq *r, const char *key, const char *owner, int64_t ttl_ms);
+/* Give the lease up if owner holds it (a clean shutdown), so a standby takes over at once. 0 or -1. */
+int redisq_lease_release(struct redisq *r, const char *key, const char *owner);
 
 #endif

@@ -989,6 +989,9 @@ cmd_agent(int argc, char **argv)
 	}
 
 	log_info("agent: signal received, exiting");
+	if (a.leader && a.cfg->agent.lease_key != NULL && a.cfg->agent.lease_key[0] != '\0' &&
+	    redisq_lease_release(a.rq, a.cfg->agent.lease_key, a.owner) == 0)
+		log_info("agent: released the lease %s", a.cfg->agent.lease_key);
 	httpd_stop(a.http);
 	free(a.http_listen);
 	agent_free_states(a.qs, a.nqs);

@@ -100,9 +100,14 @@ static const char sample_lua[] =
 
 /*
  * KEYS[1] lease, ARGV owner, ttl ms. Taking a free lease and renewing our
- * own are one atomic step, so two agents can never both see 1.
+ * own are one atomic step, so two agents can never both see 1. A ttl of 0
+ * releases the lease if we hold it (compare-and-delete).
  */
 static const char lease_lua[] =
+"if ARGV[2] == '0' then\n"
+"  if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+"  return 0\n"
+"end\n"
 "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n"
 "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
 "  redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
@@ -767,18 +772,14 @@ script_call(struct redisq *r, struct script *s, int argc, const char **argv, cha
 	return NULL;
 }
 
-int
-redisq_lease(struct redisq *r, const char *key, const char *owner, int64_t ttl_ms)
+static int
+lease_call(struct redisq *r, const char *key, const char *owner, int64_t ttl_ms)
 {
 	char err[512], ttl[24];
 	const char *argv[] = { "EVALSHA", NULL, "1", key, owner, ttl };
 	redisReply *rep;
 	int rc = -1;
 
-	if (ttl_ms <= 0) {
-		log_warnx("lease %s: ttl must be positive", key);
-		return -1;
-	}
 	if (redisq_ensure(r, err, sizeof(err)) < 0) {
 		log_debug("lease %s: %s", key, err);
 		return -1;
@@ -796,4 +797,20 @@ redisq_lease(struct redisq *r, const char *key, const char *owner, int64_t ttl_m
 		    rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
 	freeReplyObject(rep);
 	return rc;
+}
+
+int
+redisq_lease(struct redisq *r, const char *key, const char *owner, int64_t ttl_ms)
+{
+	if (ttl_ms <= 0) {
+		log_warnx("lease %s: ttl must be positive", key);
+		return -1;
+	}
+	return lease_call(r, key, owner, ttl_ms);
+}
+
+int
+redisq_lease_release(struct redisq *r, const char *key, const char *owner)
+{
+	return lease_call(r, key, owner, 0) == -1 ? -1 : 0;
 }

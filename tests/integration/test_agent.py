@@ -2,6 +2,7 @@
 import os
 import signal
 import time
+import urllib.request
 
 import harness
 from agentenv import AgentEnv, backlog, policy_conf
@@ -266,6 +267,43 @@ def status_command_reads_the_agent_then_redis():
         env.redis.kill()
         r = harness.run_scaleno(["status", "-c", env.conf])
         assert r.returncode == 2 and "redis" in r.stderr, (r.returncode, r.stderr)
+    finally:
+        env.close()
+
+
+@suite.test
+def only_the_lease_holder_acts():
+    """Two agents on one Redis (SPEC §4.4): one holds the lease and scales, the other stands by;
+    when the holder stops, the other takes over."""
+    env = AgentEnv(count=2)
+    try:
+        env.start_agent()
+        port2 = harness.free_port()
+        conf2 = os.path.join(env.dir, "second.conf")
+        harness.write(conf2, open(env.conf).read().replace("127.0.0.1:%d" % env.port, "127.0.0.1:%d" % port2))
+        second = harness.spawn([harness.SCALENO, "agent", "-c", conf2], log_path=os.path.join(env.dir, "second.log"))
+
+        def leader(port):
+            try:
+                return __import__("json").loads(urllib.request.urlopen(
+                    "http://127.0.0.1:%d/v1/status" % port, timeout=5).read())["leader"]
+            except OSError:
+                return None
+        harness.wait_until(lambda: leader(port2) is False, timeout=10, what="the second agent on standby")
+        assert leader(env.port) is True
+        env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
+        harness.wait_until(lambda: env.desired() > 2, timeout=10, what="the leader's scale-up")
+        sec_log = os.path.join(env.dir, "second.log")
+        harness.wait_until(lambda: "standby (another agent holds the lease): would scale" in open(sec_log).read(),
+                           timeout=10, what="the standby's would-scale line")
+        assert "scaled:" not in open(sec_log).read()
+        holder = ":%d:" % env.agent.pid
+        assert holder in env.redis.cli("GET", "scaleno:agent:lease")
+        assert harness.stop(env.agent, signal.SIGTERM) == 0
+        # The holder gives the lease up on a clean exit (no waiting for its 10 s to lapse).
+        assert holder not in env.redis.cli("GET", "scaleno:agent:lease")
+        harness.wait_until(lambda: leader(port2) is True, timeout=15, what="the standby to take the lease")
+        assert harness.stop(second, signal.SIGTERM) == 0
     finally:
         env.close()
 
