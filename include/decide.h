@@ -41,6 +41,7 @@ struct decide_state {
 	int seen_running;		/* Running at the last evaluation ... */
 	double running_since;		/* ... and since when it has had that value */
 	double saturated_since;		/* start of the current busy spell; +inf when not busy */
+	double last_busy_t;		/* last evaluation with more backlog than running workers; -inf if none */
 	/* the smoothed arrival rate over the last `startup`, for the projection */
 	double rate_t[DECIDE_RATE_HIST];
 	double rate_v[DECIDE_RATE_HIST];

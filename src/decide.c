@@ -49,6 +49,7 @@ decide_state_init(struct decide_state *st)
 	st->last_down_t = -INFINITY;
 	st->running_since = -INFINITY;
 	st->saturated_since = INFINITY;
+	st->last_busy_t = -INFINITY;
 	st->seen_running = -1;
 }
 
@@ -242,7 +243,7 @@ struct demand {
 
 static void
 demand_compute(const struct decide_state *st, const struct scale_conf *sc,
-    const struct signals *s, int cur, int running, double slope, struct demand *d)
+    const struct signals *s, int cur, int running, double slope, bool busy_recently, struct demand *d)
 {
 	double bpw = sc->backlog_per_worker > 0 ? sc->backlog_per_worker : 1.0;
 	double max_age = (double)sc->max_age_ms / 1000.0;
@@ -279,8 +280,21 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 		d->rate = ceil_count(d->x);
 		d->arrivals = ceil_count(lp / d->mu);
 		if (d->mu_is_bound && d->x <= (double)cur * (1.0 + BOUND_MARGIN)) {
+			/*
+			 * No clear surge. Workers that had to queue within the
+			 * stabilization window are not proven idle: the bound
+			 * (what they completed) then holds the count they have,
+			 * so a guess cannot halve a busy group. Workers never
+			 * busy in the window may go as low as the backlog says.
+			 */
 			d->rate = d->arrivals = 0;
 			d->x = 0;
+			if (busy_recently) {
+				d->rate = d->arrivals = ceil_count(lp / d->mu);
+				if (d->rate > cur)
+					d->rate = d->arrivals = cur;
+				d->x = d->rate;
+			}
 		}
 	}
 	/*
@@ -416,7 +430,9 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	slope = s->rates_valid ? rate_slope(st, startup, in->now, s->arrival_rate, s->arrival_noise) : 0;
 	if (s->rates_valid)
 		rate_push(st, startup, in->now, s->arrival_rate);
-	demand_compute(st, sc, s, cur, in->running, slope, &d);
+	if (in->running > 0 && s->backlog > in->running)
+		st->last_busy_t = in->now;
+	demand_compute(st, sc, s, cur, in->running, slope, in->now - st->last_busy_t < stab, &d);
 	st->last_oldest_s = s->oldest_age_s;
 	st->last_need = d.need;
 	out->need = d.need;

@@ -726,6 +726,90 @@ test_drain_unknown_rate(void)
 	CU_ASSERT_TRUE(r.w.max_age_seen < 15);
 }
 
+/*
+ * Per-worker rate unknown (never saturated), so the completion rate is only a
+ * lower bound of it. Workers that had to queue now and then within the
+ * window are not proven idle: the count holds. Workers that never queued
+ * may go down on the backlog rule after the window.
+ */
+static void
+test_unknown_rate_busy_holds(void)
+{
+	struct scale_conf sc = policy();
+	int busy;
+
+	sc.down_cooldown_ms = 30000;
+	sc.down_stabilization_ms = 60000;
+	sc.down_max_step = (struct step_limit){ 50, true };
+	for (busy = 1; busy >= 0; busy--) {
+		struct decide_state st;
+		struct decision d;
+		int downs = 0;
+		double t, first_down = -1;
+
+		decide_state_init(&st);
+		for (t = 0; t <= 300; t += 1) {
+			/* 100/s on 10 workers; with busy, a burst queues 50 every 20 s */
+			struct signals s = sig(busy && (int)t % 20 == 0 ? 50 : 0, 100, 0, 0, 0);
+			d = eval(&st, &sc, t, &s, 10, 10);
+			CU_ASSERT_NOT_EQUAL(d.dir, DIR_UP);
+			if (d.dir == DIR_DOWN) {
+				if (first_down < 0)
+					first_down = t;
+				downs++;
+				break;
+			}
+		}
+		CU_ASSERT_EQUAL(st.mu_hat, 0);
+		if (busy) {
+			CU_ASSERT_EQUAL(downs, 0);
+			ASSERT_REASON(d, "mu >= 10.0/s/worker");
+		} else {
+			CU_ASSERT_EQUAL(downs, 1);
+			CU_ASSERT_TRUE(first_down >= 60);
+			CU_ASSERT_EQUAL(d.count, 5);
+		}
+	}
+}
+
+/*
+ * The documented defaults (down: cooldown 30s, stabilization 1m, max_step
+ * 50%): after a surge the count halves every 30 s once the lower demand has
+ * held for a minute, and never before.
+ */
+static void
+test_drain_defaults(void)
+{
+	static struct run r;
+	double prev_down = -1, first_down = -1;
+	int i, prev = 40;
+
+	run_init(&r, 40, 10);
+	r.sc.down_cooldown_ms = 30000;
+	r.sc.down_stabilization_ms = 60000;
+	r.sc.down_max_step = (struct step_limit){ 50, true };
+	r.ds.mu_hat = 10;
+	for (i = 0; i < 600; i++) {
+		struct decision d = run_tick(&r, 15);
+		if (d.dir == DIR_NONE)
+			continue;
+		CU_ASSERT_EQUAL(d.dir, DIR_DOWN);
+		CU_ASSERT_TRUE(d.count >= prev - prev / 2);
+		if (first_down < 0)
+			first_down = d.t;
+		if (prev_down >= 0)
+			CU_ASSERT_TRUE(d.t - prev_down >= 30);
+		prev_down = d.t;
+		prev = d.count;
+	}
+	CU_ASSERT_TRUE(first_down >= 60);
+	CU_ASSERT_EQUAL(r.w.desired, 2);
+	CU_ASSERT_EQUAL(r.w.ups, 0);
+	/* 40 -> 20 -> 10 -> 5 -> 3 -> 2: five halvings, all within 4 minutes */
+	CU_ASSERT_EQUAL(r.w.downs, 5);
+	CU_ASSERT_TRUE(prev_down <= 60 + 4 * 30 + 1);
+}
+
 /* min 0: idle goes to zero after the window; any backlog brings one back. */
 static void
 test_scale_to_zero_and_back(void)
@@ -795,6 +879,8 @@ main(void)
 	CU_add_test(suite, "noise around a steady level: no action", test_noise_no_flapping);
 	CU_add_test(suite, "drain one step at a time after the window", test_drain);
 	CU_add_test(suite, "drain with the per-worker rate unknown", test_drain_unknown_rate);
+	CU_add_test(suite, "rate unknown: busy workers hold, idle ones may go", test_unknown_rate_busy_holds);
+	CU_add_test(suite, "drain with the documented down defaults", test_drain_defaults);
 	CU_add_test(suite, "scale to zero and back", test_scale_to_zero_and_back);
 	CU_add_test(suite, "deterministic", test_deterministic);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
