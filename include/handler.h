@@ -65,6 +65,25 @@ int handler_run(struct handler *h, const struct message *m,
     struct handler_result *res);
 
 /*
+ * Run the handler on ms[0..n), in order. pipe: the n lines are written
+ * without waiting for the replies in between (n is the number of messages
+ * in flight: keep it bounded, the consumer uses worker.batch), while the
+ * replies are read, each mapped to its message in order. The per-message
+ * timeout runs for each message in turn, from the reply to the one before
+ * (from the start for the first); the drain deadline as in handler_run.
+ * exec: one message after the other, stopping after one that timed out.
+ * res (n entries, the caller's) gets the verdict of ms[i] for i < *nrun;
+ * when *nrun < n the handler was killed at message *nrun - 1 (it died,
+ * timed out, answered garbage) or memory ran out, and ms[*nrun..n) were
+ * not run: they have no verdict and no attempt to count. Returns 0, or -1
+ * when the handler could not be started for ms[*nrun] (reason in
+ * res[*nrun], as HANDLER_RETRY; the messages before it ran).
+ */
+int handler_run_batch(struct handler *h, const struct message *ms, size_t n,
+    volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
+    struct handler_result *res, size_t *nrun);
+
+/*
  * "exited with status N" / "was killed by signal N (Name)" for a waitpid
  * status, into buf. Shared with the supervisor's logs.
  */

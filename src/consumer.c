@@ -35,6 +35,7 @@
 #define DLQ_DEPTH_EVERY_MS 5000
 #define ERR_BACKOFF_BASE_MS 100
 #define ERR_BACKOFF_CAP_MS 5000
+#define INFLIGHT_MAX 256	/* pipelined pipe handler: messages in flight at most */
 
 struct source {
 	char *key;		/* stream key */
@@ -80,6 +81,17 @@ struct consumer {
 	const char **ackids;	/* per batch: ids to acknowledge, by source */
 	int *acksrc;
 	size_t nacks, capacks;
+	/*
+	 * Parallel modes with a pipe handler: up to `window` entries of the
+	 * batch are sent to the handler at once (run_ahead); their first
+	 * verdicts wait here, in batch order, until handle() takes them.
+	 */
+	bool pipelined;
+	size_t window;
+	struct message *ahead_msg;
+	struct handler_result *ahead_res;
+	size_t *ahead_pos;	/* batch index of each */
+	size_t nahead, ahead_next;	/* verdicts held, next one to take */
 };
 
 /* Set by the signal handler: when the drain began, plus drain_timeout. */
@@ -145,6 +157,9 @@ consumer_free(struct consumer *c)
 	free(c->rkeys);
 	free(c->rids);
 	free(c->rmap);
+	free(c->ahead_msg);
+	free(c->ahead_res);
+	free(c->ahead_pos);
 	rstream_batch_free(&c->batch);
 	if (c->h != NULL)
 		handler_free(c->h);
@@ -180,6 +195,16 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 	if (c->src == NULL || c->part == NULL || c->dlq == NULL || c->members_key == NULL ||
 	    c->rkeys == NULL || c->rids == NULL || c->rmap == NULL)
 		goto oom;
+	/* Order-critical modes stay strictly one message at a time. */
+	c->pipelined = !c->ordered && q->worker.protocol == PROTO_PIPE && q->worker.batch > 1;
+	if (c->pipelined) {
+		c->window = q->worker.batch < INFLIGHT_MAX ? (size_t)q->worker.batch : INFLIGHT_MAX;
+		c->ahead_msg = calloc(c->window, sizeof(*c->ahead_msg));
+		c->ahead_res = calloc(c->window, sizeof(*c->ahead_res));
+		c->ahead_pos = calloc(c->window, sizeof(*c->ahead_pos));
+		if (c->ahead_msg == NULL || c->ahead_res == NULL || c->ahead_pos == NULL)
+			goto oom;
+	}
 	for (int i = 0; i < c->npart; i++) {
 		struct source *s = &c->src[c->nsrc++];
 		struct partition *p = &c->part[i];
@@ -548,6 +573,7 @@ fetch(struct consumer *c)
 
 	rstream_batch_clear(&c->batch);
 	c->recovering = false;
+	c->nahead = c->ahead_next = 0;
 	for (int i = 0; i < c->nsrc; i++) {
 		struct source *s = &c->src[i];
 		const char *k = s->key, *id = s->pend_cursor;
@@ -837,11 +863,90 @@ backoff_sleep(struct consumer *c, int part, int64_t ms)
 	return 0;
 }
 
+/* The handler's view of e (borrows e's fields). */
+static void
+message_of(const struct consumer *c, const struct rs_entry *e, struct message *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->queue = c->q->name;
+	m->stream = c->src[e->src].key;
+	util_strlcpy(m->id, e->id, sizeof(m->id));
+	m->delivery = e->delivery;
+	m->nfields = e->nfields;
+	m->names = e->names;
+	m->name_lens = e->name_lens;
+	m->values = e->values;
+	m->value_lens = e->value_lens;
+}
+
+/* Not the messages' fault: they must not use up their attempts. */
+static void
+start_trouble(struct consumer *c, const struct handler_result *res)
+{
+	trouble(c, &c->start_streak, "the handler could not be started (messages stay pending)",
+	    res->error[0] ? res->error : "unknown error");
+}
+
+/* Whether handle() would run the handler on e (not gone, not over max_deliveries). */
+static bool
+runnable(const struct consumer *c, const struct rs_entry *e)
+{
+	struct mode_decision d;
+
+	return !e->deleted && !modes_precheck(&c->lim, e->delivery, &d);
+}
+
+/*
+ * Send the runnable entries of the batch from index i on, up to c->window
+ * of them, to the pipe handler at once; their verdicts wait in c->ahead_*.
+ * Entries the handler did not get to (it was killed at an earlier one)
+ * get no verdict: handle() runs them again, no attempt counted. 0, or -1
+ * when the handler could not be started.
+ */
+static int
+run_ahead(struct consumer *c, size_t i)
+{
+	size_t n = 0, nrun = 0;
+	int rc;
+
+	for (size_t j = i; j < c->batch.n && n < c->window; j++) {
+		if (!runnable(c, &c->batch.e[j]))
+			continue;
+		message_of(c, &c->batch.e[j], &c->ahead_msg[n]);
+		c->ahead_pos[n++] = j;
+	}
+	rc = handler_run_batch(c->h, c->ahead_msg, n, c->stop, &drain_deadline_ms, c->ahead_res,
+	    &nrun);
+	c->nahead = nrun;
+	c->ahead_next = 0;
+	if (rc < 0) {
+		start_trouble(c, &c->ahead_res[nrun]);
+		return -1;
+	}
+	c->start_streak = 0;
+	return 0;
+}
+
+/* The verdict run_ahead got for batch entry i, or NULL. Verdicts of entries passed over are dropped. */
+static const struct handler_result *
+ahead_take(struct consumer *c, size_t i)
+{
+	while (c->ahead_next < c->nahead && c->ahead_pos[c->ahead_next] < i)
+		c->ahead_next++;
+	if (c->ahead_next < c->nahead && c->ahead_pos[c->ahead_next] == i)
+		return &c->ahead_res[c->ahead_next++];
+	return NULL;
+}
+
+/*
+ * Handle e to the end of its attempts. first: the verdict of its first
+ * attempt when run_ahead already ran it, else NULL.
+ */
 static enum step
-handle(struct consumer *c, const struct rs_entry *e)
+handle(struct consumer *c, const struct rs_entry *e, const struct handler_result *first)
 {
 	const struct source *s = &c->src[e->src];
-	struct message m = { 0 };
+	struct message m;
 	struct handler_result res;
 	struct mode_decision d;
 	char error[600] = "";
@@ -860,26 +965,19 @@ handle(struct consumer *c, const struct rs_entry *e)
 			return STEP_SKIP_PART;
 		return apply(c, e, &d, 0, error);
 	}
-	m.queue = c->q->name;
-	m.stream = s->key;
-	util_strlcpy(m.id, e->id, sizeof(m.id));
-	m.delivery = e->delivery;
-	m.nfields = e->nfields;
-	m.names = e->names;
-	m.name_lens = e->name_lens;
-	m.values = e->values;
-	m.value_lens = e->value_lens;
+	message_of(c, e, &m);
 	for (;;) {
 		if (c->ordered && lease_ensure(c, s->part) < 0)
 			return STEP_SKIP_PART;
-		memset(&res, 0, sizeof(res));
-		if (handler_run(c->h, &m, c->stop, &drain_deadline_ms, &res) < 0) {
-			/* Not the message's fault: it must not use up its attempts. */
-			trouble(c, &c->start_streak, "the handler could not be started (messages "
-			    "stay pending)", res.error[0] ? res.error : "unknown error");
+		if (first != NULL) {
+			res = *first;
+			first = NULL;
+		} else if (handler_run(c->h, &m, c->stop, &drain_deadline_ms, &res) < 0) {
+			start_trouble(c, &res);
 			return STEP_ABANDON;
+		} else {
+			c->start_streak = 0;
 		}
-		c->start_streak = 0;
 		wstats_observe(c->stats, res.duration_s);
 		if (res.outcome == HANDLER_OK) {
 			modes_decide(&c->lim, HANDLER_OK, 0, s->stage, &d);
@@ -936,19 +1034,34 @@ process_batch(struct consumer *c)
 	}
 	for (size_t i = c->batch_pos; i < c->batch.n; i++) {
 		const struct rs_entry *e = &c->batch.e[i];
+		const struct handler_result *first = ahead_take(c, i);
 		enum step st;
 
 		/*
 		 * Draining: the entries of this batch are already ours (pending); finish
 		 * them while drain_timeout lasts rather than leave them to be reclaimed
 		 * after claim_idle, which on scale-in would hold them up for a minute.
+		 * Verdicts already in hand are applied whatever the time: those
+		 * messages did run.
 		 */
-		if (*c->stop && util_now_ms() >= drain_deadline_ms)
+		if (first == NULL && c->ahead_next >= c->nahead && *c->stop &&
+		    util_now_ms() >= drain_deadline_ms)
 			break;
 		c->batch_pos = i + 1;
 		if (skip[e->src] || !source_active(c, &c->src[e->src]))
 			continue;
-		st = handle(c, e);
+		/*
+		 * Verdicts still held for later entries (after a STEP_ABANDON, say):
+		 * this one runs alone, so they are not run a second time.
+		 */
+		if (first == NULL && c->pipelined && c->ahead_next >= c->nahead && runnable(c, e)) {
+			if (run_ahead(c, i) < 0) {
+				c->batch_pos = i;	/* kept in hand, as for STEP_ABANDON */
+				break;
+			}
+			first = ahead_take(c, i);
+		}
+		st = handle(c, e, first);
 		if (st == STEP_STOP) {
 			/* It stays pending; in ordered modes nothing after it may run. */
 			if (c->ordered)

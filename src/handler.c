@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,6 +39,9 @@ extern char **environ;
 #define POLL_SLICE_MS 100	/* re-check the draining flag at least this often */
 #define NOPIDFD_TICK_MS 2	/* exit polling when pidfd_open is unavailable */
 #define STOP_GRACE_MS 500	/* handler_free: time a pipe handler gets after EOF */
+#define ENCODE_AHEAD (256 * 1024)	/* pipe: message bytes encoded ahead of the writer */
+#define WRITE_IOV 64		/* pipe: message lines per writev */
+#define READ_CHUNK 16384	/* pipe: reply bytes per read */
 
 struct proc {
 	pid_t pid;		/* 0 = not started */
@@ -58,15 +62,38 @@ struct handler {
 };
 
 /* What one exchange with a handler process ended with. */
-enum io_end { IO_DONE = 0, IO_TIMEOUT, IO_EOF, IO_OVERLONG, IO_ERROR };
+enum io_end { IO_DONE = 0, IO_TIMEOUT, IO_EOF, IO_OVERLONG, IO_GARBAGE, IO_ERROR };
 
+/* exec: one message written to a process whose exit is the verdict. */
 struct io {
 	const char *wbuf;	/* message line still to write */
 	size_t wlen, woff;
-	int want_line;		/* pipe: wait for one reply line */
-	int want_exit;		/* exec: wait for the process to exit */
-	int status;		/* wait status, when want_exit */
-	int write_errno;	/* EPIPE etc.: recorded, not fatal by itself */
+	int status;		/* wait status */
+	int deadline_is_drain;
+};
+
+/* One message of a pipelined pipe exchange. */
+struct slot {
+	char *line;		/* its JSON line: encoded just before it is written, freed after */
+	size_t len;
+	double replied;		/* monotonic s when its reply came */
+};
+
+/*
+ * A pipe exchange: n messages written back to back (the handler reads the
+ * next line while we read its replies), replies taken in order. The
+ * message whose clock runs is the first one without a reply (or, for a
+ * handler that answers before reading everything, not yet fully written).
+ */
+struct exchange {
+	const struct message *ms;
+	struct slot *s;
+	size_t n;
+	size_t nenc;		/* messages encoded so far */
+	size_t unwritten;	/* bytes encoded but not yet written */
+	size_t wi, woff;	/* message being written, bytes of it written */
+	size_t nrep;		/* replies received */
+	double t0;		/* when it began: message 0's clock */
 	int deadline_is_drain;
 };
 
@@ -269,130 +296,58 @@ io_deadline(int64_t start, int64_t timeout_ms, volatile sig_atomic_t *draining,
 	return d;
 }
 
-/* Append what is readable on p->out_fd to h->reply. IO_DONE when a full line is in. */
-static int
-read_reply(struct handler *h, int *got_line)
-{
-	char buf[1024];
-	ssize_t n;
-
-	for (;;) {
-		n = read(h->p.out_fd, buf, sizeof(buf));
-		if (n == 0)
-			return IO_EOF;
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				return IO_DONE;
-			return IO_ERROR;
-		}
-		for (ssize_t i = 0; i < n; i++) {
-			if (*got_line)
-				return IO_OVERLONG;	/* bytes after the reply: out of step */
-			if (buf[i] == '\n') {
-				*got_line = 1;
-				continue;
-			}
-			if (h->rlen >= REPLY_MAX)
-				return IO_OVERLONG;
-			h->reply[h->rlen++] = buf[i];
-		}
-		h->reply[h->rlen] = '\0';
-	}
-}
-
 /*
- * One exchange with p: write io->wbuf, and wait for a reply line and/or
- * the process exit, until the deadline. Returns an enum io_end.
+ * exec: write io->wbuf to p, then close its stdin (EOF tells the handler
+ * the message is complete), and wait for the exit, until the deadline. The
+ * exit is the verdict however much it read. Returns an enum io_end.
  */
 static int
 io_run(struct handler *h, struct proc *p, struct io *io, int64_t start,
     volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms)
 {
-	int got_line = 0, exited = 0;
-
-	h->rlen = 0;
-	h->reply[0] = '\0';
 	for (;;) {
-		struct pollfd pfd[3];
-		int nfd = 0, iw = -1, ir = -1, ix = -1, tmo, rc;
+		struct pollfd pfd[2];
+		int nfd = 0, iw = -1, ix = -1, tmo, rc;
 		int64_t now, deadline;
 
-		/*
-		 * exec: the exit is the verdict, however much it read. pipe: a
-		 * reply that came early still waits for the rest of the line to
-		 * go out, or the next message would start mid-line.
-		 */
-		if (io->want_exit && exited)
-			return IO_DONE;
-		if (io->want_line && got_line && io->woff == io->wlen)
-			return IO_DONE;
-		if (io->woff == io->wlen && io->want_exit)
-			close_fd(&p->in_fd);	/* exec: EOF tells the handler the message is complete */
+		if (io->woff == io->wlen)
+			close_fd(&p->in_fd);
 		deadline = io_deadline(start, h->timeout_ms, draining, drain_deadline_ms,
 		    &io->deadline_is_drain);
 		now = util_now_ms();
 		if (now >= deadline)
 			return IO_TIMEOUT;
 		tmo = deadline - now > POLL_SLICE_MS ? POLL_SLICE_MS : (int)(deadline - now);
-		if (p->in_fd >= 0 && io->woff < io->wlen) {
+		if (p->in_fd >= 0) {
 			iw = nfd;
 			pfd[nfd++] = (struct pollfd){ .fd = p->in_fd, .events = POLLOUT };
 		}
-		if (io->want_line && !got_line) {
-			ir = nfd;
-			pfd[nfd++] = (struct pollfd){ .fd = p->out_fd, .events = POLLIN };
-		}
-		if (io->want_exit && !exited) {
-			if (p->pidfd >= 0) {
-				ix = nfd;
-				pfd[nfd++] = (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
-			} else if (tmo > NOPIDFD_TICK_MS) {
-				tmo = NOPIDFD_TICK_MS;
-			}
-		} else if (p->pidfd >= 0) {
-			/* pipe: see a death even when a child of the handler keeps stdout open. */
+		if (p->pidfd >= 0) {
 			ix = nfd;
 			pfd[nfd++] = (struct pollfd){ .fd = p->pidfd, .events = POLLIN };
+		} else if (tmo > NOPIDFD_TICK_MS) {
+			tmo = NOPIDFD_TICK_MS;
 		}
 		rc = poll(pfd, (nfds_t)nfd, tmo);
 		if (rc == -1 && errno != EINTR)
 			return IO_ERROR;
-		if (rc <= 0 && !(io->want_exit && p->pidfd < 0))
-			continue;
-		if (iw >= 0 && pfd[iw].revents != 0) {
+		if (iw >= 0 && rc > 0 && pfd[iw].revents != 0) {
 			ssize_t n = write(p->in_fd, io->wbuf + io->woff, io->wlen - io->woff);
 
-			if (n > 0) {
+			if (n > 0)
 				io->woff += (size_t)n;
-			} else if (n == -1 && errno != EAGAIN && errno != EINTR) {
-				/* The handler closed its stdin (or died): stop writing, keep waiting. */
-				io->write_errno = errno;
-				io->woff = io->wlen;
-				close_fd(&p->in_fd);
-			}
+			else if (n == -1 && errno != EAGAIN && errno != EINTR)
+				io->woff = io->wlen;	/* it closed its stdin (or died): wait for the exit */
 		}
-		if (ir >= 0 && pfd[ir].revents != 0) {
-			rc = read_reply(h, &got_line);
-			if (rc != IO_DONE)
-				return rc;
-		}
-		if (!io->want_exit && ix >= 0 && pfd[ix].revents != 0) {
-			/* The pipe handler died; a reply it wrote first still counts. */
-			if (!got_line && (rc = read_reply(h, &got_line)) != IO_DONE && rc != IO_EOF)
-				return rc;
-			return got_line && io->woff == io->wlen ? IO_DONE : IO_EOF;
-		}
-		if (io->want_exit && !exited && (ix < 0 || pfd[ix].revents != 0)) {
+		if (ix < 0 || (rc > 0 && pfd[ix].revents != 0)) {
 			pid_t r = waitpid(p->pid, &io->status, WNOHANG);
 
 			if (r == p->pid) {
-				exited = 1;
 				p->reaped = 1;
-			} else if (r == -1 && errno != EINTR) {
-				return IO_ERROR;
+				return IO_DONE;
 			}
+			if (r == -1 && errno != EINTR)
+				return IO_ERROR;
 		}
 	}
 }
@@ -424,12 +379,12 @@ set_result(struct handler_result *res, enum handler_outcome o, const char *fmt, 
 }
 
 static void
-set_timeout(struct handler *h, const struct io *io, struct handler_result *res)
+set_timeout(struct handler *h, int deadline_is_drain, struct handler_result *res)
 {
 	char d[32];
 
 	res->timed_out = 1;
-	if (io->deadline_is_drain) {
+	if (deadline_is_drain) {
 		set_result(res, HANDLER_RETRY, "handler killed at the drain deadline");
 	} else {
 		util_format_duration(h->timeout_ms, d, sizeof(d));
@@ -615,7 +570,7 @@ run_exec(struct handler *h, const struct message *m, const char *line, size_t le
 {
 	char e_queue[256], e_stream[256], e_id[80], e_delivery[48], how[96];
 	const char *add[4] = { e_queue, e_stream, e_id, e_delivery };
-	struct io io = { .wbuf = line, .wlen = len, .want_exit = 1 };
+	struct io io = { .wbuf = line, .wlen = len };
 	struct proc p;
 	char **envp;
 	int rc;
@@ -639,7 +594,7 @@ run_exec(struct handler *h, const struct message *m, const char *line, size_t le
 	if (rc != IO_DONE) {
 		proc_reap(&p, 1);
 		if (rc == IO_TIMEOUT)
-			set_timeout(h, &io, res);
+			set_timeout(h, io.deadline_is_drain, res);
 		else
 			set_result(res, HANDLER_RETRY, "lost track of the handler: %s", strerror(errno));
 		return 0;
@@ -719,45 +674,17 @@ pipe_start(struct handler *h, struct handler_result *res)
 	return 0;
 }
 
+/* The reply line in h->reply as a verdict in res. -1 when it is not one. */
 static int
-run_pipe(struct handler *h, const char *line, size_t len, int64_t start,
-    volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
-    struct handler_result *res)
+reply_parse(struct handler *h, struct handler_result *res)
 {
-	struct io io = { .wbuf = line, .wlen = len, .want_line = 1 };
-	char how[96], *sp, *reason;
-	int rc, st;
+	char *sp, *reason;
 
-	pipe_check_idle(h);
-	if (h->p.pid <= 0 && pipe_start(h, res) == -1)
-		return -1;
-	rc = io_run(h, &h->p, &io, start, draining, drain_deadline_ms);
-	switch (rc) {
-	case IO_DONE:
-		break;
-	case IO_TIMEOUT:
-		proc_reap(&h->p, 1);
-		set_timeout(h, &io, res);
-		return 0;
-	case IO_OVERLONG:
-		proc_reap(&h->p, 1);
-		set_result(res, HANDLER_RETRY, "handler reply longer than %d bytes or out of step; "
-		    "handler restarted", REPLY_MAX);
-		return 0;
-	case IO_EOF:
-		st = proc_reap(&h->p, 1);
-		handler_describe_status(st, how, sizeof(how));
-		set_result(res, HANDLER_RETRY, "handler %s before replying", how);
-		return 0;
-	default:
-		proc_reap(&h->p, 1);
-		set_result(res, HANDLER_RETRY, "reading the handler's reply failed: %s", strerror(errno));
-		return 0;
-	}
 	if (h->rlen > 0 && h->reply[h->rlen - 1] == '\r')
-		h->reply[--h->rlen] = '\0';
+		h->rlen--;
+	h->reply[h->rlen] = '\0';
 	if (strlen(h->reply) != h->rlen)
-		goto garbage;	/* a NUL inside the reply */
+		return -1;	/* a NUL inside the reply */
 	sp = strchr(h->reply, ' ');
 	reason = sp != NULL ? sp + 1 : h->reply + h->rlen;
 	if (sp != NULL)
@@ -771,11 +698,269 @@ run_pipe(struct handler *h, const char *line, size_t len, int64_t start,
 		copy_reason(res->error, sizeof(res->error), h->reply, reason);
 		return 0;
 	}
-garbage:
-	proc_reap(&h->p, 1);
-	set_result(res, HANDLER_RETRY, "handler reply is not \"ok\", \"retry <reason>\" or "
-	    "\"fail <reason>\"; handler restarted");
+	return -1;
+}
+
+/* When the clock of message k started: reply k-1, or the start of the exchange. */
+static double
+exchange_clock(const struct exchange *x, size_t k)
+{
+	return k == 0 ? x->t0 : x->s[k - 1].replied;
+}
+
+/* The message the handler owes us: the first without a reply or not fully written. n when done. */
+static size_t
+exchange_current(const struct exchange *x)
+{
+	return x->nrep < x->wi ? x->nrep : x->wi;
+}
+
+/*
+ * Encode lines ahead of the writer (at least the one being written, up to
+ * ENCODE_AHEAD bytes). Out of memory at message j ends the exchange before
+ * j: it and those after it are not run.
+ */
+static void
+exchange_encode(struct exchange *x)
+{
+	while (x->nenc < x->n && (x->nenc == x->wi || x->unwritten < ENCODE_AHEAD)) {
+		struct slot *s = &x->s[x->nenc];
+
+		s->line = message_line(&x->ms[x->nenc], &s->len);
+		if (s->line == NULL) {
+			x->n = x->nenc;
+			return;
+		}
+		x->unwritten += s->len;
+		x->nenc++;
+	}
+}
+
+/* Write as much as the pipe takes. -1 when the handler's stdin is gone. */
+static int
+exchange_write(struct exchange *x, int fd)
+{
+	struct iovec iov[WRITE_IOV];
+	int niov = 0;
+	ssize_t w;
+
+	exchange_encode(x);
+	for (size_t j = x->wi; j < x->nenc && niov < WRITE_IOV; j++) {
+		size_t off = j == x->wi ? x->woff : 0;
+
+		iov[niov].iov_base = x->s[j].line + off;
+		iov[niov++].iov_len = x->s[j].len - off;
+	}
+	if (niov == 0)
+		return 0;
+	do
+		w = writev(fd, iov, niov);
+	while (w == -1 && errno == EINTR);
+	if (w == -1)
+		return errno == EAGAIN ? 0 : -1;
+	x->unwritten -= (size_t)w;
+	while (w > 0) {
+		struct slot *s = &x->s[x->wi];
+		size_t left = s->len - x->woff;
+
+		if ((size_t)w < left) {
+			x->woff += (size_t)w;
+			break;
+		}
+		w -= (ssize_t)left;
+		free(s->line);
+		s->line = NULL;
+		x->woff = 0;
+		x->wi++;
+	}
 	return 0;
+}
+
+/*
+ * Read what the handler wrote; each complete line is the reply to the next
+ * message. IO_DONE when nothing more is readable now or every reply is in;
+ * otherwise the io_end the exchange fails with, at message *at.
+ */
+static int
+exchange_read(struct handler *h, struct exchange *x, struct handler_result *res, size_t *at)
+{
+	char buf[READ_CHUNK];
+
+	while (x->nrep < x->n) {
+		ssize_t n = read(h->p.out_fd, buf, sizeof(buf));
+		double now;
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && errno == EAGAIN)
+			return IO_DONE;
+		if (n <= 0) {
+			*at = exchange_current(x);
+			return n == 0 ? IO_EOF : IO_ERROR;
+		}
+		now = util_now_s();
+		for (ssize_t i = 0; i < n; i++) {
+			/*
+			 * A byte of reply k before any of message k was written
+			 * follows reply k-1 out of step (as a byte after the last
+			 * reply does).
+			 */
+			if (x->nrep >= x->wi + (x->woff > 0)) {
+				*at = x->nrep > 0 ? x->nrep - 1 : 0;
+				return IO_OVERLONG;
+			}
+			if (buf[i] != '\n') {
+				if (h->rlen >= REPLY_MAX) {
+					*at = x->nrep;
+					return IO_OVERLONG;
+				}
+				h->reply[h->rlen++] = buf[i];
+				continue;
+			}
+			if (reply_parse(h, &res[x->nrep]) < 0) {
+				*at = x->nrep;
+				return IO_GARBAGE;
+			}
+			h->rlen = 0;
+			res[x->nrep].duration_s = now - exchange_clock(x, x->nrep);
+			x->s[x->nrep++].replied = now;
+		}
+	}
+	return IO_DONE;
+}
+
+/*
+ * Write the lines and read the replies in one poll loop until every
+ * message has its reply and is fully written, so that neither side can
+ * block the other however large the messages. IO_DONE, or the io_end the
+ * exchange fails with at message *at.
+ */
+static int
+exchange_run(struct handler *h, struct exchange *x, volatile sig_atomic_t *draining,
+    const volatile int64_t *drain_deadline_ms, struct handler_result *res, size_t *at)
+{
+	for (;;) {
+		struct pollfd pfd[3];
+		int nfd = 0, iw = -1, ir = -1, ix = -1, tmo, rc;
+		int64_t now, deadline;
+		size_t k = exchange_current(x);
+
+		if (k >= x->n)
+			return IO_DONE;
+		deadline = io_deadline((int64_t)(exchange_clock(x, k) * 1000.0), h->timeout_ms,
+		    draining, drain_deadline_ms, &x->deadline_is_drain);
+		now = util_now_ms();
+		if (now >= deadline) {
+			*at = k;
+			return IO_TIMEOUT;
+		}
+		tmo = deadline - now > POLL_SLICE_MS ? POLL_SLICE_MS : (int)(deadline - now);
+		if (h->p.in_fd >= 0 && x->wi < x->n) {
+			iw = nfd;
+			pfd[nfd++] = (struct pollfd){ .fd = h->p.in_fd, .events = POLLOUT };
+		}
+		if (x->nrep < x->n) {
+			ir = nfd;
+			pfd[nfd++] = (struct pollfd){ .fd = h->p.out_fd, .events = POLLIN };
+		}
+		if (h->p.pidfd >= 0) {
+			/* See a death even when a child of the handler keeps stdout open. */
+			ix = nfd;
+			pfd[nfd++] = (struct pollfd){ .fd = h->p.pidfd, .events = POLLIN };
+		}
+		rc = poll(pfd, (nfds_t)nfd, tmo);
+		if (rc == -1 && errno != EINTR) {
+			*at = k;
+			return IO_ERROR;
+		}
+		if (rc <= 0)
+			continue;
+		/* Its stdin gone (closed or dead): stop writing; what it answered still counts. */
+		if (iw >= 0 && pfd[iw].revents != 0 && exchange_write(x, h->p.in_fd) < 0)
+			close_fd(&h->p.in_fd);
+		if (ir >= 0 && pfd[ir].revents != 0 && (rc = exchange_read(h, x, res, at)) != IO_DONE)
+			return rc;
+		if (ix >= 0 && pfd[ix].revents != 0) {
+			/* Dead: the replies it wrote first still count. */
+			if (x->nrep < x->n && (rc = exchange_read(h, x, res, at)) != IO_DONE &&
+			    rc != IO_EOF)
+				return rc;
+			if ((*at = exchange_current(x)) >= x->n)
+				return IO_DONE;
+			return IO_EOF;
+		}
+	}
+}
+
+/* The exchange failed at res (rc, an io_end): kill the handler and say why. */
+static void
+pipe_fail(struct handler *h, const struct exchange *x, int rc, struct handler_result *res)
+{
+	int e = errno, st = proc_reap(&h->p, 1);
+	char how[96];
+
+	switch (rc) {
+	case IO_TIMEOUT:
+		set_timeout(h, x->deadline_is_drain, res);
+		break;
+	case IO_OVERLONG:
+		set_result(res, HANDLER_RETRY, "handler reply longer than %d bytes or out of step; "
+		    "handler restarted", REPLY_MAX);
+		break;
+	case IO_GARBAGE:
+		set_result(res, HANDLER_RETRY, "handler reply is not \"ok\", \"retry <reason>\" or "
+		    "\"fail <reason>\"; handler restarted");
+		break;
+	case IO_EOF:
+		handler_describe_status(st, how, sizeof(how));
+		set_result(res, HANDLER_RETRY, "handler %s before replying", how);
+		break;
+	default:
+		set_result(res, HANDLER_RETRY, "reading the handler's reply failed: %s", strerror(e));
+		break;
+	}
+}
+
+/* The pipe protocol for ms[0..n), pipelined; see handler_run_batch. */
+static int
+run_pipe(struct handler *h, const struct message *ms, size_t n,
+    volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
+    struct handler_result *res, size_t *nrun)
+{
+	struct exchange x = { .ms = ms, .n = n, .t0 = util_now_s() };
+	size_t at = 0;
+	int rc = 0;
+
+	*nrun = 0;
+	x.s = calloc(n, sizeof(*x.s));
+	if (x.s != NULL)
+		exchange_encode(&x);
+	if (x.s == NULL || x.n == 0) {
+		set_result(&res[0], HANDLER_RETRY, "out of memory encoding the message");
+		rc = -1;
+		goto out;
+	}
+	pipe_check_idle(h);
+	if (h->p.pid <= 0 && pipe_start(h, &res[0]) == -1) {
+		rc = -1;
+		goto out;
+	}
+	h->rlen = 0;
+	rc = exchange_run(h, &x, draining, drain_deadline_ms, res, &at);
+	if (rc == IO_DONE) {
+		*nrun = x.n;
+	} else {
+		pipe_fail(h, &x, rc, &res[at]);
+		if (at >= x.nrep)
+			res[at].duration_s = util_now_s() - exchange_clock(&x, at);
+		*nrun = at + 1;
+	}
+	rc = 0;
+out:
+	for (size_t j = 0; x.s != NULL && j < x.nenc; j++)
+		free(x.s[j].line);
+	free(x.s);
+	return rc;
 }
 
 int
@@ -786,20 +971,40 @@ handler_run(struct handler *h, const struct message *m,
 	int64_t start = util_now_ms();
 	double t0 = util_now_s();
 	char *line;
-	size_t len = 0;
+	size_t len = 0, nrun;
 	int rc;
 
 	memset(res, 0, sizeof(*res));
+	if (h->proto == PROTO_PIPE)
+		return run_pipe(h, m, 1, draining, drain_deadline_ms, res, &nrun);
 	line = message_line(m, &len);
 	if (line == NULL) {
 		set_result(res, HANDLER_RETRY, "out of memory encoding the message");
 		return -1;
 	}
-	if (h->proto == PROTO_EXEC)
-		rc = run_exec(h, m, line, len, start, draining, drain_deadline_ms, res);
-	else
-		rc = run_pipe(h, line, len, start, draining, drain_deadline_ms, res);
+	rc = run_exec(h, m, line, len, start, draining, drain_deadline_ms, res);
 	free(line);
 	res->duration_s = util_now_s() - t0;
 	return rc;
+}
+
+int
+handler_run_batch(struct handler *h, const struct message *ms, size_t n,
+    volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
+    struct handler_result *res, size_t *nrun)
+{
+	*nrun = 0;
+	if (n == 0)
+		return 0;
+	memset(res, 0, n * sizeof(*res));
+	if (h->proto == PROTO_PIPE)
+		return run_pipe(h, ms, n, draining, drain_deadline_ms, res, nrun);
+	for (size_t i = 0; i < n; i++) {
+		if (handler_run(h, &ms[i], draining, drain_deadline_ms, &res[i]) < 0)
+			return -1;
+		*nrun = i + 1;
+		if (res[i].timed_out)
+			break;
+	}
+	return 0;
 }

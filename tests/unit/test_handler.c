@@ -660,6 +660,363 @@ test_json_non_utf8(void)
 	}
 }
 
+/* ---- handler_run_batch: several messages in flight on one pipe handler ---- */
+
+#define BATCH_MAX 32
+
+/* A batch of one-field messages "v" = values[i] (borrowed), ids "10-<i>". */
+struct batch {
+	struct msgbuf b[BATCH_MAX];
+	struct message m[BATCH_MAX];
+	struct handler_result r[BATCH_MAX];
+	size_t n;
+};
+
+static void
+batch_init(struct batch *bt, const char *const *values, size_t n)
+{
+	memset(bt, 0, sizeof(*bt));
+	for (size_t i = 0; i < n && i < BATCH_MAX; i++) {
+		char id[32];
+
+		snprintf(id, sizeof(id), "10-%zu", i);
+		msg_init(&bt->b[i], id, "v", values[i], strlen(values[i]));
+		bt->m[i] = bt->b[i].m;
+	}
+	bt->n = n < BATCH_MAX ? n : BATCH_MAX;
+}
+
+/* n messages whose field v is "x". */
+static void
+batch_same(struct batch *bt, size_t n)
+{
+	static const char *x[BATCH_MAX];
+
+	for (size_t i = 0; i < BATCH_MAX; i++)
+		x[i] = "x";
+	batch_init(bt, x, n);
+}
+
+/*
+ * A sh pipe handler answering by the value of field "v": retry, fail,
+ * garbage ("maybe"), die (exit 7 without a reply), slow (150 ms, then ok),
+ * hang (never answers); anything else ok. It logs "<v>" per message it
+ * starts to $BATCH_LOG, so the tests can see which ones ran.
+ */
+static const char verdict_script[] =
+	"while IFS= read -r l; do v=${l##*\\\"v\\\":\\\"}; v=${v%%\\\"*}; "
+	"echo \"$v\" >> \"$BATCH_LOG\"; case $v in "
+	"retry) echo 'retry asked to';; fail) echo 'fail asked to';; garbage) echo maybe;; "
+	"die) exit 7;; slow) sleep 0.15; echo ok;; hang) sleep 30;; *) echo ok;; esac; done";
+
+static char *verdict_argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c",
+	(char *)(uintptr_t)verdict_script, NULL };
+
+/* Lines of the verdict script's log, joined by spaces (static buffer). */
+static const char *
+batch_log(void)
+{
+	static char out[1024];
+	char *s = slurp(tpath("batch.log"), NULL);
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (char *p = s; p != NULL && *p != '\0' && o + 2 < sizeof(out); p++)
+		out[o++] = *p == '\n' ? ' ' : *p;
+	while (o > 0 && out[o - 1] == ' ')
+		o--;
+	out[o] = '\0';
+	free(s);
+	return out;
+}
+
+static struct handler *
+verdict_handler(int64_t timeout_ms)
+{
+	unlink(tpath("batch.log"));
+	setenv("BATCH_LOG", tpath("batch.log"), 1);
+	return make_handler(verdict_argv, PROTO_PIPE, timeout_ms);
+}
+
+/*
+ * 32 messages at once through testhandler, twice, plain and answering each
+ * message before reading it (-E): all answered, in order, by one process.
+ */
+static void
+test_batch_all_ok(void)
+{
+	char *plain[] = { testhandler, (char *)(uintptr_t)"-l", tpath("ball.log"), NULL };
+	char *early[] = { testhandler, (char *)(uintptr_t)"-E", (char *)(uintptr_t)"-l",
+		tpath("ball.log"), NULL };
+	struct batch bt;
+	size_t nrun = 99;
+
+	batch_same(&bt, BATCH_MAX);
+	for (int pass = 0; pass < 2; pass++) {
+		struct handler *h = make_handler(pass == 0 ? plain : early, PROTO_PIPE, 5000);
+		char *log, *p;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		unlink(tpath("ball.log"));
+		for (int round = 0; round < 2; round++) {
+			CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+			CU_ASSERT_EQUAL(nrun, bt.n);
+			for (size_t i = 0; i < bt.n; i++) {
+				CU_ASSERT_EQUAL(bt.r[i].outcome, HANDLER_OK);
+				CU_ASSERT(bt.r[i].duration_s >= 0 && bt.r[i].duration_s < 3.0);
+			}
+		}
+		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, 0, NULL, NULL, bt.r, &nrun), 0);
+		CU_ASSERT_EQUAL(nrun, 0);
+		handler_free(h);
+		CU_ASSERT_EQUAL(count_lines(tpath("ball.log")), 2 * BATCH_MAX);
+		CU_ASSERT_EQUAL(log_pid(tpath("ball.log"), 0),
+		    log_pid(tpath("ball.log"), 2 * BATCH_MAX - 1));
+		/* In order: the ids of the log are 10-0 .. 10-31, twice. */
+		log = slurp(tpath("ball.log"), NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(log);
+		p = log;
+		for (int k = 0; k < 2 * BATCH_MAX && p != NULL; k++) {
+			char want[32];
+
+			snprintf(want, sizeof(want), "ok 10-%d ", k % BATCH_MAX);
+			CU_ASSERT_EQUAL(strncmp(p, want, strlen(want)), 0);
+			p = strchr(p, '\n');
+			p = p != NULL ? p + 1 : NULL;
+		}
+		free(log);
+	}
+}
+
+/* retry and fail replies are verdicts like ok: the handler goes on, every message answered. */
+static void
+test_batch_mixed_verdicts(void)
+{
+	static const char *v[] = { "a", "retry", "b", "fail", "retry", "c" };
+	static const enum handler_outcome want[] = { HANDLER_OK, HANDLER_RETRY, HANDLER_OK,
+		HANDLER_FAIL, HANDLER_RETRY, HANDLER_OK };
+	struct handler *h = verdict_handler(5000);
+	struct batch bt;
+	size_t nrun = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	batch_init(&bt, v, ARRAY_LEN(v));
+	CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+	CU_ASSERT_EQUAL(nrun, bt.n);
+	for (size_t i = 0; i < bt.n; i++)
+		CU_ASSERT_EQUAL(bt.r[i].outcome, want[i]);
+	CU_ASSERT_STRING_EQUAL(bt.r[1].error, "handler replied retry: asked to");
+	CU_ASSERT_STRING_EQUAL(bt.r[3].error, "handler replied fail: asked to");
+	CU_ASSERT_STRING_EQUAL(bt.r[0].error, "");
+	handler_free(h);
+	CU_ASSERT_STRING_EQUAL(batch_log(), "a retry b fail retry c");
+}
+
+/*
+ * Death or garbage at message k: k fails (retryable), k+1.. get no verdict;
+ * the next batch restarts the handler and runs them. The script dies
+ * before it reads on, so its log shows which ones ran; after garbage it may
+ * read on before it is killed.
+ */
+static void
+test_batch_failure_at_k(void)
+{
+	static const struct {
+		const char *v[5];
+		size_t n, k;
+		const char *error, *log;
+	} cases[] = {
+		{ { "a", "b", "die", "c", "d" }, 5, 2, "handler exited with status 7 before replying",
+		  "a b die c d" },
+		{ { "die", "a" }, 2, 0, "handler exited with status 7 before replying", "die a" },
+		{ { "a", "garbage", "b", "c" }, 4, 1, "is not \"ok\"", NULL },
+	};
+
+	for (size_t c = 0; c < ARRAY_LEN(cases); c++) {
+		struct handler *h = verdict_handler(5000);
+		size_t n = cases[c].n, k = cases[c].k, nrun = 0;
+		struct batch bt;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		batch_init(&bt, cases[c].v, n);
+		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, n, NULL, NULL, bt.r, &nrun), 0);
+		CU_ASSERT_EQUAL_FATAL(nrun, k + 1);
+		for (size_t i = 0; i < k; i++)
+			CU_ASSERT_EQUAL(bt.r[i].outcome, HANDLER_OK);
+		CU_ASSERT_EQUAL(bt.r[k].outcome, HANDLER_RETRY);
+		CU_ASSERT_FALSE(bt.r[k].timed_out);
+		CU_ASSERT_PTR_NOT_NULL(strstr(bt.r[k].error, cases[c].error));
+		/* The rest, again, through a new handler process. */
+		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m + k + 1, n - k - 1, NULL, NULL,
+		    bt.r + k + 1, &nrun), 0);
+		CU_ASSERT_EQUAL(nrun, n - k - 1);
+		for (size_t i = k + 1; i < n; i++)
+			CU_ASSERT_EQUAL(bt.r[i].outcome, HANDLER_OK);
+		handler_free(h);
+		if (cases[c].log != NULL)
+			CU_ASSERT_STRING_EQUAL(batch_log(), cases[c].log);
+	}
+}
+
+/* testhandler -k: dies on reading message 3 of 8, with its replies to 1 and 2 sent. */
+static void
+test_batch_death_testhandler(void)
+{
+	char *argv[] = { testhandler, (char *)(uintptr_t)"-k", (char *)(uintptr_t)"3",
+		(char *)(uintptr_t)"-l", tpath("bdie.log"), NULL };
+	struct handler *h;
+	struct batch bt;
+	size_t nrun = 0;
+
+	unlink(tpath("bdie.log"));
+	batch_same(&bt, 8);
+	h = make_handler(argv, PROTO_PIPE, 5000);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+	CU_ASSERT_EQUAL_FATAL(nrun, 3);
+	CU_ASSERT_EQUAL(bt.r[0].outcome, HANDLER_OK);
+	CU_ASSERT_EQUAL(bt.r[1].outcome, HANDLER_OK);
+	CU_ASSERT_EQUAL(bt.r[2].outcome, HANDLER_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bt.r[2].error, "exited with status 1 before replying"));
+	handler_free(h);
+	CU_ASSERT_EQUAL(count_lines(tpath("bdie.log")), 2);
+}
+
+/*
+ * Timeout at k: the clock of each message starts at the reply before it,
+ * so four 150 ms messages pass a 400 ms timeout that the batch as a whole
+ * exceeds; the hanging fifth times out, its group is killed, the rest get
+ * no verdict.
+ */
+static void
+test_batch_timeout_at_k(void)
+{
+	static const char *v[] = { "slow", "slow", "slow", "slow", "hang", "a", "b" };
+	struct handler *h = verdict_handler(400);
+	struct batch bt;
+	size_t nrun = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	batch_init(&bt, v, ARRAY_LEN(v));
+	CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+	CU_ASSERT_EQUAL_FATAL(nrun, 5);
+	for (int i = 0; i < 4; i++) {
+		CU_ASSERT_EQUAL(bt.r[i].outcome, HANDLER_OK);
+		CU_ASSERT(bt.r[i].duration_s >= 0.14 && bt.r[i].duration_s < 0.4);
+	}
+	CU_ASSERT_EQUAL(bt.r[4].outcome, HANDLER_RETRY);
+	CU_ASSERT_TRUE(bt.r[4].timed_out);
+	CU_ASSERT_STRING_EQUAL(bt.r[4].error, "handler timed out after 400ms");
+	CU_ASSERT(bt.r[4].duration_s >= 0.39 && bt.r[4].duration_s < 3.0);
+	handler_free(h);
+	CU_ASSERT_STRING_EQUAL(batch_log(), "slow slow slow slow hang");
+}
+
+/* Draining: the drain deadline cuts the batch at the message in hand; the answered ones stand. */
+static void
+test_batch_drain_deadline(void)
+{
+	static const char *v[] = { "slow", "slow", "slow", "slow", "slow", "slow", "slow", "slow" };
+	volatile sig_atomic_t draining = 1;
+	volatile int64_t deadline;
+	struct handler *h = verdict_handler(30000);
+	struct batch bt;
+	size_t nrun = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	batch_init(&bt, v, ARRAY_LEN(v));
+	deadline = util_now_ms() + 400;
+	CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, &draining, &deadline, bt.r, &nrun), 0);
+	CU_ASSERT(nrun >= 1 && nrun < bt.n);
+	for (size_t i = 0; i + 1 < nrun; i++)
+		CU_ASSERT_EQUAL(bt.r[i].outcome, HANDLER_OK);
+	if (nrun >= 1) {
+		CU_ASSERT_EQUAL(bt.r[nrun - 1].outcome, HANDLER_RETRY);
+		CU_ASSERT_TRUE(bt.r[nrun - 1].timed_out);
+		CU_ASSERT_STRING_EQUAL(bt.r[nrun - 1].error, "handler killed at the drain deadline");
+	}
+	CU_ASSERT(util_now_ms() - deadline < 2000);
+	handler_free(h);
+}
+
+/*
+ * Four 8 MiB messages in one batch, to a handler that reads line by line
+ * and to one that answers each before reading it (testhandler -E): neither
+ * side may block the other.
+ */
+static void
+test_batch_huge(void)
+{
+	char *plain[] = { testhandler, (char *)(uintptr_t)"-l", tpath("bhuge.log"), NULL };
+	char *early[] = { testhandler, (char *)(uintptr_t)"-E", (char *)(uintptr_t)"-l",
+		tpath("bhuge.log"), NULL };
+	size_t big = 8u << 20;
+	char *blob = malloc(big + 1), *json, *log, expect[64];
+	const char *v[4];
+	struct batch bt;
+	size_t nrun = 0, jlen;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(blob);
+	memset(blob, 'z', big);
+	blob[big] = '\0';
+	for (size_t i = 0; i < ARRAY_LEN(v); i++)
+		v[i] = blob;
+	batch_init(&bt, v, ARRAY_LEN(v));
+	json = handler_message_json(&bt.m[0]);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(json);
+	jlen = strlen(json);
+	free(json);
+	unlink(tpath("bhuge.log"));
+	for (int pass = 0; pass < 2; pass++) {
+		struct handler *h = make_handler(pass == 0 ? plain : early, PROTO_PIPE, 20000);
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+		CU_ASSERT_EQUAL(nrun, bt.n);
+		for (size_t i = 0; i < bt.n; i++)
+			CU_ASSERT_EQUAL(bt.r[i].outcome, HANDLER_OK);
+		handler_free(h);
+	}
+	/* Each handler saw each whole line, in step. */
+	CU_ASSERT_EQUAL(count_lines(tpath("bhuge.log")), 8);
+	log = slurp(tpath("bhuge.log"), NULL);
+	for (int k = 0; k < 4; k++) {
+		snprintf(expect, sizeof(expect), "ok 10-%d 1 %zu - ", k, jlen);
+		CU_ASSERT_PTR_NOT_NULL(log != NULL ? strstr(log, expect) : NULL);
+	}
+	free(log);
+	free(blob);
+}
+
+/* A handler that cannot start: -1, nothing run. exec: every message, one process each. */
+static void
+test_batch_start_failure_and_exec(void)
+{
+	char *missing[] = { (char *)(uintptr_t)"/nonexistent/handler-xyz", NULL };
+	char *exec_argv[] = { testhandler, (char *)(uintptr_t)"-p", (char *)(uintptr_t)"exec",
+		(char *)(uintptr_t)"-l", tpath("bexec.log"), NULL };
+	static const char *v[] = { "a", "b", "c" };
+	struct handler *h = make_handler(missing, PROTO_PIPE, 5000);
+	struct batch bt;
+	size_t nrun = 99;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	batch_init(&bt, v, ARRAY_LEN(v));
+	CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), -1);
+	CU_ASSERT_EQUAL(nrun, 0);
+	CU_ASSERT_EQUAL(bt.r[0].outcome, HANDLER_RETRY);
+	CU_ASSERT_PTR_NOT_NULL(strstr(bt.r[0].error, "No such file"));
+	handler_free(h);
+	unlink(tpath("bexec.log"));
+	h = make_handler(exec_argv, PROTO_EXEC, 5000);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+	CU_ASSERT_EQUAL(nrun, 3);
+	handler_free(h);
+	CU_ASSERT_EQUAL(count_lines(tpath("bexec.log")), 3);
+	CU_ASSERT_NOT_EQUAL(log_pid(tpath("bexec.log"), 0), log_pid(tpath("bexec.log"), 2));
+}
+
 /* Per-message overhead of each protocol with a no-op handler (printed, not asserted). */
 static void
 bench_overhead(void)
@@ -737,6 +1094,14 @@ main(void)
 	CU_add_test(s, "drain deadline", test_drain_deadline);
 	CU_add_test(s, "huge messages", test_huge_messages);
 	CU_add_test(s, "JSON of non-UTF-8 fields", test_json_non_utf8);
+	CU_add_test(s, "batch: all ok, in order, early replies", test_batch_all_ok);
+	CU_add_test(s, "batch: retry and fail mixed", test_batch_mixed_verdicts);
+	CU_add_test(s, "batch: death or garbage at message k", test_batch_failure_at_k);
+	CU_add_test(s, "batch: testhandler -k", test_batch_death_testhandler);
+	CU_add_test(s, "batch: timeout at message k", test_batch_timeout_at_k);
+	CU_add_test(s, "batch: drain deadline", test_batch_drain_deadline);
+	CU_add_test(s, "batch: huge messages", test_batch_huge);
+	CU_add_test(s, "batch: start failure, exec", test_batch_start_failure_and_exec);
 	CU_add_test(s, "benchmark: per-message overhead", bench_overhead);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
