@@ -1,0 +1,88 @@
+/*
+ * scaleno/publish.h — the producer side of scaleno for programs in C: add
+ * a message to a queue, routed to one of its partition streams by the
+ * sticky key -> partition map (SPEC 6, scaleno(8) "publish").
+ *
+ * The routing and the add run in one Lua script (shipped as
+ * share/scaleno/lua/publish.lua for producers in other languages; the text
+ * is also returned by scaleno_publish_script), so the map and the stream
+ * can never disagree. A message with a key goes where that key's recent
+ * messages went, as long as the key had a message within the key TTL;
+ * a new or long-idle key goes to hash(key) mod partitions; a keyless one
+ * takes the partitions in turn. partitions == 1 is the plain stream.
+ *
+ * Ownership: the publisher owns its Redis connection (hiredis, with
+ * reconnect and backoff). Nothing passed in is kept after a call returns.
+ * A publisher is not thread-safe: use one per thread. This header uses only
+ * standard C types.
+ */
+#ifndef SCALENO_PUBLISH_PUBLIC_H
+#define SCALENO_PUBLISH_PUBLIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Key TTL when scaleno_queue.key_ttl_ms is 0: one hour (see scaleno(8)). */
+#define SCALENO_PUBLISH_TTL_MS (60 * 60 * 1000)
+/* Room for an entry id ("1700000000000-12") and its NUL. */
+#define SCALENO_PUBLISH_ID_MAX 48
+/* Most field/value pairs in one message (Redis' Lua unpacks about 8000 values). */
+#define SCALENO_PUBLISH_MAX_PAIRS 3900
+
+struct scaleno_publisher;
+
+/* Connection settings; a zeroed struct (or NULL) means the defaults. */
+struct scaleno_publish_options {
+	const char *username;		/* NULL or "": none (AUTH password alone) */
+	const char *password;		/* NULL or "": no AUTH */
+	int database;			/* SELECT, 0 = default */
+	int64_t connect_timeout_ms;	/* 0 = 500 */
+	int64_t command_timeout_ms;	/* 0 = 2000 */
+};
+
+/* The queue, as in its policy file (queue.stream, queue.group, queue.partitions). */
+struct scaleno_queue {
+	const char *stream;
+	const char *group;
+	int partitions;			/* >= 1 */
+	int64_t key_ttl_ms;		/* 0 = SCALENO_PUBLISH_TTL_MS */
+};
+
+/*
+ * A publisher for the Redis at address ("host:port" or "unix:/path").
+ * Does not connect yet: the first scaleno_publish does (and reconnects
+ * after a failure, with a backoff). Everything is copied. NULL with err
+ * on a bad argument or out of memory. Free with scaleno_publish_close.
+ */
+struct scaleno_publisher *scaleno_publish_open(const char *address,
+    const struct scaleno_publish_options *opt, char *err, size_t errlen);
+
+/*
+ * Add one message to queue q. key/key_len: the ordering key (binary-safe;
+ * NULL or key_len 0 = keyless). fields: nfields strings, name, value,
+ * name, value, ... (nfields even, 2 to 2 * SCALENO_PUBLISH_MAX_PAIRS),
+ * lens their lengths (binary-safe; NULL = strlen of each). The consumer
+ * group is created at id 0 when the partition stream is new.
+ * Returns 0 with *partition (may be NULL) and id (idlen bytes, may be NULL)
+ * set, or -1 with err. After a connection lost mid-call the message may or
+ * may not have been added: a retry can duplicate it, never lose it.
+ */
+int scaleno_publish(struct scaleno_publisher *p, const struct scaleno_queue *q,
+    const char *key, size_t key_len, const char *const *fields, const size_t *lens,
+    size_t nfields, int *partition, char *id, size_t idlen, char *err, size_t errlen);
+
+/* Close the connection and free p; NULL is a no-op. */
+void scaleno_publish_close(struct scaleno_publisher *p);
+
+/* The Lua script's text (static; the same as contrib/lua/publish.lua). */
+const char *scaleno_publish_script(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
