@@ -34,6 +34,8 @@ struct sim_trace {
 int sim_trace_load(const char *path, struct sim_trace *tr, char *err, size_t errlen);
 void sim_trace_free(struct sim_trace *tr);
 
+#define SIM_SURGE_FACTOR 1.5	/* arrivals above this x the median are a surge */
+
 enum sim_algo { SIM_SCALENO = 0, SIM_TARGET_VALUE, SIM_HPA };
 const char *sim_algo_name(enum sim_algo a);
 
@@ -62,6 +64,13 @@ struct sim_result {
 	double p99_age_s;	/* p99 of the per-second oldest age (nearest rank) */
 	double max_age_seen_s;
 	int actions;		/* changes of the count */
+	/*
+	 * Surge seconds: those within max_age after a second whose arrivals
+	 * exceed SIM_SURGE_FACTOR x the trace's median (the messages of a surge
+	 * wait that long at most if the objective holds). surge_within: how
+	 * many of them had the oldest age within max_age.
+	 */
+	long surge_seconds, surge_within;
 	struct sim_point *timeline;	/* n points; owned, free with sim_result_free */
 	size_t n;
 };

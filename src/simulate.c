@@ -248,11 +248,26 @@ cmp_double(const void *a, const void *b)
 static int
 summarize(struct sim_result *r, double max_age_s)
 {
-	double *ages;
+	double *ages, surge_at;
 	size_t i, rank;
+	long last_surge = -1;
 
 	if ((ages = malloc(r->n * sizeof(*ages))) == NULL)
 		return -1;
+	for (i = 0; i < r->n; i++)
+		ages[i] = r->timeline[i].arrivals;
+	qsort(ages, r->n, sizeof(*ages), cmp_double);
+	surge_at = SIM_SURGE_FACTOR * ages[r->n / 2];
+	for (i = 0; i < r->n; i++) {
+		const struct sim_point *p = &r->timeline[i];
+		if (p->arrivals > surge_at)
+			last_surge = (long)i;
+		if (last_surge >= 0 && (double)((long)i - last_surge) < fmax(max_age_s, 1.0)) {
+			r->surge_seconds++;
+			if (p->oldest_age_s <= max_age_s)
+				r->surge_within++;
+		}
+	}
 	for (i = 0; i < r->n; i++) {
 		const struct sim_point *p = &r->timeline[i];
 		ages[i] = p->oldest_age_s;
@@ -799,15 +814,19 @@ usage(FILE *f)
 static void
 print_header(void)
 {
-	printf("%-13s %12s %12s %11s %9s %9s %8s\n", "algorithm", "worker-s", "peak-backlog", "s>max_age",
-	    "p99-age", "max-age", "actions");
+	printf("%-13s %12s %12s %11s %9s %9s %8s %9s\n", "algorithm", "worker-s", "peak-backlog", "s>max_age",
+	    "p99-age", "max-age", "actions", "surge-ok");
 }
 
 static void
 print_row(const struct sim_result *r)
 {
-	printf("%-13s %12.0f %12lld %11ld %8.0fs %8.0fs %8d\n", sim_algo_name(r->algo), r->worker_seconds,
+	printf("%-13s %12.0f %12lld %11ld %8.0fs %8.0fs %8d", sim_algo_name(r->algo), r->worker_seconds,
 	    (long long)r->peak_backlog, r->seconds_over, r->p99_age_s, r->max_age_seen_s, r->actions);
+	if (r->surge_seconds > 0)
+		printf(" %8.1f%%\n", 100.0 * (double)r->surge_within / (double)r->surge_seconds);
+	else
+		printf(" %9s\n", "-");
 }
 
 static int
@@ -1010,9 +1029,9 @@ cmd_simulate(int argc, char **argv)
 			goto fail;
 		nres = 1;
 	}
-	printf("queue %s, trace %s (%zu s), service rate %g/s per worker, startup %gs, max_age %gs, %d initial\n",
-	    q->name, trace, tr.n, prm.service_rate, prm.startup_s, (double)q->scale.max_age_ms / 1000.0,
-	    prm.initial);
+	printf("queue %s, trace %s (%zu s), service rate %g/s per worker, startup %gs, max_age %gs, %d initial, "
+	    "%ld surge s\n", q->name, trace, tr.n, prm.service_rate, prm.startup_s,
+	    (double)q->scale.max_age_ms / 1000.0, prm.initial, res[0].surge_seconds);
 	print_header();
 	for (k = 0; k < nres; k++)
 		print_row(&res[k]);

@@ -130,6 +130,32 @@ test_model_startup_delay(void)
 	sim_result_free(&r);
 }
 
+/*
+ * Surge seconds: arrivals above 1.5 x the median (1/s) at seconds 4 and 5,
+ * and max_age (2 s) after the last: seconds 4, 5, 6. One worker of 2/s:
+ * ages 1, 2, 3, so two of the three are within max_age. A flat trace has none.
+ */
+static void
+test_surge_share(void)
+{
+	struct queue_policy q = queue(1, 1, 2000, 0);
+	double arr[] = { 1, 1, 1, 1, 8, 8, 1, 1, 1, 1 }, flat[] = { 3, 3, 3, 3 };
+	struct sim_trace tr = { arr, 10 }, tf = { flat, 4 };
+	struct sim_params p = { 2, 0, 1 };
+	struct sim_result r;
+	char err[200];
+
+	CU_ASSERT_EQUAL_FATAL(sim_run(&q, &tr, &p, SIM_SCALENO, &r, err, sizeof(err)), 0);
+	CU_ASSERT_DOUBLE_EQUAL(r.timeline[6].oldest_age_s, 3, 1e-9);
+	CU_ASSERT_EQUAL(r.surge_seconds, 3);
+	CU_ASSERT_EQUAL(r.surge_within, 2);
+	sim_result_free(&r);
+	CU_ASSERT_EQUAL_FATAL(sim_run(&q, &tf, &p, SIM_SCALENO, &r, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(r.surge_seconds, 0);
+	CU_ASSERT_EQUAL(r.surge_within, 0);
+	sim_result_free(&r);
+}
+
 static char *
 temp_file(const char *text)
 {
@@ -266,6 +292,7 @@ main(void)
 	CU_add_test(s, "model arithmetic, hand-computed", test_model_arithmetic);
 	CU_add_test(s, "model carries fractional capacity", test_model_fractional_rate);
 	CU_add_test(s, "startup delay and immediate scale-in", test_model_startup_delay);
+	CU_add_test(s, "share of surge seconds within max_age", test_surge_share);
 	CU_add_test(s, "trace reader and its errors", test_trace_reader);
 	CU_add_test(s, "CSV timeline", test_csv_writer);
 	CU_add_test(s, "--stdin protocol", test_stdin_protocol);
