@@ -30,6 +30,12 @@
 #define NOMAD_HOST_CONNS	16
 /* Idle easy handles kept between batches. */
 #define NOMAD_POOL_MAX		64
+/*
+ * Attempts handed to curl at once. More would only queue inside curl for the
+ * NOMAD_HOST_CONNS connections, each holding an easy handle and its buffers:
+ * a batch of 10,000 calls must not cost 10,000 handles.
+ */
+#define NOMAD_MAX_INFLIGHT	NOMAD_POOL_MAX
 /* A retry needs at least this much of the batch left to be worth starting. */
 #define NOMAD_MIN_ATTEMPT_MS	50
 #define NOMAD_BODY_SHOWN	160
@@ -57,6 +63,7 @@ struct call_state {
 	size_t reply_len, reply_cap;
 	bool reply_too_big;
 	bool done;
+	bool waiting;		/* a retry waiting out its backoff */
 	int64_t next_start_ms;
 	char curl_err[CURL_ERROR_SIZE];
 };
@@ -754,7 +761,9 @@ nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n)
 	CURL *esc;
 	CURLMsg *msg;
 	int64_t start, deadline, now, wake;
-	int pending = 0, running, left, ok = 0;
+	int pending = 0, running, left, ok = 0, inflight = 0, nwaiting = 0;
+	int *ready = NULL;
+	size_t qhead = 0, qtail = 0;
 
 	if (n <= 0)
 		return 0;
@@ -768,13 +777,23 @@ nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n)
 			call_fail(&calls[i], NOMAD_INTERNAL, "out of memory starting the batch");
 		return 0;
 	}
+	/* A ring of calls ready for an attempt: each call sits in it at most once. */
+	if ((ready = calloc((size_t)n, sizeof(*ready))) == NULL) {
+		easy_put(c, esc);
+		free(states);
+		for (int i = 0; i < n; i++)
+			call_fail(&calls[i], NOMAD_INTERNAL, "out of memory starting the batch");
+		return 0;
+	}
 	for (int i = 0; i < n; i++) {
 		states[i].call = &calls[i];
 		states[i].next_start_ms = start;
 		if (call_prepare(c, &states[i], esc) < 0)
 			states[i].done = true;
-		else
+		else {
+			ready[qtail++ % n] = i;
 			pending++;
+		}
 	}
 	easy_put(c, esc);
 
@@ -784,19 +803,27 @@ nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n)
 		if (now >= deadline)
 			break;
 		wake = deadline;
-		for (int i = 0; i < n; i++) {
+		/* Retries whose backoff has passed join the ready ring (rare: scan only then). */
+		for (int i = 0; nwaiting > 0 && i < n; i++) {
 			struct call_state *st = &states[i];
 
-			if (st->done || st->easy != NULL)
+			if (!st->waiting)
 				continue;
 			if (st->next_start_ms <= now) {
-				if (attempt_start(c, st, deadline - now) < 0) {
-					st->done = true;
-					pending--;
-				}
-			} else if (st->next_start_ms < wake) {
+				st->waiting = false;
+				nwaiting--;
+				ready[qtail++ % n] = i;
+			} else if (st->next_start_ms < wake)
 				wake = st->next_start_ms;
-			}
+		}
+		while (inflight < NOMAD_MAX_INFLIGHT && qhead < qtail) {
+			struct call_state *st = &states[ready[qhead++ % n]];
+
+			if (attempt_start(c, st, deadline - now) < 0) {
+				st->done = true;
+				pending--;
+			} else
+				inflight++;
 		}
 		curl_multi_perform(c->multi, &running);
 		while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
@@ -809,15 +836,23 @@ nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n)
 			st = priv;
 			if (st == NULL || st->easy != msg->easy_handle)
 				continue;
+			inflight--;
 			attempt_done(c, st, msg->data.result, deadline);
 			if (st->done)
 				pending--;
-			else if (st->next_start_ms < wake)
-				wake = st->next_start_ms;
+			else {
+				st->waiting = true;
+				nwaiting++;
+				if (st->next_start_ms < wake)
+					wake = st->next_start_ms;
+			}
 		}
 		if (pending == 0)
 			break;
 		now = util_now_ms();
+		/* Free slots and calls ready for them: go round again at once. */
+		if (inflight < NOMAD_MAX_INFLIGHT && qhead < qtail)
+			continue;
 		if (wake > now)
 			curl_multi_poll(c->multi, NULL, 0, (int)(wake - now > 1000 ? 1000 : wake - now), NULL);
 	}
@@ -845,6 +880,7 @@ nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n)
 		    call->attempts == 1 ? "" : "s");
 	}
 	states_free(c, states, n);
+	free(ready);
 	log_debug("nomad: batch of %d calls, %d ok, %lldms", n, ok, (long long)(util_now_ms() - start));
 	return ok;
 }
