@@ -703,6 +703,29 @@ test_concurrent_slow(void)
 	nomad_client_free(c);
 }
 
+/* More calls than the client hands to curl at once: the rest queue and all complete. */
+static void
+test_large_batch(void)
+{
+	enum { N = 1000 };
+	struct nomad_call *calls = calloc(N, sizeof(*calls));
+	struct nomad_client *c = client_for(fault_port, TOKEN, NULL, NULL, 10000);
+	int64_t t0;
+
+	CU_ASSERT_FATAL(calls != NULL && c != NULL);
+	slow_ms = 0;
+	for (int i = 0; i < N; i++)
+		calls[i] = i % 2 ? status_call("ok", "worker") : scale_call("ok", "worker", 2);
+	t0 = util_now_ms();
+	CU_ASSERT_EQUAL(nomad_perform(c, calls, N), N);
+	fprintf(stderr, "[%d calls in one batch: %lldms] ", N, (long long)(util_now_ms() - t0));
+	for (int i = 0; i < N; i++)
+		CU_ASSERT_EQUAL(calls[i].result, NOMAD_OK);
+	CU_ASSERT_EQUAL(calls[1].desired, calls[N - 1].desired);
+	nomad_client_free(c);
+	free(calls);
+}
+
 static void
 test_connection_reuse(void)
 {
@@ -1275,6 +1298,7 @@ main(void)
 	CU_add_test(s, "silent server times out", test_timeout_silent);
 	CU_add_test(s, "refused connection", test_refused);
 	CU_add_test(s, "concurrent slow calls", test_concurrent_slow);
+	CU_add_test(s, "a batch larger than the in-flight cap", test_large_batch);
 	CU_add_test(s, "connections reused across batches", test_connection_reuse);
 	CU_add_test(s, "client_new errors", test_client_new_errors);
 	s = CU_add_suite("nomad-tls", tls_init, tls_cleanup);
