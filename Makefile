@@ -107,7 +107,7 @@ install: all
 	if ls include/scaleno/*.h >/dev/null 2>&1; then install -d $(DESTDIR)$(PREFIX)/include/scaleno && \
 	  install -m 0644 include/scaleno/*.h $(DESTDIR)$(PREFIX)/include/scaleno/; fi
 	install -d $(DESTDIR)$(PREFIX)/share/scaleno/contrib
-	cp -R contrib/nomad contrib/scaleno-agent.service contrib/scaleno-worker.service \
+	cp -R contrib/nomad contrib/scaleno-agent.service contrib/scaleno-worker.service contrib/grafana-dashboard.json \
 	  contrib/handlers $(DESTDIR)$(PREFIX)/share/scaleno/contrib/
 
 uninstall:
