@@ -7,6 +7,7 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -400,6 +401,8 @@ cmd_publish(int argc, char **argv)
 	int64_t ttl_ms = 0;
 	int ch, part, rc = EXIT_USAGE;
 
+	/* A connection Redis closed must be an error (exit 2), not death by SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	optind = 0;	/* GNU: a full reset, so a second call in one process parses afresh */
 	/* "+": stop at the first FIELD, so a value that starts with '-' stays a value. */
 	while ((ch = getopt_long(argc, argv, "+q:c:k:h", longopts, NULL)) != -1) {
@@ -414,9 +417,13 @@ cmd_publish(int argc, char **argv)
 			key = optarg;
 			break;
 		case 'T':
-			if (util_parse_duration(optarg, &ttl_ms, err, sizeof(err)) < 0 || ttl_ms < 1) {
-				fprintf(stderr, "scaleno publish: --ttl %s: %s\n", optarg,
-				    ttl_ms < 1 ? "must be above zero" : err);
+			if (util_parse_duration(optarg, &ttl_ms, err, sizeof(err)) < 0) {
+				fprintf(stderr, "scaleno publish: --ttl %s: %s\n", optarg, err);
+				return EXIT_USAGE;
+			}
+			if (ttl_ms < 1) {
+				fprintf(stderr, "scaleno publish: --ttl %s: must be above zero\n",
+				    optarg);
 				return EXIT_USAGE;
 			}
 			break;

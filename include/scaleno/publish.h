@@ -13,8 +13,9 @@
  *
  * Ownership: the publisher owns its Redis connection (hiredis, with
  * reconnect and backoff). Nothing passed in is kept after a call returns.
- * A publisher is not thread-safe: use one per thread. This header uses only
- * standard C types.
+ * A publisher is not thread-safe: use one per thread. As with hiredis, the
+ * program should ignore SIGPIPE, or a connection Redis closed kills it
+ * instead of failing the call. This header uses only standard C types.
  */
 #ifndef SCALENO_PUBLISH_PUBLIC_H
 #define SCALENO_PUBLISH_PUBLIC_H
