@@ -46,9 +46,13 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # standalone programs, each one file.
 HANDLER_BINS := $(patsubst contrib/handlers/%.c,$(BUILD)/handlers/%,$(wildcard contrib/handlers/*.c))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(wildcard tests/tools/*.c))
+# libscaleno.a: the project's objects, for C producers (include/scaleno/publish.h);
+# contrib/examples/*.c are built against it the way a user would.
+LIB := $(BUILD)/libscaleno.a
+EXAMPLE_BINS := $(patsubst contrib/examples/%.c,$(BUILD)/examples/%,$(wildcard contrib/examples/*.c))
 
 .PHONY: all deps check unit integration lint install uninstall clean bench demo
-all: $(PROG) $(HANDLER_BINS) $(TOOL_BINS)
+all: $(PROG) $(HANDLER_BINS) $(TOOL_BINS) $(LIB) $(EXAMPLE_BINS)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
@@ -61,6 +65,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) $(shell pkg-config --cflags cunit) \
 	  -o $@ $< $(LIBOBJS) $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cunit)
+
+$(LIB): $(LIBOBJS)
+	$(call say,AR,$@)$(AR) rcs $@ $(LIBOBJS)
+
+$(BUILD)/examples/%: contrib/examples/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) -Iinclude $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) -L$(BUILD) -lscaleno $(LDLIBS)
 
 $(BUILD)/handlers/%: contrib/handlers/%.c
 	@mkdir -p $(@D)
@@ -101,17 +112,19 @@ install: all
 	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8 \
 	  $(DESTDIR)$(PREFIX)/share/scaleno/examples $(DESTDIR)$(PREFIX)/share/scaleno/lua
 	install -m 0755 $(PROG) $(DESTDIR)$(PREFIX)/bin/scaleno
+	install -d $(DESTDIR)$(PREFIX)/lib
+	install -m 0644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libscaleno.a
 	for m in man/*.[1-8]; do s=$${m##*.}; install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 	cp -R etc/. $(DESTDIR)$(PREFIX)/share/scaleno/examples/
 	if ls contrib/lua/*.lua >/dev/null 2>&1; then install -m 0644 contrib/lua/*.lua $(DESTDIR)$(PREFIX)/share/scaleno/lua/; fi
 	if ls include/scaleno/*.h >/dev/null 2>&1; then install -d $(DESTDIR)$(PREFIX)/include/scaleno && \
 	  install -m 0644 include/scaleno/*.h $(DESTDIR)$(PREFIX)/include/scaleno/; fi
 	install -d $(DESTDIR)$(PREFIX)/share/scaleno/contrib
-	cp -R contrib/nomad contrib/scaleno-agent.service contrib/scaleno-worker.service contrib/grafana-dashboard.json \
+	cp -R contrib/nomad contrib/examples contrib/scaleno-agent.service contrib/scaleno-worker.service contrib/grafana-dashboard.json \
 	  contrib/handlers $(DESTDIR)$(PREFIX)/share/scaleno/contrib/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/scaleno
+	rm -f $(DESTDIR)$(PREFIX)/bin/scaleno $(DESTDIR)$(PREFIX)/lib/libscaleno.a
 	for m in man/*.[1-8]; do s=$${m##*.}; rm -f $(DESTDIR)$(PREFIX)/share/man/man$$s/$${m##*/}; done
 	rm -rf $(DESTDIR)$(PREFIX)/share/scaleno $(DESTDIR)$(PREFIX)/include/scaleno
 

@@ -205,6 +205,26 @@ def test_fields_read_back_exactly():
 
 
 @suite.test
+def test_c_api_producer_shares_the_map():
+    """contrib/examples/producer, linked against libscaleno.a, routes keys through the same
+    map as `scaleno publish`: a key stays where the other producer put it."""
+    e = Env(partitions=7)
+    producer = os.path.join(os.path.dirname(H.SCALENO), "examples", "producer")
+    assert os.access(producer, os.X_OK), producer
+    placed = {k: e.publish("n", "cli", key=k)[0] for k in ("alice", "bob", "carol", "dave")}
+    for k, part in placed.items():
+        r = subprocess.run([producer, e.redis.address, e.stream, "g", "7", k, "n", "c-api"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        got, entry = r.stdout.split()
+        assert int(got) == part, (k, got, part)
+        assert e.redis.cli("XRANGE", "%s:%d" % (e.stream, part), entry, entry).split("\n")[-1] == "c-api"
+    r = subprocess.run([producer, "127.0.0.1:1", e.stream, "g", "7", "k", "n", "v"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "producer:" in r.stderr, (r.returncode, r.stderr)
+
+
+@suite.test
 def test_exit_codes_and_errors():
     e = Env(partitions=2)
     cases = [
