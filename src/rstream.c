@@ -584,6 +584,24 @@ bad_reply(const char *what, char *err, size_t errlen)
 }
 
 /*
+ * Send the command built in a and free a. bad: building it ran out of
+ * memory, so nothing is sent. ok: error replies are failures too (call_ok).
+ * The reply (caller frees) or NULL with err.
+ */
+static redisReply *
+send_args(struct redisq *r, struct args *a, bool bad, bool ok, char *err, size_t errlen)
+{
+	redisReply *rep = NULL;
+
+	if (bad)
+		oom(err, errlen);
+	else
+		rep = ok ? call_ok(r, a, err, errlen) : call(r, a, err, errlen);
+	args_free(a);
+	return rep;
+}
+
+/*
  * Run script id: EVALSHA, loading it first and once more after NOSCRIPT
  * (a restarted or flushed Redis). keys/args as in EVAL. Error replies are
  * returned to the caller (some carry meaning, like FENCED).
@@ -597,14 +615,10 @@ script(struct redisq *r, enum script_id id, const char *const *keys, int nkeys,
 		redisReply *rep;
 
 		if (scripts[id].sha[0] == '\0') {
-			if (args_str(&a, "SCRIPT") < 0 || args_str(&a, "LOAD") < 0 ||
-			    args_str(&a, scripts[id].src) < 0) {
-				args_free(&a);
-				oom(err, errlen);
-				return NULL;
-			}
-			rep = call_ok(r, &a, err, errlen);
-			args_free(&a);
+			bool bad = args_str(&a, "SCRIPT") < 0 || args_str(&a, "LOAD") < 0 ||
+			    args_str(&a, scripts[id].src) < 0;
+
+			rep = send_args(r, &a, bad, true, err, errlen);
 			if (rep == NULL)
 				return NULL;
 			if (!is_str(rep) || rep->len != 40) {
@@ -624,13 +638,7 @@ script(struct redisq *r, enum script_id id, const char *const *keys, int nkeys,
 			ok = args_push(&a, argv->v[i], argv->len[i]) == 0;
 		if (ok)
 			ok = args_fields(&a, fields) == 0;
-		if (!ok) {
-			args_free(&a);
-			oom(err, errlen);
-			return NULL;
-		}
-		rep = call(r, &a, err, errlen);
-		args_free(&a);
+		rep = send_args(r, &a, !ok, false, err, errlen);
 		if (rep == NULL)
 			return NULL;
 		if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 &&
@@ -643,6 +651,21 @@ script(struct redisq *r, enum script_id id, const char *const *keys, int nkeys,
 	}
 	snprintf(err, errlen, "redis: script %s could not be loaded", scripts[id].name);
 	return NULL;
+}
+
+/* script() with its arguments built in a, which is freed; bad as in send_args(). */
+static redisReply *
+send_script(struct redisq *r, enum script_id id, const char *const *keys, int nkeys,
+    struct args *a, bool bad, const struct rs_fields *fields, char *err, size_t errlen)
+{
+	redisReply *rep = NULL;
+
+	if (bad)
+		oom(err, errlen);
+	else
+		rep = script(r, id, keys, nkeys, a, fields, err, errlen);
+	args_free(a);
+	return rep;
 }
 
 /* An error reply of a script: -2 for FENCED, else -1 with err. Frees rep. */
@@ -664,13 +687,10 @@ rstream_group_create(struct redisq *r, const char *stream, const char *group, ch
 	redisReply *rep;
 	int rc = -1;
 
-	if (args_str(&a, "XGROUP") < 0 || args_str(&a, "CREATE") < 0 || args_str(&a, stream) < 0 ||
-	    args_str(&a, group) < 0 || args_str(&a, "0") < 0 || args_str(&a, "MKSTREAM") < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = call(r, &a, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, "XGROUP") < 0 || args_str(&a, "CREATE") < 0 ||
+	    args_str(&a, stream) < 0 || args_str(&a, group) < 0 || args_str(&a, "0") < 0 ||
+	    args_str(&a, "MKSTREAM") < 0;
+	rep = send_args(r, &a, bad, false, err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (rep->type != REDIS_REPLY_ERROR || strncmp(rep->str, "BUSYGROUP", 9) == 0)
@@ -704,14 +724,11 @@ fill_deliveries(struct redisq *r, const char *stream, const char *group, const c
 
 	if (from >= out->n)
 		return 0;
-	if (args_str(&a, "XPENDING") < 0 || args_str(&a, stream) < 0 || args_str(&a, group) < 0 ||
-	    args_str(&a, out->e[from].id) < 0 || args_str(&a, out->e[out->n - 1].id) < 0 ||
-	    args_fmt(&a, "%zu", out->n - from) < 0 || args_str(&a, consumer) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = call_ok(r, &a, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, "XPENDING") < 0 || args_str(&a, stream) < 0 ||
+	    args_str(&a, group) < 0 || args_str(&a, out->e[from].id) < 0 ||
+	    args_str(&a, out->e[out->n - 1].id) < 0 || args_fmt(&a, "%zu", out->n - from) < 0 ||
+	    args_str(&a, consumer) < 0;
+	rep = send_args(r, &a, bad, true, err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (rep->type != REDIS_REPLY_ARRAY) {
@@ -831,13 +848,9 @@ rstream_read_due(struct redisq *r, const char *stream, const char *group,
 	int rc = -1;
 
 	*next_due_ms = -1;
-	if (args_str(&a, group) < 0 || args_str(&a, consumer) < 0 ||
-	    args_fmt(&a, "%" PRId64, delay_ms) < 0 || args_fmt(&a, "%d", count) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = script(r, S_READ_DUE, keys, 1, &a, NULL, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, group) < 0 || args_str(&a, consumer) < 0 ||
+	    args_fmt(&a, "%" PRId64, delay_ms) < 0 || args_fmt(&a, "%d", count) < 0;
+	rep = send_script(r, S_READ_DUE, keys, 1, &a, bad, NULL, err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (rep->type == REDIS_REPLY_ERROR)
@@ -886,17 +899,14 @@ rstream_ack(struct redisq *r, const char *stream, const char *group,
 		ok = args_str(&a, token) == 0 && args_str(&a, group) == 0;
 		for (size_t i = 0; ok && i < n; i++)
 			ok = args_str(&a, ids[i]) == 0;
-		rep = ok ? script(r, S_ACK, keys, 2, &a, NULL, err, errlen) : NULL;
+		rep = send_script(r, S_ACK, keys, 2, &a, !ok, NULL, err, errlen);
 	} else {
 		ok = args_str(&a, "XACK") == 0 && args_str(&a, stream) == 0 &&
 		    args_str(&a, group) == 0;
 		for (size_t i = 0; ok && i < n; i++)
 			ok = args_str(&a, ids[i]) == 0;
-		rep = ok ? call(r, &a, err, errlen) : NULL;
+		rep = send_args(r, &a, !ok, false, err, errlen);
 	}
-	args_free(&a);
-	if (!ok)
-		return oom(err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (rep->type == REDIS_REPLY_ERROR)
@@ -919,15 +929,12 @@ rstream_autoclaim(struct redisq *r, const char *stream, const char *group,
 	int rc = -1;
 
 	*claimed = *deleted = 0;
-	if (args_str(&a, "XAUTOCLAIM") < 0 || args_str(&a, stream) < 0 || args_str(&a, group) < 0 ||
-	    args_str(&a, consumer) < 0 || args_fmt(&a, "%" PRId64, min_idle_ms) < 0 ||
+	bool bad = args_str(&a, "XAUTOCLAIM") < 0 || args_str(&a, stream) < 0 ||
+	    args_str(&a, group) < 0 || args_str(&a, consumer) < 0 ||
+	    args_fmt(&a, "%" PRId64, min_idle_ms) < 0 ||
 	    args_str(&a, cursor[0] ? cursor : "0-0") < 0 || args_str(&a, "COUNT") < 0 ||
-	    args_fmt(&a, "%d", count) < 0 || args_str(&a, "JUSTID") < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = call_ok(r, &a, err, errlen);
-	args_free(&a);
+	    args_fmt(&a, "%d", count) < 0 || args_str(&a, "JUSTID") < 0;
+	rep = send_args(r, &a, bad, true, err, errlen);
 	if (rep == NULL)
 		return -1;
 	/* 7.0+: [cursor, [ids], [deleted ids]]; 6.2: no third element. */
@@ -987,13 +994,9 @@ move_unscripted(struct redisq *r, const char *src, const char *dst, const char *
 	redisReply *rep;
 	int rc;
 
-	if (args_str(&a, "XADD") < 0 || args_str(&a, dst) < 0 || args_str(&a, "*") < 0 ||
-	    args_fields(&a, fields) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = call(r, &a, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, "XADD") < 0 || args_str(&a, dst) < 0 || args_str(&a, "*") < 0 ||
+	    args_fields(&a, fields) < 0;
+	rep = send_args(r, &a, bad, false, err, errlen);
 	if ((rc = id_reply(rep, "XADD", new_id, err, errlen)) != 1)
 		return rc < 0 ? rc : bad_reply("XADD", err, errlen);
 	if (group != NULL && rstream_ack(r, src, group, &id, 1, NULL, NULL, err, errlen) < 0)
@@ -1018,13 +1021,9 @@ rstream_move(struct redisq *r, const char *src, const char *dst, const char *gro
 	}
 	if (fields->n > LUA_MAX_PAIRS && token == NULL)
 		return move_unscripted(r, src, dst, group, id, del, fields, new_id, err, errlen);
-	if (args_str(&a, group) < 0 || args_str(&a, id) < 0 || args_str(&a, del ? "1" : "0") < 0 ||
-	    args_str(&a, token != NULL ? token : "") < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = script(r, S_MOVE, keys, 3, &a, fields, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, group) < 0 || args_str(&a, id) < 0 ||
+	    args_str(&a, del ? "1" : "0") < 0 || args_str(&a, token != NULL ? token : "") < 0;
+	rep = send_script(r, S_MOVE, keys, 3, &a, bad, fields, err, errlen);
 	return id_reply(rep, "move", new_id, err, errlen);
 }
 
@@ -1039,13 +1038,9 @@ lease_op(struct redisq *r, const char *op, const char *lease_key, const char *ep
 	redisReply *rep;
 	int rc = -1;
 
-	if (args_str(&a, op) < 0 || args_str(&a, who) < 0 ||
-	    args_fmt(&a, "%" PRId64, ttl_ms) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = script(r, S_LEASE, keys, 3, &a, NULL, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, op) < 0 || args_str(&a, who) < 0 ||
+	    args_fmt(&a, "%" PRId64, ttl_ms) < 0;
+	rep = send_script(r, S_LEASE, keys, 3, &a, bad, NULL, err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (rep->type == REDIS_REPLY_ERROR)
@@ -1100,12 +1095,8 @@ rstream_halt_set(struct redisq *r, const char *halt_key, const char *lease_key,
 	struct args a = { 0 };
 	redisReply *rep;
 
-	if (args_str(&a, token) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = script(r, S_HALT, keys, 2, &a, fields, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, token) < 0;
+	rep = send_script(r, S_HALT, keys, 2, &a, bad, fields, err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (rep->type == REDIS_REPLY_ERROR)
@@ -1123,12 +1114,8 @@ rstream_halt_get(struct redisq *r, const char *halt_key, struct rs_entry *out, c
 	int rc = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (args_str(&a, "HGETALL") < 0 || args_str(&a, halt_key) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = call_ok(r, &a, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, "HGETALL") < 0 || args_str(&a, halt_key) < 0;
+	rep = send_args(r, &a, bad, true, err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (rep->type != REDIS_REPLY_ARRAY) {
@@ -1166,13 +1153,9 @@ rstream_resume(struct redisq *r, const char *halt_key, const char *stream,
 	redisReply *rep;
 	int rc = -1;
 
-	if (args_str(&a, group) < 0 || args_str(&a, skip ? "skip" : "retry") < 0 ||
-	    args_str(&a, expected_id != NULL ? expected_id : "") < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = script(r, S_RESUME, keys, 3, &a, skip ? fields : NULL, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, group) < 0 || args_str(&a, skip ? "skip" : "retry") < 0 ||
+	    args_str(&a, expected_id != NULL ? expected_id : "") < 0;
+	rep = send_script(r, S_RESUME, keys, 3, &a, bad, skip ? fields : NULL, err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (rep->type == REDIS_REPLY_ERROR)
@@ -1221,13 +1204,10 @@ rstream_reap_consumers(struct redisq *r, const char *stream, const char *group,
 	int64_t n = 0;
 	int rc;
 
-	if (args_str(&a, group) < 0 || args_str(&a, self) < 0 ||
-	    args_fmt(&a, "%" PRId64, idle_ms) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rc = int_reply(script(r, S_REAP, keys, 1, &a, NULL, err, errlen), "reap", &n, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, group) < 0 || args_str(&a, self) < 0 ||
+	    args_fmt(&a, "%" PRId64, idle_ms) < 0;
+	rc = int_reply(send_script(r, S_REAP, keys, 1, &a, bad, NULL, err, errlen), "reap", &n,
+	    err, errlen);
 	return rc < 0 ? -1 : (int)n;
 }
 
@@ -1237,12 +1217,8 @@ rstream_len(struct redisq *r, const char *key, int64_t *len, char *err, size_t e
 	struct args a = { 0 };
 	int rc;
 
-	if (args_str(&a, "XLEN") < 0 || args_str(&a, key) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rc = int_reply(call(r, &a, err, errlen), "XLEN", len, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, "XLEN") < 0 || args_str(&a, key) < 0;
+	rc = int_reply(send_args(r, &a, bad, false, err, errlen), "XLEN", len, err, errlen);
 	return rc;
 }
 
@@ -1255,14 +1231,10 @@ rstream_range(struct redisq *r, const char *key, const char *start, const char *
 	size_t first = out->n;
 	int rc = -1;
 
-	if (args_str(&a, rev ? "XREVRANGE" : "XRANGE") < 0 || args_str(&a, key) < 0 ||
+	bool bad = args_str(&a, rev ? "XREVRANGE" : "XRANGE") < 0 || args_str(&a, key) < 0 ||
 	    args_str(&a, rev ? end : start) < 0 || args_str(&a, rev ? start : end) < 0 ||
-	    args_str(&a, "COUNT") < 0 || args_fmt(&a, "%d", count) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = call_ok(r, &a, err, errlen);
-	args_free(&a);
+	    args_str(&a, "COUNT") < 0 || args_fmt(&a, "%d", count) < 0;
+	rep = send_args(r, &a, bad, true, err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (append_entries(out, rep, 0, 0) == 0)
@@ -1286,12 +1258,7 @@ rstream_delete(struct redisq *r, const char *key, const char *const *ids, size_t
 	ok = args_str(&a, "XDEL") == 0 && args_str(&a, key) == 0;
 	for (size_t i = 0; ok && i < n; i++)
 		ok = args_str(&a, ids[i]) == 0;
-	if (!ok) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rc = int_reply(call(r, &a, err, errlen), "XDEL", &v, err, errlen);
-	args_free(&a);
+	rc = int_reply(send_args(r, &a, !ok, false, err, errlen), "XDEL", &v, err, errlen);
 	return rc < 0 ? -1 : (int)v;
 }
 
@@ -1309,12 +1276,8 @@ rstream_replay(struct redisq *r, const char *dlq, const char *origin, const char
 	}
 	if (fields->n > LUA_MAX_PAIRS)
 		return move_unscripted(r, dlq, origin, NULL, id, true, fields, new_id, err, errlen);
-	if (args_str(&a, id) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = script(r, S_REPLAY, keys, 2, &a, fields, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, id) < 0;
+	rep = send_script(r, S_REPLAY, keys, 2, &a, bad, fields, err, errlen);
 	return id_reply(rep, "replay", new_id, err, errlen);
 }
 
@@ -1325,12 +1288,8 @@ rstream_time_ms(struct redisq *r, int64_t *ms, char *err, size_t errlen)
 	redisReply *rep;
 	int rc = -1;
 
-	if (args_str(&a, "TIME") < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rep = call_ok(r, &a, err, errlen);
-	args_free(&a);
+	bool bad = args_str(&a, "TIME") < 0;
+	rep = send_args(r, &a, bad, true, err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && is_str(rep->element[0]) &&
@@ -1450,12 +1409,8 @@ rstream_members(struct redisq *r, const char *members_key, const char *self,
 	int64_t n = 0;
 	int rc;
 
-	if (args_str(&a, self) < 0 || args_fmt(&a, "%" PRId64, ttl_ms) < 0) {
-		args_free(&a);
-		return oom(err, errlen);
-	}
-	rc = int_reply(script(r, S_MEMBERS, keys, 1, &a, NULL, err, errlen), "members", &n, err,
-	    errlen);
-	args_free(&a);
+	bool bad = args_str(&a, self) < 0 || args_fmt(&a, "%" PRId64, ttl_ms) < 0;
+	rc = int_reply(send_script(r, S_MEMBERS, keys, 1, &a, bad, NULL, err, errlen), "members",
+	    &n, err, errlen);
 	return rc < 0 ? -1 : (int)n;
 }
