@@ -10,6 +10,12 @@
  * entry of the partition and handles them in id order before new ones;
  * every ack is fenced by the lease token and done per message, so only the
  * message in flight can ever be redelivered.
+ *
+ * Parallel queues with a pipe handler send up to worker.batch entries to
+ * the handler at once (run_ahead), which saves a round trip to the handler
+ * per message; each verdict then goes through the same handle() as a
+ * single run, and the entries the handler did not get to are run again
+ * without counting an attempt.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -7,9 +7,11 @@
  * back through a close-on-exec pipe (as libuv does), so "command not found"
  * is a clear error and not an exit status 127 that looks like a crash.
  *
- * Writing the message and reading the reply/exit happen in one poll loop,
- * so a multi-megabyte message never deadlocks against a handler that
- * writes before it has read everything. The handler's stderr is inherited:
+ * Writing the messages and reading the replies (or the exit) happen in one
+ * poll loop, so multi-megabyte messages never deadlock against a handler
+ * that writes before it has read everything, nor a pipe handler with a
+ * whole batch of lines in flight (handler_run_batch) against one that
+ * blocks writing its replies. The handler's stderr is inherited:
  * it goes to the worker's own stderr (the journal, Nomad's log), and error
  * texts are built only from exit statuses and the handler's own reply
  * reason, never from message content.
