@@ -9,6 +9,25 @@
 #define EXIT_USAGE 1
 #define EXIT_RUNTIME 2
 
+#include <stdbool.h>
+#include <stdio.h>
+
+struct config;
+
+/*
+ * Load the configuration at path (NULL: the default) for subcommand cmd,
+ * without the Nomad secrets. EXIT_OK with *out set (caller frees with
+ * config_free), or every error and "scaleno CMD: configuration is invalid"
+ * on stderr and EXIT_USAGE.
+ */
+int cli_load_config(const char *cmd, const char *path, struct config **out);
+/*
+ * The operands of a command that takes -q QUEUE and nothing else: EXIT_OK
+ * when qname is set and extra is false, else the reason and usage on
+ * stderr and EXIT_USAGE.
+ */
+int cli_need_queue(const char *cmd, const char *qname, bool extra, void (*usage)(FILE *));
+
 int cmd_agent(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_check(int argc, char **argv);

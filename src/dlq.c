@@ -57,17 +57,10 @@ resume_usage(FILE *f)
 static int
 ctx_open(struct opctx *x, const char *path, const char *qname)
 {
-	struct cfg_errors errs = { 0 };
 	char err[512];
 
-	if (config_load_flags(path, &x->cfg, &errs, CONFIG_NO_NOMAD_SECRETS) == -1) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
-		fprintf(stderr, "scaleno %s: configuration is invalid\n", x->cmd);
-		cfg_errors_free(&errs);
+	if (cli_load_config(x->cmd, path, &x->cfg) != EXIT_OK)
 		return EXIT_USAGE;
-	}
-	cfg_errors_free(&errs);
 	if ((x->q = config_queue(x->cfg, qname)) == NULL) {
 		fprintf(stderr, "scaleno %s: %s: no queue named \"%s\"\n", x->cmd, x->cfg->path,
 		    qname);
@@ -610,12 +603,8 @@ cmd_resume(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc || qname == NULL) {
-		fprintf(stderr, "scaleno resume: %s\n", qname == NULL ? "-q QUEUE is required" :
-		    "unexpected arguments");
-		resume_usage(stderr);
+	if (cli_need_queue("resume", qname, optind != argc, resume_usage) != EXIT_OK)
 		return EXIT_USAGE;
-	}
 	if ((rc = ctx_open(&x, path, qname)) != EXIT_OK)
 		goto out;
 	if (part >= x.q->partitions) {

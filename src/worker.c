@@ -117,7 +117,6 @@ int
 cmd_worker(int argc, char **argv)
 {
 	const char *path = NULL, *qname = NULL;
-	struct cfg_errors errs = { 0 };
 	struct config *cfg = NULL;
 	struct worker w = { 0 };
 	struct supervise_opts o;
@@ -142,20 +141,9 @@ cmd_worker(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc || qname == NULL) {
-		fprintf(stderr, "scaleno worker: %s\n", qname == NULL ? "-q QUEUE is required" :
-		    "unexpected arguments");
-		worker_usage(stderr);
+	if (cli_need_queue("worker", qname, optind != argc, worker_usage) != EXIT_OK ||
+	    cli_load_config("worker", path, &cfg) != EXIT_OK)
 		return EXIT_USAGE;
-	}
-	if (config_load_flags(path, &cfg, &errs, CONFIG_NO_NOMAD_SECRETS) == -1) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
-		fprintf(stderr, "scaleno worker: configuration is invalid\n");
-		cfg_errors_free(&errs);
-		return EXIT_USAGE;
-	}
-	cfg_errors_free(&errs);
 	w.cfg = cfg;
 	if ((w.q = worker_find_queue(cfg, qname)) == NULL)
 		goto out;
