@@ -57,6 +57,12 @@ void strbuf_prom_label(struct strbuf *b, const char *s);
 
 /* strdup that returns NULL for NULL. */
 char *util_strdup(const char *s);
+/*
+ * Append the heap string s to the growable vector *v (*n used, *cap
+ * allocated), which owns s from then on. s NULL or out of memory: -1, s
+ * freed, the vector unchanged.
+ */
+int util_strv_push(char ***v, size_t *n, size_t *cap, char *s);
 /* Copy at most len-1 bytes, always NUL-terminated. Returns strlen(src). */
 size_t util_strlcpy(char *dst, const char *src, size_t len);
 /* Levenshtein distance, capped at 255; for "did you mean". */

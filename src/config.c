@@ -72,21 +72,7 @@ format_error(const char *file, int line, const char *fmt, va_list ap)
 static int
 errors_push(struct cfg_errors *e, char *msg)
 {
-	if (msg == NULL)
-		return -1;
-	if (e->n == e->cap) {
-		size_t ncap = e->cap ? e->cap * 2 : 16;
-		char **nm = realloc(e->msgs, ncap * sizeof(*nm));
-
-		if (nm == NULL) {
-			free(msg);
-			return -1;
-		}
-		e->msgs = nm;
-		e->cap = ncap;
-	}
-	e->msgs[e->n++] = msg;
-	return 0;
+	return util_strv_push(&e->msgs, &e->n, &e->cap, msg);
 }
 
 void

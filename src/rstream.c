@@ -270,20 +270,9 @@ args_vfmt(struct args *a, const char *fmt, va_list ap)
 {
 	char *s;
 
-	if (vasprintf(&s, fmt, ap) < 0)
+	if (vasprintf(&s, fmt, ap) < 0 ||
+	    util_strv_push(&a->owned, &a->nowned, &a->capowned, s) < 0)
 		return -1;
-	if (a->nowned == a->capowned) {
-		size_t ncap = a->capowned ? a->capowned * 2 : 8;
-		char **no = realloc(a->owned, ncap * sizeof(*no));
-
-		if (no == NULL) {
-			free(s);
-			return -1;
-		}
-		a->owned = no;
-		a->capowned = ncap;
-	}
-	a->owned[a->nowned++] = s;
 	return args_str(a, s);
 }
 

@@ -234,6 +234,26 @@ strbuf_prom_label(struct strbuf *b, const char *s)
 	}
 }
 
+int
+util_strv_push(char ***v, size_t *n, size_t *cap, char *s)
+{
+	if (s == NULL)
+		return -1;
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 8;
+		char **nv = realloc(*v, ncap * sizeof(*nv));
+
+		if (nv == NULL) {
+			free(s);
+			return -1;
+		}
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = s;
+	return 0;
+}
+
 char *
 util_strdup(const char *s)
 {
