@@ -514,14 +514,16 @@ char *
 handler_message_json(const struct message *m)
 {
 	cJSON *root = cJSON_CreateObject(), *fields;
-	char *text = NULL;
+	char *text = NULL, delivery[24];
 
 	if (root == NULL)
 		return NULL;
+	/* An integer as raw text: cJSON prints numbers through printf/sscanf of a double, per message. */
+	snprintf(delivery, sizeof(delivery), "%lld", (long long)m->delivery);
 	if (cJSON_AddStringToObject(root, "queue", m->queue != NULL ? m->queue : "") == NULL ||
 	    cJSON_AddStringToObject(root, "stream", m->stream != NULL ? m->stream : "") == NULL ||
 	    cJSON_AddStringToObject(root, "id", m->id) == NULL ||
-	    cJSON_AddNumberToObject(root, "delivery", (double)m->delivery) == NULL ||
+	    cJSON_AddRawToObject(root, "delivery", delivery) == NULL ||
 	    (fields = cJSON_AddObjectToObject(root, "fields")) == NULL)
 		goto out;
 	for (size_t i = 0; i < m->nfields; i++) {
