@@ -392,7 +392,6 @@ cmd_publish(int argc, char **argv)
 	const char *path = NULL, *qname = NULL, *key = NULL;
 	struct scaleno_publisher *p = NULL;
 	struct config *cfg = NULL;
-	struct cfg_errors errs = { 0 };
 	const struct queue_policy *q;
 	struct scaleno_queue sq;
 	size_t nfields, *lens = NULL, stdin_len = 0;
@@ -472,12 +471,8 @@ cmd_publish(int argc, char **argv)
 		fields[i] = stdin_buf;
 		lens[i] = stdin_len;
 	}
-	if (config_load_flags(path, &cfg, &errs, CONFIG_NO_NOMAD_SECRETS) == -1) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
-		fprintf(stderr, "scaleno publish: configuration is invalid\n");
+	if (cli_load_config("publish", path, &cfg) != EXIT_OK)
 		goto out;
-	}
 	if ((q = config_queue(cfg, qname)) == NULL) {
 		fprintf(stderr, "scaleno publish: %s: no queue named \"%s\"\n", cfg->path, qname);
 		goto out;
@@ -499,7 +494,6 @@ cmd_publish(int argc, char **argv)
 out:
 	scaleno_publish_close(p);
 	config_free(cfg);
-	cfg_errors_free(&errs);
 	free(stdin_buf);
 	free(fields);
 	free(lens);

@@ -871,7 +871,6 @@ cmd_simulate(int argc, char **argv)
 	enum baseline_kind bk = BASELINE_TARGET_VALUE;
 	struct sim_params prm = { DEFAULT_SERVICE_RATE, 0, -1 };
 	struct config *cfg = NULL;
-	struct cfg_errors errs = { 0 };
 	const struct queue_policy *q;
 	struct sim_trace tr = { 0 };
 	struct sim_result res[3];
@@ -975,13 +974,8 @@ cmd_simulate(int argc, char **argv)
 	}
 
 	log_init("scaleno", LOG_LVL_WARN, LOG_FMT_TEXT, false);
-	if (config_load_flags(path, &cfg, &errs, CONFIG_NO_NOMAD_SECRETS) == -1) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msgs[i]);
-		fprintf(stderr, "configuration invalid: %zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
-		cfg_errors_free(&errs);
+	if (cli_load_config("simulate", path, &cfg) != EXIT_OK)
 		return EXIT_USAGE;
-	}
 	if ((q = config_queue(cfg, qname)) == NULL) {
 		fprintf(stderr, "scaleno simulate: no queue \"%s\" in %s (queues:", qname, cfg->path);
 		for (size_t i = 0; i < cfg->nqueues; i++)
