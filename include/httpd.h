@@ -28,4 +28,17 @@ struct httpd;
 struct httpd *httpd_start(const char *listen, httpd_handler fn, void *arg, char *err, size_t errlen);
 void httpd_stop(struct httpd *h);
 
+/*
+ * The same server without a thread of its own, for a process that forks:
+ * a child forked while another thread holds a lock (an allocator's, say)
+ * can hang on it. The caller polls httpd_fd() for POLLIN, waits at most
+ * httpd_timeout_ms() (-1: no limit of its own), and calls httpd_service().
+ * The callback then runs on the caller's thread.
+ */
+struct httpd *httpd_start_polled(const char *listen, httpd_handler fn, void *arg, char *err,
+    size_t errlen);
+int httpd_fd(const struct httpd *h);
+int64_t httpd_timeout_ms(struct httpd *h);
+void httpd_service(struct httpd *h);
+
 #endif

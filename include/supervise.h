@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "httpd.h"
 #include "wstats.h"
 
 enum slot_state {
@@ -43,6 +44,7 @@ struct supervise_opts {
 	int64_t stable_ms;		/* 10 s up resets a slot's backoff */
 	int crash_loop_deaths;		/* 5 deaths ... */
 	int64_t crash_loop_window_ms;	/* ... within 60 s = crash loop */
+	struct httpd *http;		/* a polled endpoint (httpd_start_polled) served from the loop; may be NULL */
 };
 
 /* Fill o with the defaults above (name, nslots, child, stats left zero). */

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ typedef enum MHD_Result httpd_result;
 
 struct httpd {
 	struct MHD_Daemon *d;
+	int fd;			/* polled mode: the daemon's epoll fd; -1 with a thread */
 	httpd_handler fn;
 	void *arg;
 };
@@ -92,8 +94,9 @@ httpd_parse_listen(const char *listen, struct sockaddr_in *sa, char *err, size_t
 	return 0;
 }
 
-struct httpd *
-httpd_start(const char *listen, httpd_handler fn, void *arg, char *err, size_t errlen)
+static struct httpd *
+httpd_start_flags(const char *listen, httpd_handler fn, void *arg, unsigned int flags,
+    char *err, size_t errlen)
 {
 	struct sockaddr_in sa;
 	struct httpd *h;
@@ -106,7 +109,8 @@ httpd_start(const char *listen, httpd_handler fn, void *arg, char *err, size_t e
 	}
 	h->fn = fn;
 	h->arg = arg;
-	h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+	h->fd = -1;
+	h->d = MHD_start_daemon(flags | MHD_USE_ERROR_LOG,
 	    ntohs(sa.sin_port), NULL, NULL, httpd_answer, h,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
@@ -118,6 +122,53 @@ httpd_start(const char *listen, httpd_handler fn, void *arg, char *err, size_t e
 		return NULL;
 	}
 	return h;
+}
+
+struct httpd *
+httpd_start(const char *listen, httpd_handler fn, void *arg, char *err, size_t errlen)
+{
+	return httpd_start_flags(listen, fn, arg, MHD_USE_INTERNAL_POLLING_THREAD, err, errlen);
+}
+
+struct httpd *
+httpd_start_polled(const char *listen, httpd_handler fn, void *arg, char *err, size_t errlen)
+{
+	const union MHD_DaemonInfo *info;
+	struct httpd *h = httpd_start_flags(listen, fn, arg, MHD_USE_EPOLL, err, errlen);
+
+	if (h == NULL)
+		return NULL;
+	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+	if (info == NULL || info->epoll_fd < 0) {
+		snprintf(err, errlen, "%s: no epoll descriptor to poll", listen);
+		httpd_stop(h);
+		return NULL;
+	}
+	h->fd = info->epoll_fd;
+	return h;
+}
+
+int
+httpd_fd(const struct httpd *h)
+{
+	return h == NULL ? -1 : h->fd;
+}
+
+int64_t
+httpd_timeout_ms(struct httpd *h)
+{
+	MHD_UNSIGNED_LONG_LONG t;
+
+	if (h == NULL || h->fd < 0 || MHD_get_timeout(h->d, &t) != MHD_YES)
+		return -1;
+	return t > (MHD_UNSIGNED_LONG_LONG)INT32_MAX ? INT32_MAX : (int64_t)t;
+}
+
+void
+httpd_service(struct httpd *h)
+{
+	if (h != NULL && h->fd >= 0)
+		MHD_run(h->d);
 }
 
 void

@@ -190,6 +190,8 @@ child_run(const struct supervise_opts *o, int slot, pid_t parent, const sigset_t
 
 	close(sig_pipe[0]);
 	close(sig_pipe[1]);
+	/* Nothing inherited is the consumer's: not the endpoint's sockets, nor any other. */
+	close_range(3, ~0U, 0);
 	setpgid(0, 0);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)	/* the supervisor died before prctl */
@@ -581,16 +583,29 @@ supervise_run(const struct supervise_opts *o)
 		sp.slots[i].due_ms = sp.now;
 	}
 	for (;;) {
-		struct pollfd pfd = { .fd = sig_pipe[0], .events = POLLIN };
+		/*
+		 * The endpoint is served from this loop, not from a thread: a child
+		 * forked while another thread holds a lock could hang on it.
+		 */
+		struct pollfd pfd[2] = {
+			{ .fd = sig_pipe[0], .events = POLLIN },
+			{ .fd = httpd_fd(o->http), .events = POLLIN },
+		};
+		int wait;
+		int64_t hw;
 
 		sp.now = util_now_ms();
 		run_timers(&sp);
 		publish_gauges(&sp);
 		if (sp.stopping && (count_alive(&sp) == 0 || sp.now >= sp.deadline))
 			break;
-		if (poll(&pfd, 1, next_wake(&sp)) == -1 && errno != EINTR)
+		wait = next_wake(&sp);
+		if ((hw = httpd_timeout_ms(o->http)) >= 0 && hw < wait)
+			wait = (int)hw;
+		if (poll(pfd, pfd[1].fd >= 0 ? 2 : 1, wait) == -1 && errno != EINTR)
 			log_warn("%s: poll", o->name);
 		sp.now = util_now_ms();
+		httpd_service(o->http);
 		read_signals(&sp);
 		reap_all(&sp);
 	}

@@ -42,7 +42,7 @@ worker_child(void *arg, int slot, volatile sig_atomic_t *stop)
 	return consumer_main(w->cfg, w->q, slot, w->stats, stop);
 }
 
-/* /metrics and /healthz; runs on the HTTP thread, reads only atomics. */
+/* /metrics and /healthz; served from the supervisor's loop, reads only the shared atomics. */
 static void
 worker_http(void *arg, const char *method, const char *path, struct httpd_reply *r)
 {
@@ -154,7 +154,7 @@ cmd_worker(int argc, char **argv)
 		goto out;
 	}
 	if (w.q->worker.listen != NULL && w.q->worker.listen[0] != '\0') {
-		http = httpd_start(w.q->worker.listen, worker_http, &w, err, sizeof(err));
+		http = httpd_start_polled(w.q->worker.listen, worker_http, &w, err, sizeof(err));
 		if (http == NULL)
 			log_warnx("worker %s: /metrics and /healthz are off: %s", w.q->name, err);
 		else
@@ -170,6 +170,7 @@ cmd_worker(int argc, char **argv)
 	o.alert = &w.q->alert;
 	o.drain_timeout_ms = w.q->worker.drain_timeout_ms;
 	o.kill_timeout_ms = w.q->worker.kill_timeout_ms;
+	o.http = http;
 	log_info("worker %s: %s mode, %d consumer process(es), handler %s (%s)", w.q->name,
 	    config_mode_name(w.q->mode), o.nslots, w.q->worker.command[0],
 	    w.q->worker.protocol == PROTO_EXEC ? "exec" : "pipe");
