@@ -92,6 +92,7 @@ struct agent {
 	char *snap_metrics;
 	char *snap_status;
 	int64_t snap_ms;
+	int64_t snap_stall_ms;		/* /healthz: no tick for this long is a stall */
 };
 
 static volatile sig_atomic_t agent_stop, agent_reload;
@@ -871,6 +872,8 @@ agent_publish(struct agent *a)
 	a->snap_metrics = strbuf_steal(&b);
 	a->snap_status = status;
 	a->snap_ms = a->last_tick_ms;
+	/* A tick is bounded by the timeouts; computed here so the HTTP thread never reads the config. */
+	a->snap_stall_ms = 5000 + a->cfg->nomad.timeout_ms * 2 + a->cfg->redis.command_timeout_ms * 2;
 	pthread_mutex_unlock(&a->snap_lock);
 }
 
@@ -894,11 +897,10 @@ agent_http(void *arg, const char *method, const char *path, struct httpd_reply *
 		r->content_type = "application/json";
 		r->body = strdup(a->snap_status ? a->snap_status : "{}");
 	} else if (strcmp(path, "/healthz") == 0) {
-		/* Healthy while the loop keeps ticking (a tick is bounded by the timeouts). */
+		/* Healthy while the loop keeps ticking. */
 		int64_t age = util_now_ms() - a->snap_ms;
-		int64_t limit = 5000 + a->cfg->nomad.timeout_ms * 2 + a->cfg->redis.command_timeout_ms * 2;
 
-		if (a->snap_ms == 0 || age > limit) {
+		if (a->snap_ms == 0 || age > a->snap_stall_ms) {
 			r->status = 503;
 			r->body = strdup("loop stalled\n");
 		} else

@@ -204,6 +204,7 @@ def bad_config_on_sighup_keeps_the_old_one():
                       policy_conf(name="orders", job="orders-worker", target="none"))
         env.agent.send_signal(signal.SIGHUP)
         harness.wait_until(lambda: len(env.status()["queues"]) == 2, timeout=10, what="the new queue")
+        assert env.http("/healthz").strip() == "ok"
         harness.wait_until(lambda: env.metric('scaleno_config_reloads_total', 'result="ok"') == 1,
                            timeout=5, what="the reload in the metrics")
     finally:
