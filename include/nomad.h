@@ -82,6 +82,9 @@ void nomad_client_free(struct nomad_client *c);
  */
 int nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n);
 
+/* Zero c and aim it at the job, group and namespace of a policy's scale section. */
+void nomad_call_init(struct nomad_call *c, enum nomad_call_kind kind, const struct scale_conf *sc);
+
 const char *nomad_result_name(enum nomad_result r);
 /* True for results that say "try again later" rather than "this policy is wrong". */
 bool nomad_result_transient(enum nomad_result r);

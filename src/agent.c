@@ -462,10 +462,7 @@ agent_nomad_status(struct agent *a, int64_t now_ms)
 			s->nomad_ok = false;	/* unknown while we back off */
 			continue;
 		}
-		calls[n].kind = NOMAD_CALL_STATUS;
-		calls[n].job = s->q->scale.job;
-		calls[n].group = s->q->scale.group;
-		calls[n].namespace = s->q->scale.namespace;
+		nomad_call_init(&calls[n], NOMAD_CALL_STATUS, &s->q->scale);
 		idx[n++] = i;
 	}
 	if (n > 0)
@@ -581,10 +578,7 @@ agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 			continue;
 		}
 		metas[n] = agent_meta_json(s);
-		calls[n].kind = NOMAD_CALL_SCALE;
-		calls[n].job = q->scale.job;
-		calls[n].group = q->scale.group;
-		calls[n].namespace = q->scale.namespace;
+		nomad_call_init(&calls[n], NOMAD_CALL_SCALE, &q->scale);
 		calls[n].count = s->dec.count;
 		calls[n].message = s->dec.reason;
 		calls[n].meta_json = metas[n];

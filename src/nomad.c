@@ -70,6 +70,16 @@ struct call_state {
 
 static bool curl_ready;
 
+void
+nomad_call_init(struct nomad_call *c, enum nomad_call_kind kind, const struct scale_conf *sc)
+{
+	memset(c, 0, sizeof(*c));
+	c->kind = kind;
+	c->job = sc->job;
+	c->group = sc->group;
+	c->namespace = sc->namespace;
+}
+
 const char *
 nomad_result_name(enum nomad_result r)
 {

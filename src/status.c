@@ -191,11 +191,7 @@ status_direct(const struct config *cfg, const char *only, bool json)
 		for (int i = 0; i < n; i++) {
 			if (qv[i]->scale.target != SCALE_TARGET_NOMAD)
 				continue;
-			calls[ncalls].kind = NOMAD_CALL_STATUS;
-			calls[ncalls].job = qv[i]->scale.job;
-			calls[ncalls].group = qv[i]->scale.group;
-			calls[ncalls].namespace = qv[i]->scale.namespace;
-			ncalls++;
+			nomad_call_init(&calls[ncalls++], NOMAD_CALL_STATUS, &qv[i]->scale);
 		}
 		if (ncalls > 0)
 			nomad_perform(nc, calls, ncalls);
