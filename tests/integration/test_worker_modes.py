@@ -352,6 +352,64 @@ def test_mode2_order_holds_and_drops():
 
 
 @suite.test
+def test_keys_keep_order_while_workers_come_and_go():
+    """SPEC 9, order-critical: 4 partitions, 12 keys, workers (allocations) added, killed with
+    kill -9 and replaced while messages flow: every key's messages reach the handler in publish
+    order (a redelivery of the message in flight is allowed, an older one after a newer is not)."""
+    P, KEYS, ROUND = 4, 12, 240
+    e = Env(loss=True, order=True, partitions=P, worker={"processes": 2, "retries": 3})
+    seq = {k: 0 for k in range(KEYS)}
+
+    def publish_round():
+        msgs = {p: [] for p in range(P)}
+        for i in range(ROUND):
+            k = i % KEYS
+            seq[k] += 1
+            msgs[k % P].append({"n": "k%02d-%05d" % (k, seq[k]), "key": "k%02d" % k})
+        for p in range(P):
+            e.publish(msgs[p], stream="%s:%d" % (e.stream, p))
+
+    def alloc(index):
+        env = dict(e.env, NOMAD_JOB_ID="w", NOMAD_GROUP_NAME="g", NOMAD_ALLOC_INDEX=str(index))
+        port = H.free_port()
+        conf = H.write(os.path.join(e.dir, "alloc%d.conf" % index), open(e.conf).read())
+        # Each allocation its own /metrics port, as on separate hosts.
+        pol = os.path.join(e.dir, "policies.d", e.queue + ".conf")
+        text = open(pol).read().replace('"127.0.0.1:%d"' % e.port, '"127.0.0.1:%d"' % port)
+        d = os.path.join(e.dir, "alloc%d.d" % index)
+        H.write(os.path.join(d, e.queue + ".conf"), text)
+        H.write(conf, open(conf).read().replace('policy_dir = "policies.d"', 'policy_dir = "%s"' % d))
+        return H.spawn([H.SCALENO, "worker", "-q", e.queue, "-c", conf],
+                       log_path=os.path.join(e.dir, "alloc%d.log" % index), env=env)
+
+    publish_round()
+    a0 = alloc(0)
+    H.wait_until(lambda: len(e.ok()) >= 60, timeout=30, what="the first allocation to work")
+    a1 = alloc(1)                      # scale up: partitions move to the newcomer
+    log1 = os.path.join(e.dir, "alloc1.log")
+    H.wait_until(lambda: "owns partition" in open(log1).read(), timeout=30,
+                 what="the first allocation to hand partitions to the newcomer")
+    assert "hands partition" in open(os.path.join(e.dir, "alloc0.log")).read()
+    publish_round()
+    H.wait_until(lambda: len(e.ok()) >= 2 * ROUND - 60, timeout=60, what="two allocations to work")
+    os.kill(a0.pid, signal.SIGKILL)    # an allocation dies with its leases held
+    a2 = alloc(2)
+    publish_round()
+    total = 3 * ROUND
+    H.wait_until(lambda: len({n for n, _, _ in e.ok()}) == total, timeout=90,
+                 what="every message processed (%d)" % total)
+    per_key = {}
+    for n, _, _ in e.ok():
+        k, i = n.split("-")
+        per_key.setdefault(k, []).append(int(i))
+    for k, got in per_key.items():
+        for a, b in zip(got, got[1:]):
+            assert b >= a, "key %s: message %d after %d" % (k, b, a)
+    assert H.stop(a1, signal.SIGTERM, timeout=15) == 0
+    assert H.stop(a2, signal.SIGTERM, timeout=15) == 0
+
+
+@suite.test
 def test_drain_finishes_or_releases():
     """SIGINT during a slow handler: finished within drain_timeout and acked, or left pending."""
     e = Env(worker={"processes": 1, "drain_timeout": '"1500ms"', "timeout": '"10s"',
