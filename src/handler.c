@@ -39,7 +39,8 @@ extern char **environ;
 
 #define REPLY_MAX 4096		/* longest accepted pipe reply line */
 #define POLL_SLICE_MS 100	/* re-check the draining flag at least this often */
-#define NOPIDFD_TICK_MS 2	/* exit polling when pidfd_open is unavailable */
+#define NOPIDFD_TICK_MS 2	/* exec: exit polling when pidfd_open is unavailable */
+#define NOPIDFD_PIPE_TICK_MS 20	/* pipe: the same, for a handler that lives on between messages */
 #define STOP_GRACE_MS 500	/* handler_free: time a pipe handler gets after EOF */
 #define ENCODE_AHEAD (256 * 1024)	/* pipe: message bytes encoded ahead of the writer */
 #define WRITE_IOV 64		/* pipe: message lines per writev */
@@ -48,6 +49,7 @@ extern char **environ;
 struct proc {
 	pid_t pid;		/* 0 = not started */
 	int reaped;		/* pid has been waited for (its group may live on) */
+	int status;		/* its wait status, once reaped */
 	int pidfd;		/* -1 when the kernel has no pidfd_open */
 	int in_fd;		/* its stdin (write end), -1 once closed */
 	int out_fd;		/* its stdout (read end), pipe protocol only */
@@ -135,7 +137,7 @@ open_pidfd(pid_t pid)
 static int
 proc_reap(struct proc *p, int kill_it)
 {
-	int st = 0;
+	int st = p->reaped ? p->status : 0;
 
 	if (p->pid > 0) {
 		if (kill_it) {
@@ -346,6 +348,7 @@ io_run(struct handler *h, struct proc *p, struct io *io, int64_t start,
 
 			if (r == p->pid) {
 				p->reaped = 1;
+				p->status = io->status;
 				return IO_DONE;
 			}
 			if (r == -1 && errno != EINTR)
@@ -871,11 +874,23 @@ exchange_run(struct handler *h, struct exchange *x, volatile sig_atomic_t *drain
 			/* See a death even when a child of the handler keeps stdout open. */
 			ix = nfd;
 			pfd[nfd++] = (struct pollfd){ .fd = h->p.pidfd, .events = POLLIN };
+		} else if (tmo > NOPIDFD_PIPE_TICK_MS) {
+			tmo = NOPIDFD_PIPE_TICK_MS;	/* no pidfd (old kernel, valgrind): poll for the exit */
 		}
 		rc = poll(pfd, (nfds_t)nfd, tmo);
 		if (rc == -1 && errno != EINTR) {
 			*at = k;
 			return IO_ERROR;
+		}
+		if (h->p.pidfd < 0 && !h->p.reaped &&
+		    waitpid(h->p.pid, &h->p.status, WNOHANG) == h->p.pid) {
+			h->p.reaped = 1;
+			if (x->nrep < x->n && (rc = exchange_read(h, x, res, at)) != IO_DONE &&
+			    rc != IO_EOF)
+				return rc;
+			if ((*at = exchange_current(x)) >= x->n)
+				return IO_DONE;
+			return IO_EOF;
 		}
 		if (rc <= 0)
 			continue;

@@ -13,7 +13,7 @@ logdir=$(mktemp -d "${TMPDIR:-/tmp}/scaleno-tests.XXXXXX")
 # start run under valgrind; any error or definite leak fails the test.
 VG=""
 if [ "${VALGRIND:-0}" = 1 ]; then
-	VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+	VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --suppressions=$(pwd)/tests/valgrind.supp"
 	cat >"$logdir/scaleno" <<WRAP
 #!/bin/sh
 exec $VG $SCALENO_BIN "\$@"
