@@ -309,5 +309,21 @@ def only_the_lease_holder_acts():
         env.close()
 
 
+@suite.test
+def bad_command_lines_are_usage_errors():
+    """Bad CLI arguments: a clear message on stderr and exit 1, never a start."""
+    cases = [
+        (["agent", "--bogus"], "usage: scaleno agent"),
+        (["agent", "extra"], 'unexpected argument "extra"'),
+        (["agent", "-c", "/nonexistent/scaleno.conf"], "/nonexistent/scaleno.conf: cannot read"),
+        (["nosuch"], 'unknown command "nosuch"'),
+        ([], "usage: scaleno <command>"),
+    ]
+    for args, text in cases:
+        r = harness.run_scaleno(args, timeout=10)
+        assert r.returncode == 1, (args, r.returncode, r.stderr)
+        assert text in r.stderr, (args, r.stderr)
+
+
 if __name__ == "__main__":
     suite.main()
