@@ -125,8 +125,10 @@ import ctypes
 import datetime
 import fnmatch
 import ipaddress
+import gzip
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -135,6 +137,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -147,6 +150,12 @@ MAX_DEAD_ALLOCS = 100  # per job
 ZERO_TIME = "0001-01-01T00:00:00Z"
 TERMINAL_CLIENT = ("complete", "failed", "lost")
 LEADER = "127.0.0.1:4647"
+# Nomad's default update strategy for service jobs (api.DefaultUpdateStrategy; durations in ns)
+DEFAULT_UPDATE = {"Stagger": 30 * 10 ** 9, "MaxParallel": 1, "HealthCheck": "checks",
+                  "MinHealthyTime": 10 * 10 ** 9, "HealthyDeadline": 300 * 10 ** 9,
+                  "ProgressDeadline": 600 * 10 ** 9, "AutoRevert": False, "AutoPromote": False, "Canary": 0}
+JOB_SUFFIXES = ("/scale", "/allocations", "/summary", "/deployment", "/evaluations")
+ACTIVE_DEPLOYMENT = ("running", "paused", "pending", "blocked", "unblocking", "initializing")
 
 READ_CAPS = ["list-jobs", "parse-job", "read-job", "read-job-scaling", "list-scaling-policies",
              "read-scaling-policy", "csi-list-volume", "csi-read-volume", "list-host-volume",
@@ -474,6 +483,64 @@ def _read_json(path):
         raise ConfigError("%s: invalid JSON: %s" % (path, e))
 
 
+def _update_field(v, where, base):
+    """An update block merged over base (the job's, or Nomad's default for service jobs)."""
+    if v is None:
+        return dict(base) if base else None
+    _need(isinstance(v, dict), where, "must be an object")
+    out = dict(base or DEFAULT_UPDATE)
+    for k, val in v.items():
+        _need(k in DEFAULT_UPDATE, where, "unknown field %r" % k)
+        if isinstance(DEFAULT_UPDATE[k], bool):
+            _need(isinstance(val, bool), "%s.%s" % (where, k), "must be true or false")
+        elif k == "HealthCheck":
+            _need(val in ("checks", "task_states", "manual"), where + ".HealthCheck",
+                  "must be checks, task_states or manual")
+        elif k in ("MaxParallel", "Canary"):
+            val = _int_field(val, "%s.%s" % (where, k))
+        else:
+            val = int(round(_duration_field(val, "%s.%s" % (where, k)) * 1e9))
+        out[k] = val
+    return out
+
+
+def _objects(v, where):
+    """(where[i], item) for a list of objects, with a clear error for anything else."""
+    _need(isinstance(v, list), where, "must be a list")
+    for i, e in enumerate(v):
+        ew = "%s[%d]" % (where, i)
+        _need(isinstance(e, dict), ew, "must be an object")
+        yield ew, e
+
+
+def _events_field(v, where, count):
+    """A pre-seeded scaling history: newest first after sorting by Time; Time is integer ns since
+    the epoch, or Age (a duration before start-up)."""
+    if v is None:
+        return []
+    out = []
+    start = now_ns()
+    for ew, e in _objects(v, where):
+        if "Age" in e:
+            t = start - int(round(_duration_field(e["Age"], ew + ".Age") * 1e9))
+        else:
+            t = _int_field(e.get("Time"), ew + ".Time", 1)
+        c = e.get("Count")
+        _need(c is None or (isinstance(c, int) and not isinstance(c, bool) and c >= 0), ew + ".Count",
+              "must be null or an integer >= 0")
+        prev = _int_field(e.get("PreviousCount", count), ew + ".PreviousCount")
+        meta = e.get("Meta")
+        _need(meta is None or isinstance(meta, dict), ew + ".Meta", "must be null or an object")
+        msg = e.get("Message", "")
+        _need(isinstance(msg, str), ew + ".Message", "must be a string")
+        eid = e.get("EvalID")
+        _need(eid is None or isinstance(eid, str), ew + ".EvalID", "must be null or a string")
+        out.append({"Time": t, "Count": c, "PreviousCount": prev, "Message": msg,
+                    "Error": bool(e.get("Error", False)), "Meta": meta, "EvalID": eid, "CreateIndex": 0})
+    out.sort(key=lambda x: x["Time"], reverse=True)
+    return out[:MAX_EVENTS]
+
+
 def load_jobs(path):
     data = _read_json(path)
     if isinstance(data, dict):
@@ -482,9 +549,7 @@ def load_jobs(path):
     _need(isinstance(data, list), path, "\"Jobs\" must be a list")
     jobs = []
     seen = set()
-    for ji, j in enumerate(data):
-        w = "%s: Jobs[%d]" % (path, ji)
-        _need(isinstance(j, dict), w, "must be an object")
+    for w, j in _objects(data, path + ": Jobs"):
         jid = j.get("ID")
         _need(isinstance(jid, str) and jid, w + ".ID", "must be a non-empty string")
         ns = j.get("Namespace") or "default"
@@ -496,9 +561,13 @@ def load_jobs(path):
               "must be service, batch, system or sysbatch")
         groups_in = j.get("TaskGroups", j.get("Groups"))
         _need(isinstance(groups_in, list) and groups_in, w + ".TaskGroups", "must be a non-empty list")
+        dd = j.get("DeploymentDuration")
         job = {"ID": jid, "Name": j.get("Name") or jid, "Namespace": ns, "Type": jtype,
                "Stop": bool(j.get("Stop", False)), "Priority": _int_field(j.get("Priority", 50), w + ".Priority", 1),
-               "ActiveDeployment": bool(j.get("ActiveDeployment", False)), "Groups": []}
+               "ActiveDeployment": bool(j.get("ActiveDeployment", False)),
+               "DeploymentDuration": None if dd is None else _duration_field(dd, w + ".DeploymentDuration"),
+               "Groups": []}
+        job_update = _update_field(j.get("Update"), w + ".Update", DEFAULT_UPDATE if jtype == "service" else None)
         gnames = set()
         for gi, g in enumerate(groups_in):
             gw = "%s.TaskGroups[%d]" % (w, gi)
@@ -544,7 +613,9 @@ def load_jobs(path):
                 scaling = {"Min": mn, "Max": mx, "Enabled": bool(sc.get("Enabled", True)), "Policy": pol}
             job["Groups"].append({"Name": name, "Count": count, "Task": g.get("Task") or name,
                                   "Command": cmd, "Env": env, "KillTimeout": min(kt, MAX_KILL_TIMEOUT),
-                                  "KillSignal": ks, "StartupDelay": float(sd), "Scaling": scaling})
+                                  "KillSignal": ks, "StartupDelay": float(sd), "Scaling": scaling,
+                                  "Update": _update_field(g.get("Update"), gw + ".Update", job_update),
+                                  "Events": _events_field(g.get("Events"), gw + ".Events", count), "Queued": 0})
         jobs.append(job)
     return jobs
 
@@ -657,31 +728,42 @@ class Alloc:
 
 
 class Store:
-    """All Nomad-visible state, guarded by one condition variable that every write signals."""
+    """All Nomad-visible state, guarded by one condition variable that every write signals.
 
-    def __init__(self, jobs, region, state_dir, restart_delay, restart_attempts=0):
+    Allocations live in self.allocs (id -> Alloc, oldest first) and in their job's "_allocs"
+    list, so every per-job view costs the job's allocations, not the cluster's. The supervisor
+    only visits the allocations in self.watch (those with a process or a pending change)."""
+
+    def __init__(self, jobs, region, state_dir, restart_delay, restart_attempts=0, faults=None):
         self.cond = threading.Condition()
         self.region = region
         self.state_dir = state_dir
         self.restart_delay = restart_delay
         self.restart_attempts = restart_attempts
         self.raft = 0
-        self.table = {"jobs": 1, "allocs": 1, "scaling_policy": 1, "scaling_event": 1, "evals": 1}
+        self.table = {"jobs": 1, "allocs": 1, "scaling_policy": 1, "scaling_event": 1, "evals": 1,
+                      "job_summary": 1, "deployment": 1}
         self.jobs = {}
-        self.allocs = []
+        self.allocs = {}
+        self.watch = {}
         self.evals = {}
         self.policies = {}
         self.events = {}  # (ns, id) -> {"Index": n, "Groups": {g: [events]}}
+        self.blocked = {}  # (ns, id) -> the job's blocked evaluation, oldest first
+        self.deploying = {}  # (ns, id) -> the job's active deployment
         self.faults = {}
         self.reset_faults()
         self.shutting_down = False
         with self.cond:
+            if faults:
+                apply_faults(self, faults)
             for j in jobs:
                 self.register(j)
 
     def reset_faults(self):
         self.faults = {"errors": 0, "error_status": 500, "error_text": "No cluster leader", "delay_ms": 0,
-                       "refuse_ms": 0, "malformed": 0, "job_max_count": 0, "active_deployment": []}
+                       "refuse_ms": 0, "malformed": 0, "job_max_count": 0, "active_deployment": [],
+                       "capacity": -1, "deployment_ms": -1}
 
     def write(self, *tables):
         """One raft write: bump the index, stamp the tables, wake blocking queries."""
@@ -692,54 +774,92 @@ class Store:
         return self.raft
 
     def register(self, j):
-        i = self.write("jobs", "scaling_policy")
+        i = self.write("jobs", "scaling_policy", "job_summary")
         job = dict(j)
-        job.update({"Version": 0, "CreateIndex": i, "ModifyIndex": i, "JobModifyIndex": i, "SubmitTime": now_ns()})
+        job.update({"Version": 0, "CreateIndex": i, "ModifyIndex": i, "JobModifyIndex": i, "SubmitTime": now_ns(),
+                    "SummaryIndex": i, "Stable": False, "Deployment": None, "_allocs": []})
+        job["Groups"] = [dict(g) for g in job["Groups"]]
+        rec = {"Index": 0, "Groups": {}}
         for g in job["Groups"]:
             if g["Scaling"] is not None:
                 pid = str(uuid.uuid4())
                 g["Scaling"] = dict(g["Scaling"], ID=pid, Type="horizontal", CreateIndex=i, ModifyIndex=i,
                                     Target={"Namespace": job["Namespace"], "Job": job["ID"], "Group": g["Name"]})
                 self.policies[pid] = (job, g)
+            if g.get("Events"):
+                rec["Groups"][g["Name"]] = [dict(e, CreateIndex=i) for e in g["Events"]]
+                rec["Index"] = i
         self.jobs[(job["Namespace"], job["ID"])] = job
-        self.events[(job["Namespace"], job["ID"])] = {"Index": 0, "Groups": {}}
+        self.events[(job["Namespace"], job["ID"])] = rec
         ev = self.create_eval(job, "job-register")
         self.reconcile(job, ev)
 
-    def create_eval(self, job, trigger):
+    def create_eval(self, job, trigger, status="pending"):
         i = self.write("evals")
         ev = {"ID": str(uuid.uuid4()), "Namespace": job["Namespace"], "Priority": job["Priority"],
               "Type": job["Type"], "TriggeredBy": trigger, "JobID": job["ID"],
-              "JobModifyIndex": job["JobModifyIndex"], "Status": "pending", "StatusDescription": "",
-              "FailedTGAllocs": None, "CreateIndex": i, "ModifyIndex": i,
-              "CreateTime": now_ns(), "ModifyTime": now_ns()}
+              "JobModifyIndex": job["JobModifyIndex"], "Status": status, "StatusDescription": "",
+              "FailedTGAllocs": None, "BlockedEval": "", "PreviousEval": "", "QueuedAllocations": None,
+              "CreateIndex": i, "ModifyIndex": i, "CreateTime": now_ns(), "ModifyTime": now_ns()}
         self.evals[ev["ID"]] = ev
         return ev
 
+    # ---- allocations
+
+    def live(self, job, g=None):
+        return [a for a in job["_allocs"] if (g is None or a.group is g) and a.nonterminal()]
+
+    def watch_alloc(self, a):
+        self.watch[a.id] = a
+
+    def free_slots(self):
+        """Allocation slots left in the cluster (--capacity); a large number when unlimited. An
+        allocation stops using its slot once it is stopped (DesiredStatus stop), as in Nomad's
+        scheduler, even while its process drains."""
+        cap = self.faults["capacity"]
+        if cap < 0:
+            return 1 << 62
+        return max(0, cap - sum(1 for a in self.allocs.values() if a.nonterminal()))
+
     def reconcile(self, job, ev):
-        """The scheduler: place lowest free indexes, stop highest indexes first, in one plan write."""
-        placed = []
-        stopped = []
+        """The scheduler: place lowest free indexes, stop highest indexes first, in one plan write.
+        What the cluster has no room for stays unplaced: counted as Queued in the job summary,
+        with a blocked evaluation that is retried when room frees (unblock)."""
+        placed, stopped, missing = [], [], []
         for g in job["Groups"]:
-            live = [a for a in self.allocs if a.job is job and a.group is g and a.desired == "run"
-                    and a.client not in TERMINAL_CLIENT]
+            live = self.live(job, g)
             want = 0 if job["Stop"] else g["Count"]
             if job["Type"] in ("system", "sysbatch"):
                 want = min(want, 1)
             if len(live) > want:
                 stopped += sorted(live, key=lambda a: a.index, reverse=True)[:len(live) - want]
-            elif len(live) < want:
-                used = {a.index for a in live}
-                free = (n for n in range(10 ** 6) if n not in used)
-                placed += [(g, next(free)) for _ in range(want - len(live))]
-        if placed or stopped:
-            i = self.write("allocs")
+            missing.append((g, live, max(0, want - len(live))))
+        free = self.free_slots() + len(stopped)
+        queued = {}
+        for g, live, n in missing:
+            k = min(n, free)
+            free -= k
+            used = {a.index for a in live}
+            nxt = 0
+            for _ in range(k):
+                while nxt in used:
+                    nxt += 1
+                placed.append((g, nxt))
+                used.add(nxt)
+            queued[g["Name"]] = n - k
+        changed = any(g["Queued"] != queued[g["Name"]] for g in job["Groups"])
+        if placed or stopped or changed:
+            i = self.write("allocs", "job_summary")
+            job["SummaryIndex"] = i
+            for g in job["Groups"]:
+                g["Queued"] = queued[g["Name"]]
             for a in stopped:
                 a.desired = "stop"
                 a.desired_desc = "alloc not needed due to job update" if not job["Stop"] else "alloc not needed since job is stopped"
                 a.modify_index, a.modify_time = i, now_ns()
                 if a.group["Command"] is None:  # nothing to drain
                     a.set_client("complete")
+                self.watch_alloc(a)
             for g, n in placed:
                 a = Alloc(job, g, n, ev["ID"] if ev else "", i)
                 if job["Type"] in ("system", "sysbatch"):
@@ -747,16 +867,62 @@ class Store:
                 a.event("Received", "Task received by client")
                 if g["Command"] is None and g["StartupDelay"] == 0:
                     a.set_client("running")  # API-only allocs without a modelled start-up run at once
-                self.allocs.append(a)
+                self.allocs[a.id] = a
+                job["_allocs"].append(a)
+                self.watch_alloc(a)
+        key = (job["Namespace"], job["ID"])
+        waiting = {k: v for k, v in queued.items() if v > 0}
+        old_blocked = self.blocked.pop(key, None)
+        if old_blocked is not None and old_blocked is not ev:
+            i = self.write("evals")
+            old_blocked.update(Status="canceled", StatusDescription="evaluation is superseded", ModifyIndex=i,
+                               ModifyTime=now_ns())
         if ev:
             i = self.write("evals")
-            ev.update(Status="complete", ModifyIndex=i, ModifyTime=now_ns())
+            ev.update(Status="complete", ModifyIndex=i, ModifyTime=now_ns(),
+                      QueuedAllocations={g["Name"]: queued[g["Name"]] for g in job["Groups"]})
+            if waiting:
+                ev["FailedTGAllocs"] = {g: {"NodesEvaluated": 1, "NodesFiltered": 0, "NodesInPool": 1,
+                                            "NodesAvailable": {"dc1": 1}, "ClassFiltered": None,
+                                            "ConstraintFiltered": None, "NodesExhausted": 1,
+                                            "ClassExhausted": None, "DimensionExhausted": {"slots": 1},
+                                            "QuotaExhausted": None, "ResourcesExhausted": None, "Scores": None,
+                                            "AllocationTime": 0, "CoalescedFailures": n - 1}
+                                        for g, n in waiting.items()}
+        if waiting:
+            bev = self.create_eval(job, "queued-allocs", status="blocked")
+            bev.update(StatusDescription="created due to placement conflicts", PreviousEval=ev["ID"] if ev else "",
+                       QueuedAllocations=dict(waiting))
+            if ev:
+                ev["BlockedEval"] = bev["ID"]
+            self.blocked[key] = bev
         # garbage-collect the oldest terminal allocations, as Nomad's GC would
-        dead = [a for a in self.allocs if a.job is job and a.proc is None and
-                (a.client in TERMINAL_CLIENT)]
+        dead = [a for a in job["_allocs"] if a.proc is None and a.client in TERMINAL_CLIENT]
         if len(dead) > MAX_DEAD_ALLOCS:
             gone = set(id(a) for a in dead[:len(dead) - MAX_DEAD_ALLOCS])
-            self.allocs = [a for a in self.allocs if id(a) not in gone]
+            job["_allocs"] = [a for a in job["_allocs"] if id(a) not in gone]
+            for a in dead[:len(dead) - MAX_DEAD_ALLOCS]:
+                self.allocs.pop(a.id, None)
+                self.watch.pop(a.id, None)
+        if stopped:
+            self.unblock()
+
+    def unblock(self):
+        """Room freed (or --capacity grew): re-run the blocked evaluations, oldest first, which
+        places all that now fits at once."""
+        if getattr(self, "_unblocking", False) or not self.blocked:
+            return
+        self._unblocking = True
+        try:
+            for key, bev in list(self.blocked.items()):
+                if self.free_slots() <= 0:
+                    break
+                if self.blocked.get(key) is not bev:
+                    continue
+                del self.blocked[key]
+                self.reconcile(self.jobs[key], bev)
+        finally:
+            self._unblocking = False
 
     def task_exited(self, a, now):
         """A task ended by itself: restart it in place, or, past --restart-attempts, fail the
@@ -776,11 +942,99 @@ class Store:
         self.alloc_changed(a)
 
     def alloc_changed(self, a):
-        a.modify_index = self.write("allocs")
+        a.modify_index = self.write("allocs", "job_summary")
+        a.job["SummaryIndex"] = a.modify_index
         a.modify_time = now_ns()
+        if a.client in TERMINAL_CLIENT and self.blocked:
+            self.unblock()
 
     def job(self, ns, jid):
         return self.jobs.get((ns, jid))
+
+    # ---- deployments
+
+    def deploys(self, job):
+        """Whether a new job version starts a deployment: a service job with a non-empty update
+        block, with deployments modelled (the job's DeploymentDuration or deployment_ms >= 0)."""
+        if job["Type"] != "service" or not any(g["Update"] and g["Update"]["MaxParallel"] > 0 for g in job["Groups"]):
+            return None
+        if job["DeploymentDuration"] is not None:
+            return job["DeploymentDuration"]
+        ms = self.faults["deployment_ms"]
+        return ms / 1000.0 if ms >= 0 else None
+
+    def start_deployment(self, job):
+        dur = self.deploys(job)
+        if dur is None:
+            return
+        key = (job["Namespace"], job["ID"])
+        old = self.deploying.pop(key, None)
+        if old is not None:
+            self.end_deployment(job, old, "cancelled", "Cancelled due to newer version of job")
+        i = self.write("deployment")
+        t = time.time()
+        pd = max((g["Update"]["ProgressDeadline"] for g in job["Groups"] if g["Update"]), default=0)
+        d = {"ID": str(uuid.uuid4()), "Namespace": job["Namespace"], "JobID": job["ID"],
+             "JobVersion": job["Version"], "JobModifyIndex": job["JobModifyIndex"],
+             "JobSpecModifyIndex": job["JobModifyIndex"], "JobCreateIndex": job["CreateIndex"],
+             "IsMultiregion": False, "Status": "running", "StatusDescription": "Deployment is running",
+             "EvalPriority": job["Priority"], "CreateIndex": i, "ModifyIndex": i,
+             "CreateTime": now_ns(), "ModifyTime": now_ns(),
+             "_start": time.monotonic(), "_duration": dur, "_deadline": time.monotonic() + pd / 1e9 if pd else None,
+             "_progress_by": rfc3339(t + pd / 1e9) if pd else ZERO_TIME}
+        job["Deployment"] = d
+        self.deploying[key] = d
+        log("deployment %s of %s started (%.1fs)", d["ID"][:8], job["ID"], dur)
+
+    def end_deployment(self, job, d, status, desc):
+        i = self.write("deployment")
+        d.update(Status=status, StatusDescription=desc, ModifyIndex=i, ModifyTime=now_ns())
+        if status == "successful":
+            # a successful deployment marks the job version stable: ModifyIndex moves, JobModifyIndex does not
+            j = self.write("jobs")
+            job.update(Stable=True, ModifyIndex=j)
+        log("deployment %s of %s %s", d["ID"][:8], job["ID"], status)
+
+    def tick_deployments(self):
+        """Ends deployments: successful once their duration has passed and every group runs its
+        count; failed at the progress deadline (Nomad's default 10m) while some cannot run."""
+        if not self.deploying:
+            return
+        now = time.monotonic()
+        for key, d in list(self.deploying.items()):
+            job = self.jobs[key]
+            if now - d["_start"] >= d["_duration"] and all(
+                    sum(1 for a in self.live(job, g) if a.client == "running") >= g["Count"] for g in job["Groups"]):
+                del self.deploying[key]
+                self.end_deployment(job, d, "successful", "Deployment completed successfully")
+            elif d["_deadline"] is not None and now >= d["_deadline"]:
+                del self.deploying[key]
+                self.end_deployment(job, d, "failed", "Failed due to progress deadline")
+
+    def deployment_view(self, job):
+        d = job["Deployment"]
+        if d is None:
+            return None
+        out = {k: v for k, v in d.items() if not k.startswith("_")}
+        tgs = {}
+        for g in job["Groups"]:
+            if not g["Update"]:
+                continue
+            live = self.live(job, g)
+            u = g["Update"]
+            tgs[g["Name"]] = {"AutoRevert": u["AutoRevert"], "AutoPromote": u["AutoPromote"],
+                              "ProgressDeadline": u["ProgressDeadline"], "RequireProgressBy": d["_progress_by"],
+                              "Promoted": False, "PlacedCanaries": None, "DesiredCanaries": u["Canary"],
+                              "DesiredTotal": g["Count"], "PlacedAllocs": len(live),
+                              "HealthyAllocs": sum(1 for a in live if a.client == "running"), "UnhealthyAllocs": 0}
+        out["TaskGroups"] = tgs
+        return out
+
+    def deployment_active(self, job):
+        lst = self.faults["active_deployment"]
+        d = job["Deployment"]
+        return (job["ActiveDeployment"] or job["ID"] in lst or "%s/%s" % (job["Namespace"], job["ID"]) in lst
+                or (d is not None and d["Status"] in ACTIVE_DEPLOYMENT and d["JobCreateIndex"] == job["CreateIndex"]))
 
     # ---- read views (caller holds the lock); each returns (index, value or None)
 
@@ -792,7 +1046,7 @@ class Store:
         idx = max(job["ModifyIndex"], rec["Index"])
         tgs = {}
         for g in job["Groups"]:
-            mine = [a for a in self.allocs if a.job is job and a.group is g and a.nonterminal()]
+            mine = self.live(job, g)
             for a in mine:
                 idx = max(idx, a.modify_index)
             tgs[g["Name"]] = {"Desired": g["Count"], "Placed": len(mine),
@@ -800,6 +1054,42 @@ class Store:
                               "Healthy": 0, "Unhealthy": 0, "Events": list(rec["Groups"].get(g["Name"]) or []) or None}
         return idx, {"JobID": jid, "Namespace": ns, "JobCreateIndex": job["CreateIndex"],
                      "JobModifyIndex": job["ModifyIndex"], "JobStopped": job["Stop"], "TaskGroups": tgs}
+
+    def summary_view(self, job):
+        s = {}
+        for g in job["Groups"]:
+            c = {"Queued": g["Queued"], "Complete": 0, "Failed": 0, "Running": 0, "Starting": 0, "Lost": 0,
+                 "Unknown": 0}
+            for a in job["_allocs"]:
+                if a.group is not g:
+                    continue
+                if a.client == "pending":
+                    c["Starting"] += 1
+                elif a.client == "running":
+                    c["Running"] += 1
+                else:
+                    c[a.client.capitalize()] += 1
+            s[g["Name"]] = c
+        return {"JobID": job["ID"], "Namespace": job["Namespace"], "Summary": s,
+                "Children": {"Pending": 0, "Running": 0, "Dead": 0},
+                "CreateIndex": job["CreateIndex"], "ModifyIndex": job["SummaryIndex"]}
+
+    def job_status(self, job):
+        if job["Stop"]:
+            return "dead"
+        return "running" if any(a.nonterminal() for a in job["_allocs"]) else "pending" if any(
+            g["Queued"] for g in job["Groups"]) else "dead"
+
+    def job_stub(self, job, meta=False):
+        out = {"ID": job["ID"], "ParentID": "", "Name": job["Name"], "Namespace": job["Namespace"],
+               "Datacenters": ["dc1"], "NodePool": "default", "Multiregion": None, "Type": job["Type"],
+               "Priority": job["Priority"], "Periodic": False, "ParameterizedJob": False, "Stop": job["Stop"],
+               "Status": self.job_status(job), "StatusDescription": "", "JobSummary": self.summary_view(job),
+               "CreateIndex": job["CreateIndex"], "ModifyIndex": job["ModifyIndex"],
+               "JobModifyIndex": job["JobModifyIndex"], "SubmitTime": job["SubmitTime"]}
+        if meta:
+            out["Meta"] = None
+        return out
 
     def policy_view(self, job, g):
         s = g["Scaling"]
@@ -813,24 +1103,23 @@ class Store:
             groups.append({
                 "Name": g["Name"], "Count": g["Count"],
                 "Scaling": self.policy_view(job, g) if g["Scaling"] else None,
-                "Update": None,
+                "Update": dict(g["Update"]) if g["Update"] else None,
                 "Tasks": [{"Name": g["Task"], "Driver": "raw_exec",
                            "Config": {"command": (g["Command"] or [""])[0], "args": (g["Command"] or [""])[1:]},
                            "Env": dict(g["Env"]) or None, "KillTimeout": int(round(g["KillTimeout"] * 1e9)),
                            "KillSignal": g["KillSignal"], "ShutdownDelay": 0}]})
-        running = any(a.job is job and a.nonterminal() for a in self.allocs)
+        upd = next((g["Update"] for g in job["Groups"] if g["Update"]), None)
         return {"Region": self.region, "Namespace": job["Namespace"], "ID": job["ID"], "Name": job["Name"],
-                "Type": job["Type"], "Priority": job["Priority"], "Datacenters": ["dc1"],
-                "Stop": job["Stop"], "Status": "dead" if job["Stop"] or not running else "running",
-                "StatusDescription": "", "Stable": False, "Version": job["Version"],
+                "Type": job["Type"], "Priority": job["Priority"], "Datacenters": ["dc1"], "NodePool": "default",
+                "Stop": job["Stop"], "Status": self.job_status(job),
+                "StatusDescription": "", "Stable": job["Stable"], "Version": job["Version"],
                 "SubmitTime": job["SubmitTime"], "CreateIndex": job["CreateIndex"],
                 "ModifyIndex": job["ModifyIndex"], "JobModifyIndex": job["JobModifyIndex"],
+                "Update": dict(upd) if upd else {"Stagger": 0, "MaxParallel": 0, "HealthCheck": "",
+                                                 "MinHealthyTime": 0, "HealthyDeadline": 0, "ProgressDeadline": 0,
+                                                 "AutoRevert": False, "AutoPromote": False, "Canary": 0},
                 "Periodic": None, "ParameterizedJob": None, "Dispatched": False, "ParentID": "",
                 "Meta": None, "TaskGroups": groups}
-
-    def deployment_active(self, job):
-        lst = self.faults["active_deployment"]
-        return job["ActiveDeployment"] or job["ID"] in lst or "%s/%s" % (job["Namespace"], job["ID"]) in lst
 
     # ---- the scale write (spec 3, steps 5 onwards; caller holds the lock)
 
@@ -875,7 +1164,8 @@ class Store:
                              % (sent, job["JobModifyIndex"])), None
             i = self.write("jobs")
             g["Count"] = count
-            job.update(Version=job["Version"] + 1, ModifyIndex=i, JobModifyIndex=i, SubmitTime=now_ns())
+            job.update(Version=job["Version"] + 1, ModifyIndex=i, JobModifyIndex=i, SubmitTime=now_ns(),
+                       Stable=False)
             ev = self.create_eval(job, "job-scaling")
             eval_id, eval_index, jmi = ev["ID"], ev["CreateIndex"], i
         i = self.write("scaling_event")
@@ -887,29 +1177,73 @@ class Store:
                        "EvalID": eval_id or None, "CreateIndex": i})
         del lst[MAX_EVENTS:]
         if count is not None:
+            self.start_deployment(job)
             self.reconcile(job, self.evals[eval_id])
         body = {"EvalID": eval_id, "EvalCreateIndex": eval_index, "JobModifyIndex": jmi, "Warnings": "",
                 "Index": i, "LastContact": 0, "KnownLeader": True, "NextToken": ""}
         return 200, body, i
 
-    def operator_update(self, ns, jid, stop=None, counts=None):
+    def operator_update(self, ns, jid, stop=None, counts=None, scaling=None):
+        """An operator's `nomad job run` of a changed jobspec: Stop, counts and scaling blocks
+        ({"group": {"Min": n, "Max": n} or null}); validated as Nomad's register does."""
         job = self.job(ns, jid)
         if job is None:
             return None
-        for name in counts or {}:
-            if not any(g["Name"] == name for g in job["Groups"]):
+        groups = {g["Name"]: g for g in job["Groups"]}
+        for name in list(counts or {}) + list(scaling or {}):
+            if name not in groups:
                 raise ValueError("no group %r in job %r" % (name, jid))
-        i = self.write("jobs", "scaling_policy") if stop is not None else self.write("jobs")
+        for name, c in (counts or {}).items():
+            if not isinstance(c, int) or isinstance(c, bool) or c < 0:
+                raise ValueError("Counts.%s must be an integer >= 0" % name)
+        new_sc = {}
+        for name, sc in (scaling or {}).items():
+            g = groups[name]
+            count = (counts or {}).get(name, g["Count"])
+            if sc is None:
+                new_sc[name] = None
+                continue
+            if not isinstance(sc, dict) or "Max" not in sc:
+                raise ValueError("Scaling.%s must be null or an object with Max" % name)
+            mx, mn = sc["Max"], sc.get("Min", count)
+            for v in (mx, mn):
+                if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                    raise ValueError("Scaling.%s: Min and Max must be integers >= 0" % name)
+            if count > mx:
+                raise ValueError("Scaling policy invalid: task group count must not be greater than maximum count in scaling policy")
+            if count < mn:
+                raise ValueError("Scaling policy invalid: task group count must not be less than minimum count in scaling policy")
+            new_sc[name] = (mn, mx, sc)
+        tables = ("jobs", "scaling_policy") if stop is not None or scaling else ("jobs",)
+        i = self.write(*tables)
         if stop is not None:
             job["Stop"] = bool(stop)
             for g in job["Groups"]:
                 if g["Scaling"] is not None:
                     g["Scaling"]["ModifyIndex"] = i
-        for g in job["Groups"]:
-            if counts and g["Name"] in counts:
-                g["Count"] = int(counts[g["Name"]])
-        job.update(Version=job["Version"] + 1, ModifyIndex=i, JobModifyIndex=i, SubmitTime=now_ns())
+        for name, v in new_sc.items():
+            g = groups[name]
+            if v is None:
+                if g["Scaling"] is not None:
+                    self.policies.pop(g["Scaling"]["ID"], None)
+                g["Scaling"] = None
+                continue
+            mn, mx, sc = v
+            if g["Scaling"] is None:
+                pid = str(uuid.uuid4())
+                g["Scaling"] = {"ID": pid, "Type": "horizontal", "CreateIndex": i, "Enabled": True, "Policy": {},
+                                "Target": {"Namespace": job["Namespace"], "Job": job["ID"], "Group": name}}
+                self.policies[pid] = (job, g)
+            g["Scaling"].update(Min=mn, Max=mx, ModifyIndex=i, Enabled=bool(sc.get("Enabled", True)),
+                                Policy=sc.get("Policy") or g["Scaling"]["Policy"])
+        for name, c in (counts or {}).items():
+            groups[name]["Count"] = c
+        job.update(Version=job["Version"] + 1, ModifyIndex=i, JobModifyIndex=i, SubmitTime=now_ns(), Stable=False)
+        if not job["Stop"]:
+            self.start_deployment(job)
         self.reconcile(job, self.create_eval(job, "job-register"))
+        if job["Stop"]:
+            self.unblock()
         return self.job_view(job)
 
 
@@ -973,17 +1307,25 @@ class Supervisor(threading.Thread):
     def run(self):
         while True:
             with self.store.cond:
-                for a in self.store.allocs:
+                st = self.store
+                for a in list(st.watch.values()):
                     try:
                         self.step(a)
                     except Exception as e:  # one broken alloc must not stop the others
                         log("alloc %s: %s", a.name, e)
+                    if a.proc is None and (a.client in TERMINAL_CLIENT or (
+                            a.group["Command"] is None and a.desired == "run" and a.client == "running")):
+                        st.watch.pop(a.id, None)  # settled: nothing left to supervise
+                try:
+                    st.tick_deployments()
+                except Exception as e:
+                    log("deployments: %s", e)
             self.wake.wait(0.02)
             self.wake.clear()
 
     def live(self):
         with self.store.cond:
-            return [a for a in self.store.allocs if a.proc is not None]
+            return [a for a in self.store.watch.values() if a.proc is not None]
 
     def spawn(self, a):
         st, j, g = self.store, a.job, a.group
@@ -1103,7 +1445,10 @@ class Server:
         self.store, self.sup, self.tokens = store, sup, tokens
         self.host, self.port = host, port
         self.requests = []
+        self.counts = {}  # "METHOD /v1/route/:id" -> requests since the last clear
         self.req_lock = threading.Lock()
+        self.cache = {}  # (key, encoding) -> bytes: big list answers are built once per index
+        self.cache_lock = threading.Lock()
         self.httpd = None
         self.refuse_until = 0.0
         self.refusing = False
@@ -1137,7 +1482,46 @@ class Server:
     def record(self, entry):
         with self.req_lock:
             self.requests.append(entry)
-            del self.requests[:-MAX_REQUEST_LOG]
+            if len(self.requests) > MAX_REQUEST_LOG + 1000:
+                del self.requests[:-MAX_REQUEST_LOG]
+            self.counts[entry["Route"]] = self.counts.get(entry["Route"], 0) + 1
+
+    def cached(self, key, enc, make):
+        if key is None:
+            return make()
+        with self.cache_lock:
+            v = self.cache.get((key, enc))
+        if v is None:
+            v = make()
+            with self.cache_lock:
+                if len(self.cache) > 16:
+                    self.cache.clear()
+                self.cache[(key, enc)] = v
+        return v
+
+    def compress(self, data, enc, key=None):
+        """Go's gzip/flate writers at DefaultCompression: gzip with mtime 0, deflate raw (no zlib
+        header), as compress/flate writes it."""
+        def make():
+            if enc == "gzip":
+                return gzip.compress(data, compresslevel=6, mtime=0)
+            c = zlib.compressobj(6, zlib.DEFLATED, -15)
+            return c.compress(data) + c.flush()
+        return self.cached(key, enc, make)
+
+
+def route_name(upath):
+    """The route template of a /v1 path, for the per-endpoint request counts."""
+    if upath.startswith("/v1/job/") and len(upath) > len("/v1/job/"):
+        rest = upath[len("/v1/job/"):]
+        for suffix in JOB_SUFFIXES:
+            if rest.endswith(suffix) and len(rest) > len(suffix):
+                return "/v1/job/:id" + suffix
+        return "/v1/job/:id"
+    for prefix in ("/v1/scaling/policy/", "/v1/evaluation/", "/v1/deployment/"):
+        if upath.startswith(prefix) and len(upath) > len(prefix):
+            return prefix + ":id"
+    return upath
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -1179,7 +1563,18 @@ class Handler(BaseHTTPRequestHandler):
         self.upath = unquote(split.path)
         self.status = None
         self.token, self.token_header = self.parse_token()
-        if self.upath.startswith("/_standin/"):
+        self.v1 = not self.upath.startswith("/_standin/")
+        self.encoding = None
+        if self.v1:
+            # gorilla's CompressHandler (Nomad's http.go): the first of gzip/deflate named in
+            # Accept-Encoding, exact tokens only ("gzip;q=1" is not one), none for an Upgrade
+            for tok in (self.headers.get("Accept-Encoding") or "").split(","):
+                if tok.strip(" \t") in ("gzip", "deflate"):
+                    self.encoding = tok.strip(" \t")
+                    break
+            if self.headers.get("Upgrade"):
+                self.encoding = None
+        if not self.v1:
             try:
                 self.control(body)
             except Reply as r:
@@ -1188,7 +1583,10 @@ class Handler(BaseHTTPRequestHandler):
         entry = {"Method": self.command, "Path": split.path, "Query": {k: v[0] if len(v) == 1 else v
                                                                       for k, v in self.query.items()},
                  "RawQuery": self.raw_query, "Token": self.token, "TokenHeader": self.token_header,
-                 "Body": body.decode("utf-8", "replace"), "Status": None, "Time": time.time()}
+                 "Body": body.decode("utf-8", "replace"), "Status": None, "Time": time.time(),
+                 "Route": "%s %s" % (self.command, route_name(self.upath)), "AcceptEncoding":
+                 self.headers.get("Accept-Encoding"), "ContentEncoding": None}
+        self.entry = entry
         srv.record(entry)  # in flight until Status is filled in
         try:
             with srv.store.cond:
@@ -1255,14 +1653,22 @@ class Handler(BaseHTTPRequestHandler):
     def meta_headers(self, index):
         return [("X-Nomad-Index", str(index)), ("X-Nomad-LastContact", "0"), ("X-Nomad-KnownLeader", "true")]
 
-    def send_raw(self, status, data, ctype, headers=()):
+    def send_raw(self, status, data, ctype, headers=(), cache_key=None):
         self.status = status
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
-        if data:  # Go sets no Content-Type on an empty body
+        data = data or b""
+        if self.v1:
+            self.send_header("Vary", "Accept-Encoding")  # always, as gorilla's CompressHandler does
+        if data:  # Go sets no Content-Type on an empty body (nor sniffs one under Content-Encoding)
             self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data or b"")))
+        if self.v1 and self.encoding:
+            # everything is compressed, errors and empty bodies too (an empty gzip stream is 20 bytes)
+            data = self.srv.compress(data, self.encoding, cache_key)
+            self.send_header("Content-Encoding", self.encoding)
+            self.entry["ContentEncoding"] = self.encoding
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if data and self.command != "HEAD":
             self.wfile.write(data)
@@ -1271,8 +1677,10 @@ class Handler(BaseHTTPRequestHandler):
         hdrs = self.meta_headers(index) if index is not None else ()
         self.send_raw(status, text.encode(), "text/plain; charset=utf-8", hdrs)
 
-    def send_json(self, value, headers=(), v1=True):
-        if self.pretty():
+    def send_json(self, value, headers=(), v1=True, data=None, cache_key=None):
+        if data is not None:
+            pass
+        elif self.pretty():
             data = (json.dumps(value, indent=4, ensure_ascii=False) + "\n").encode()
         else:
             data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
@@ -1283,7 +1691,8 @@ class Handler(BaseHTTPRequestHandler):
                     if f["malformed"] > 0:
                         f["malformed"] -= 1
                     data = data[:max(1, len(data) // 2)]
-        self.send_raw(200, data, "application/json", headers)
+                    cache_key = None
+        self.send_raw(200, data, "application/json", headers, cache_key)
 
     # ---- query parameters (spec 1.3)
 
@@ -1312,6 +1721,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise Reply(400, "Invalid index")
         if wait <= 0 or wait > MAX_BLOCK:
             wait = MAX_BLOCK
+        wait += random.uniform(0, wait / 16)  # Nomad's jitter (structs.JitterFraction = 16)
         return self.q("namespace") or "default", index, wait
 
     def check_region(self):
@@ -1378,8 +1788,20 @@ class Handler(BaseHTTPRequestHandler):
             if rest.endswith("/allocations") and len(rest) > 12:
                 self.only(m, "GET")
                 return self.job_allocations(rest[:-12])
+            if rest.endswith("/summary") and len(rest) > 8:
+                self.only(m, "GET")
+                return self.job_summary(rest[:-8])
+            if rest.endswith("/deployment") and len(rest) > 11:
+                self.only(m, "GET")
+                return self.job_deployment(rest[:-11])
+            if rest.endswith("/evaluations") and len(rest) > 12:
+                self.only(m, "GET")
+                return self.job_evaluations(rest[:-12])
             self.only(m, "GET")
             return self.job_read(rest)
+        if p == "/v1/jobs":
+            self.only(m, "GET")
+            return self.jobs_list()
         if p == "/v1/scaling/policies":
             self.only(m, "GET")
             return self.policies()
@@ -1459,20 +1881,10 @@ class Handler(BaseHTTPRequestHandler):
         self.srv.sup.wake.set()
         return self.send_json(out, [("X-Nomad-Index", str(idx))])
 
-    def job_allocations(self, jid):
-        ns, index, wait = self.parse_query()
-        self.check_region()
-        self.require(ns, ("read-job",))
-        st = self.srv.store
-        region = st.region
-
-        def view():
-            return st.table["allocs"], [a.stub(region) for a in st.allocs
-                                        if a.job["ID"] == jid and a.job["Namespace"] == ns]
-        idx, value = self.blocking(index, wait, view)
-        return self.send_json(value, self.meta_headers(idx))
-
-    def job_read(self, jid):
+    def job_get(self, jid, table, view_fn, missing="job not found", empty=None):
+        """A blocking read-job GET about one job: view_fn(job) -> (index, value). A job that is
+        not there answers 404 `missing` with the read headers, or `empty` (when missing is None)
+        at the index of `table`."""
         ns, index, wait = self.parse_query()
         self.check_region()
         self.require(ns, ("read-job",))
@@ -1480,13 +1892,69 @@ class Handler(BaseHTTPRequestHandler):
 
         def view():
             job = st.job(ns, jid)
-            if job is None:
-                return st.table["jobs"], None
-            return job["ModifyIndex"], st.job_view(job)
+            return (st.table[table], None) if job is None else view_fn(job)
         idx, value = self.blocking(index, wait, view)
-        if value is None:
-            raise Reply(404, "job not found", idx)
-        return self.send_json(value, self.meta_headers(idx))
+        if value is None and missing:
+            raise Reply(404, missing, idx)
+        return self.send_json(empty if value is None else value, self.meta_headers(idx))
+
+    def job_allocations(self, jid):
+        st = self.srv.store
+        return self.job_get(jid, "allocs", lambda job: (st.table["allocs"], [a.stub(st.region) for a in job["_allocs"]]),
+                            None, [])
+
+    def job_summary(self, jid):
+        st = self.srv.store
+        return self.job_get(jid, "job_summary", lambda job: (job["SummaryIndex"], st.summary_view(job)))
+
+    def job_deployment(self, jid):
+        st = self.srv.store
+        return self.job_get(jid, "deployment", lambda job: (st.table["deployment"], st.deployment_view(job)), None)
+
+    def job_evaluations(self, jid):
+        st = self.srv.store
+        return self.job_get(jid, "evals", lambda job: (st.table["evals"], [dict(e) for e in st.evals.values()
+                                                                         if e["JobID"] == job["ID"] and
+                                                                         e["Namespace"] == job["Namespace"]]),
+                            None, [])
+
+    def jobs_list(self):
+        """GET /v1/jobs: JobListStubs with their JobSummary, sorted by ID (by namespace then ID for
+        namespace=*); needs list-jobs (the "scale" policy lacks it). Index: max(jobs, job_summary).
+        The answer is built once per index (and token view) and cached, so 10,000 jobs stay cheap."""
+        ns, index, wait = self.parse_query()
+        self.check_region()
+        st = self.srv.store
+        t = self.acl_token()
+        if ns != "*":
+            self.require(ns, ("list-jobs",))
+        elif t is not None and t["Type"] != "management" and not any("list-jobs" in c for c in t["Caps"].values()):
+            raise Reply(403, "Permission denied")
+        prefix = self.q("prefix")
+        meta = self.q("meta") in ("true", "1", "t", "T", "TRUE", "True")
+        with st.cond:
+            spaces = sorted({k[0] for k in st.jobs})
+        seen = frozenset(x for x in spaces if (ns == "*" or x == ns) and self.allowed(x, ("list-jobs",)))
+
+        def view():
+            return max(st.table["jobs"], st.table["job_summary"]), None
+        idx, _ = self.blocking(index, wait, view)
+        key = ("jobs", idx, ns, prefix, meta, seen, self.pretty())
+
+        def make():
+            with st.cond:
+                jobs = [j for k, j in st.jobs.items() if k[0] in seen and k[1].startswith(prefix)]
+                jobs.sort(key=lambda j: (j["Namespace"], j["ID"]))
+                out = [st.job_stub(j, meta) for j in jobs]
+            if self.pretty():
+                return (json.dumps(out, indent=4, ensure_ascii=False) + "\n").encode()
+            return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+        data = self.srv.cached(key, None, make)
+        return self.send_json(None, self.meta_headers(idx), data=data, cache_key=key)
+
+    def job_read(self, jid):
+        st = self.srv.store
+        return self.job_get(jid, "jobs", lambda job: (job["ModifyIndex"], st.job_view(job)))
 
     def policies(self):
         ns, index, wait = self.parse_query()
@@ -1577,7 +2045,13 @@ class Handler(BaseHTTPRequestHandler):
         if (p == "/_standin/requests" and m == "DELETE") or (p == "/_standin/requests/clear" and m == "POST"):
             with srv.req_lock:
                 srv.requests.clear()
+                srv.counts.clear()
             return self.send_json({"ok": True}, v1=False)
+        if p == "/_standin/requests/counts" and m == "GET":
+            with srv.req_lock:
+                out = dict(srv.counts)
+            out["total"] = sum(out.values())
+            return self.send_json(out, v1=False)
         if p == "/_standin/allocs" and m == "GET":
             jid = self.q("job")
             with st.cond:
@@ -1588,7 +2062,7 @@ class Handler(BaseHTTPRequestHandler):
                         "Stdout": getattr(a, "stdout", None), "Stderr": getattr(a, "stderr", None),
                         "TaskDir": a.dirs["task"] if a.dirs else None,
                         "KillSignalSent": a.kill_sent, "SigkillSent": a.sigkill_sent}
-                       for a in st.allocs if not jid or a.job["ID"] == jid]
+                       for a in st.allocs.values() if not jid or a.job["ID"] == jid]
             return self.send_json(out, v1=False)
         if p == "/_standin/faults" and m == "GET":
             with st.cond:
@@ -1616,7 +2090,7 @@ class Handler(BaseHTTPRequestHandler):
             except (ValueError, AttributeError):
                 raise Reply(400, "unknown signal")
             with st.cond:
-                a = next((x for x in st.allocs if x.id == req.get("ID")), None)
+                a = st.allocs.get(req.get("ID"))
                 if a is None or a.proc is None:
                     raise Reply(404, "no running allocation %r" % req.get("ID"))
                 os.kill(a.proc.pid, sig)
@@ -1626,11 +2100,29 @@ class Handler(BaseHTTPRequestHandler):
             with st.cond:
                 try:
                     out = st.operator_update(req.get("Namespace") or "default", req.get("ID", ""),
-                                             req.get("Stop"), req.get("Counts"))
+                                             req.get("Stop"), req.get("Counts"), req.get("Scaling"))
                 except (ValueError, TypeError) as e:
                     raise Reply(400, str(e))
             if out is None:
                 raise Reply(404, "job not found")
+            srv.sup.wake.set()
+            return self.send_json(out, v1=False)
+        if p == "/_standin/scale" and m == "POST":
+            # what `nomad job scale JOB GROUP N` sends, without going through /v1 (not logged,
+            # no ACL, no faults); Count absent or null records an event only
+            req = self.control_body(body)
+            sreq = {"Target": {"Group": req.get("Group") or "", "Job": req.get("ID", "")},
+                    "Message": req.get("Message", "submitted using the Nomad CLI"), "Meta": req.get("Meta"),
+                    "Error": bool(req.get("Error", False))}
+            c = req.get("Count")
+            if c is not None:
+                if not isinstance(c, int) or isinstance(c, bool):
+                    raise Reply(400, "Count must be an integer")
+                sreq["Count"] = c
+            with st.cond:
+                status, out, _ = st.scale(req.get("Namespace") or "default", req.get("ID", ""), sreq)
+            if status != 200:
+                raise Reply(status, out)
             srv.sup.wake.set()
             return self.send_json(out, v1=False)
         raise Reply(404, "unknown control path or method")
@@ -1658,8 +2150,18 @@ def apply_faults(st, req):
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise ValueError("active_deployment must be a list of job ids")
         f["active_deployment"] = list(v)
+    for k in ("capacity", "deployment_ms"):
+        if k in req:
+            v = req[k]
+            if v is None:
+                v = -1
+            if not isinstance(v, int) or isinstance(v, bool) or v < -1:
+                raise ValueError("%s must be an integer >= 0 (-1 or null: %s)" % (
+                    k, "unlimited" if k == "capacity" else "no deployments"))
+            f[k] = v
     if not (100 <= f["error_status"] <= 599):
         raise ValueError("error_status must be an HTTP status")
+    st.unblock()  # more capacity places what was queued, at once
 
 
 # ---------------------------------------------------------------- main
@@ -1708,7 +2210,12 @@ def build_parser():
                    help="cut the first N 200 JSON answers in half (-1: all)")
     g.add_argument("--job-max-count", type=int, default=0, metavar="N", help="server job_max_count (0: off)")
     g.add_argument("--active-deployment", action="append", default=[], metavar="JOB",
-                   help="JOB (or NS/JOB) has an active deployment; repeatable")
+                   help="JOB (or NS/JOB) has an active deployment that never ends; repeatable")
+    g.add_argument("--capacity", type=int, default=-1, metavar="N",
+                   help="allocation slots in the cluster; allocations beyond stay queued (-1: unlimited)")
+    g.add_argument("--deployment-ms", type=int, default=-1, metavar="MS",
+                   help="every new version of a service job with an update block starts a deployment "
+                        "lasting at least MS ms (-1, default: no deployments)")
     return p
 
 
@@ -1739,12 +2246,13 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    store = Store(jobs, args.region, state_dir, max(0.0, args.restart_delay), max(0, args.restart_attempts))
     try:
-        apply_faults(store, {"errors": args.fail_requests, "error_status": args.fail_status,
-                             "error_text": args.fail_text, "delay_ms": args.delay_ms,
-                             "malformed": args.malformed, "job_max_count": args.job_max_count,
-                             "active_deployment": args.active_deployment})
+        store = Store(jobs, args.region, state_dir, max(0.0, args.restart_delay), max(0, args.restart_attempts),
+                      faults={"errors": args.fail_requests, "error_status": args.fail_status,
+                              "error_text": args.fail_text, "delay_ms": args.delay_ms,
+                              "malformed": args.malformed, "job_max_count": args.job_max_count,
+                              "active_deployment": args.active_deployment, "capacity": args.capacity,
+                              "deployment_ms": args.deployment_ms})
     except ValueError as e:
         print("nomad-standin: %s" % e, file=sys.stderr)
         return 2
@@ -1803,11 +2311,13 @@ def main(argv=None):
     log("stopping all allocations")
     with store.cond:
         store.shutting_down = True
-        for a in store.allocs:
+        for a in store.allocs.values():
             if a.desired == "run":
                 a.desired = "stop"
                 a.desired_desc = "stand-in shutting down"
-        longest = max([a.group["KillTimeout"] for a in store.allocs if a.proc] or [0])
+            if a.proc is not None:
+                store.watch_alloc(a)
+        longest = max([a.group["KillTimeout"] for a in store.allocs.values() if a.proc] or [0])
         store.cond.notify_all()
     sup.wake.set()
     deadline = time.monotonic() + longest + 5
