@@ -12,7 +12,15 @@ HTTP API (real Nomad paths)
   GET          /v1/scaling/policies     list policies (job=, type=, prefix=, ns *)  spec 2.3
   GET          /v1/scaling/policy/:id   read one policy                             spec 2.4
   GET          /v1/job/:id/allocations  list allocations (unknown job -> [])        spec 2.5
-  GET          /v1/job/:id              read a job                                  spec 2.6
+  GET          /v1/job/:id              read a job (TaskGroups[].Scaling, .Update)  spec 2.6
+  GET          /v1/job/:id/summary      JobSummary: Summary.<group>.{Queued, Starting, Running,
+                                        Failed, Complete, Lost, Unknown} (blocking; 404 "job not found")
+  GET          /v1/job/:id/deployment   the latest deployment, or null (blocking)
+  GET          /v1/job/:id/evaluations  the job's evaluations (blocked ones included)
+  GET          /v1/jobs                 JobListStubs with JobSummary, sorted by ID (namespace=*:
+                                        by namespace, ID; prefix=, meta=true); needs list-jobs,
+                                        which the "scale" policy lacks (403 "Permission denied");
+                                        index max(jobs, job_summary); built once per index
   GET          /v1/evaluation/:id       read an evaluation                          spec 2.10
   GET          /v1/status/leader        "127.0.0.1:4647"                           spec 2.7
   GET          /v1/agent/self           small config/member/stats object           spec 2.8
@@ -20,16 +28,43 @@ HTTP API (real Nomad paths)
   GET          /v1/regions              ["<region>"]
   Any other path: 404 with an empty body. A wrong method on a known path: 405 "Invalid method".
   Errors are text/plain; charset=utf-8 with no trailing newline. Query parameters namespace,
-  region, index, wait, stale and pretty behave as in spec 1.3-1.5 (blocking queries are capped
-  at 300 s, no jitter). Job ids are percent-decoded (a%2Fb is job "a/b"). Reads send
+  region, index, wait, stale and pretty behave as in spec 1.3-1.5 (blocking queries: a missing
+  or larger wait is 300 s, plus a random jitter of up to wait/16, as nomad/rpc.go). Job ids are percent-decoded (a%2Fb is job "a/b"). Reads send
   X-Nomad-Index, X-Nomad-LastContact: 0 and X-Nomad-KnownLeader: true (also with their 404s);
   the scale write sends only X-Nomad-Index; status/leader, agent/* and regions send none.
   Scale-write checks run in the order of spec 3; a counted scale writes the job at index i, the
   evaluation at i+1 and the scaling event at i+2 (Index = X-Nomad-Index = i+2), then places or
   stops allocations in a later write.
-  Not implemented: job register/deregister (POST /v1/jobs, DELETE /v1/job/:id), compression,
-  pagination, filter expressions, scheduler configuration, real deployments (see the fault
-  "active_deployment" instead).
+  Compression as gorilla's CompressHandler, which wraps Nomad's whole mux: the first of "gzip"
+  or "deflate" named in Accept-Encoding (exact tokens: "gzip;q=1" is none) compresses every
+  /v1 answer, errors and empty bodies included (Content-Encoding set, Content-Length of the
+  compressed bytes; deflate is raw DEFLATE without a zlib header, as Go's compress/flate);
+  every /v1 answer carries "Vary: Accept-Encoding". The control API is never compressed.
+  Unknown region (region=...): 500 "No path to region" on every endpoint that takes one.
+  Not implemented: job register/deregister (POST /v1/jobs, DELETE /v1/job/:id), pagination,
+  filter expressions, scheduler configuration, /v1/event/stream, canaries.
+
+Cluster capacity (--capacity N, or "capacity" in /_standin/faults at run time)
+  N allocation slots for all jobs (-1: unlimited, the default). An allocation holds a slot from
+  placement until it is stopped (DesiredStatus stop frees it at once, as Nomad's scheduler
+  counts it, while the process still drains). What does not fit is not placed: Placed and
+  Running stay below Desired, the job summary counts it as Queued, and the evaluation completes
+  with FailedTGAllocs, QueuedAllocations and BlockedEval (a new evaluation with Status
+  "blocked", TriggeredBy "queued-allocs"). When slots free (a scale-down, a stopped job, a
+  failed allocation, a larger capacity) the blocked evaluations are re-run oldest first and
+  everything that fits is placed at once, in one write.
+
+Deployments (--deployment-ms MS, "deployment_ms" in /_standin/faults, or the job's
+DeploymentDuration; all off by default)
+  A new version of a service job whose groups have a non-empty update block (Nomad's default
+  update strategy applies to service jobs: MaxParallel 1; "Update": {"MaxParallel": 0} turns it
+  off; batch and system jobs never deploy) starts a deployment: every counted scale and every
+  operator re-register through /_standin/job, not the jobs loaded at start-up. While it is
+  active (Status "running") a counted scale answers 400 "job scaling blocked due to active
+  deployment" and records no event (event-only writes pass). It ends "successful" once its
+  duration has passed and every group runs its count (the job becomes Stable: ModifyIndex moves,
+  JobModifyIndex does not), or "failed" at the group's ProgressDeadline (default 10m) if some
+  allocations cannot run (a full cluster). A re-register cancels an active deployment.
 
 Job file (--jobs FILE), JSON:
   {"Jobs": [                                  (a bare list of jobs is accepted too)
@@ -38,13 +73,32 @@ Job file (--jobs FILE), JSON:
      "Namespace": "default",                  default "default"
      "Type": "service",                       service | batch | system (default service)
      "Stop": false,                           a stopped job runs nothing (JobStopped=true)
-     "ActiveDeployment": false,               start with an active deployment (scale -> 400)
+     "ActiveDeployment": false,               an active deployment that never ends (scale -> 400)
+     "DeploymentDuration": "2s",              deployments of this job last at least this long
+                                              (overrides deployment_ms; omitted: deployment_ms)
+     "Update": {"MaxParallel": 1, ...},       update block (Nomad's UpdateStrategy fields:
+                                              Stagger, MaxParallel, HealthCheck, MinHealthyTime,
+                                              HealthyDeadline, ProgressDeadline, AutoRevert,
+                                              AutoPromote, Canary; durations "10s" or ns); merged
+                                              over Nomad's default for service jobs, none for
+                                              batch/system unless given; a group's own Update is
+                                              merged over the job's
      "TaskGroups": [                          ("Groups" is accepted too)
        {"Name": "worker",                     required
         "Count": 2,                           required, integer >= 0
-        "Scaling": {"Min": 1, "Max": 10,      optional; Max required, Min defaults to Count,
-                    "Enabled": true,          Enabled defaults to true, Policy is an opaque
-                    "Policy": {}},            object returned as is
+        "Scaling": {"Min": 1, "Max": 10,      optional; Max required, Min defaults to Count
+                    "Enabled": true,          (api/scaling.go Canonicalize), Enabled defaults to
+                    "Policy": {}},            true, Policy is an opaque object returned as is;
+                                              a counted scale outside [Min, Max] answers 400
+                                              "group count was less than scaling policy minimum:
+                                              N < Min" / "... greater than scaling policy
+                                              maximum: N > Max", enabled or not
+        "Events": [{"Age": "6s",              pre-seeded scaling history (newest first by Time;
+                    "Count": 3,               Time: integer ns since the epoch, or Age: a
+                    "PreviousCount": 2,       duration before start-up); Count null for an
+                    "Message": "...",         event-only entry, PreviousCount defaults to Count
+                    "Error": false, "Meta": {}, "EvalID": null}],   of the group; at most 20 kept
+        "Update": {...},                      the group's update block (see above)
         "Task": "worker",                     task name (default: group name)
         "Command": ["sh", "-c", "..."],       argv list (a string means ["sh","-c",string]);
                                               omitted: nothing runs; allocs count as running
@@ -88,7 +142,12 @@ Control API (NOT part of Nomad; for tests), JSON in and out, no ACL, never fault
   GET    /_standin/requests            every /v1 request: {"Method","Path","Query","RawQuery",
                                        "Token","TokenHeader","Body","Status","Time"} (oldest first;
                                        Status is null while the request is in flight, e.g. blocking)
-  DELETE /_standin/requests            clear the log (POST /_standin/requests/clear works too)
+                                       plus "Route" ("GET /v1/job/:id/scale"), "AcceptEncoding"
+                                       and "ContentEncoding" (the encoding of the answer)
+  DELETE /_standin/requests            clear the log and the counts (POST /_standin/requests/clear
+                                       works too)
+  GET    /_standin/requests/counts     {"GET /v1/jobs": n, "GET /v1/job/:id/scale": n, ...,
+                                       "total": n}: /v1 requests per route since the last clear
   GET    /_standin/allocs[?job=ID]     [{"ID","Name","JobID","Namespace","TaskGroup","Index",
                                        "DesiredStatus","ClientStatus","Pid","Restarts","Stdout",
                                        "Stderr","TaskDir","ExitCode","KillSignalSent",
@@ -104,17 +163,32 @@ Control API (NOT part of Nomad; for tests), JSON in and out, no ACL, never fault
                                        for N ms, then listen again on the same port
       "malformed": N,                  the next N 200 JSON answers are cut in half (-1: until
                                        cleared)
-      "job_max_count": N,              server job_max_count (0: off)
+      "job_max_count": N,              server job_max_count (0: off): a counted scale whose job
+                                       total exceeds it answers 500 "total count was greater
+                                       than configured job_max_count: TOTAL > N"
       "active_deployment": ["job", "ns/job"],   jobs whose scale writes get the 400
+      "capacity": N,                   allocation slots (-1 or null: unlimited); growing it
+                                       places queued allocations at once
+      "deployment_ms": MS,             deployments last at least MS ms (-1 or null: none)
       "clear": true}                   reset everything above first
   POST   /_standin/signal {"ID": alloc-id, "Signal": "SIGKILL"}   signal an alloc's main pid
-  POST   /_standin/job {"ID": id, "Namespace": ns, "Stop": bool, "Counts": {"group": n}}
-                                       operator-style re-register: sets Stop and/or counts,
-                                       bumps Version/JobModifyIndex, reconciles allocations
+  POST   /_standin/job {"ID": id, "Namespace": ns, "Stop": bool, "Counts": {"group": n},
+                        "Scaling": {"group": {"Min": n, "Max": n} or null}}
+                                       operator-style re-register: sets Stop, counts and/or
+                                       scaling blocks (Min defaults to the count; a count outside
+                                       them: 400 "Scaling policy invalid: ..."), bumps
+                                       Version/JobModifyIndex, starts a deployment (see above),
+                                       reconciles allocations; records no scaling event
+  POST   /_standin/scale {"ID": id, "Namespace": ns, "Group": g, "Count": n or null,
+                          "Message": m, "Meta": {...}, "Error": bool}
+                                       a scale as `nomad job scale` sends it (Message defaults
+                                       to "submitted using the Nomad CLI", Meta to null): the
+                                       same checks, answers and scaling event as the /v1 write,
+                                       but no ACL, no faults and not in the request log
 
 Start-up: --listen 127.0.0.1:0 picks a free port; the actual address is printed on stdout
 ("nomad-standin listening on 127.0.0.1:PORT ...") and, with --ready-file, written to that file
-as "127.0.0.1:PORT\n" (atomically, once listening). Only loopback addresses are accepted. Exit
+as "127.0.0.1:PORT\\n" (atomically, once listening). Only loopback addresses are accepted. Exit
 status: 0 after SIGTERM/SIGINT, 2 for a bad job/token file or argument, 1 if it cannot listen.
 Tests use the wrapper class NomadStandin in tests/integration/standin.py.
 
@@ -124,6 +198,7 @@ import argparse
 import ctypes
 import datetime
 import fnmatch
+import gc
 import ipaddress
 import gzip
 import json
@@ -1091,6 +1166,15 @@ class Store:
             out["Meta"] = None
         return out
 
+    def job_stub_json(self, job, meta):
+        """job_stub as compact JSON, kept per job until the job or its summary changes."""
+        key = (job["ModifyIndex"], job["SummaryIndex"], meta)
+        c = job.get("_stub")
+        if c is None or c[0] != key:
+            c = job["_stub"] = (key, json.dumps(self.job_stub(job, meta), separators=(",", ":"),
+                                                ensure_ascii=False).encode())
+        return c[1]
+
     def policy_view(self, job, g):
         s = g["Scaling"]
         return {"ID": s["ID"], "Type": s["Type"], "Target": dict(s["Target"]), "Policy": s["Policy"],
@@ -1945,10 +2029,11 @@ class Handler(BaseHTTPRequestHandler):
             with st.cond:
                 jobs = [j for k, j in st.jobs.items() if k[0] in seen and k[1].startswith(prefix)]
                 jobs.sort(key=lambda j: (j["Namespace"], j["ID"]))
-                out = [st.job_stub(j, meta) for j in jobs]
-            if self.pretty():
-                return (json.dumps(out, indent=4, ensure_ascii=False) + "\n").encode()
-            return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+                if self.pretty():
+                    out = [st.job_stub(j, meta) for j in jobs]
+                else:
+                    return b"[" + b",".join(st.job_stub_json(j, meta) for j in jobs) + b"]"
+            return (json.dumps(out, indent=4, ensure_ascii=False) + "\n").encode()
         data = self.srv.cached(key, None, make)
         return self.send_json(None, self.meta_headers(idx), data=data, cache_key=key)
 
@@ -2186,7 +2271,7 @@ def build_parser():
         prog="nomad-standin.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="A stand-in Nomad server for tests: Nomad's HTTP API for job scaling, with "
                     "allocations run as local processes (raw_exec style).",
-        epilog=__doc__[__doc__.index("Job file"):__doc__.index("Command line:")])
+        epilog=__doc__[__doc__.index("Cluster capacity"):__doc__.index("Command line:")])
     p.add_argument("--jobs", metavar="FILE", required=True, help="job file (JSON, format below)")
     p.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:4646",
                    help="loopback address to listen on; port 0 picks a free one (default 127.0.0.1:4646)")
@@ -2256,6 +2341,12 @@ def main(argv=None):
     except ValueError as e:
         print("nomad-standin: %s" % e, file=sys.stderr)
         return 2
+    # the jobs live as long as the stand-in: keep the collector from walking them again and again
+    # (with 10,000 jobs a full collection costs more than a /v1/jobs answer)
+    for j in store.jobs.values():
+        store.job_stub_json(j, False)  # the first GET /v1/jobs costs no more than the next ones
+    gc.collect()
+    gc.freeze()
     sup = Supervisor(store)
     server = Server(store, sup, tokens, host, port)
     try:

@@ -4,6 +4,9 @@
     nomad = NomadStandin([{"ID": "web", "TaskGroups": [{"Name": "g", "Count": 1}]}])
     status, headers, body = nomad.get("/v1/job/web/scale")
     nomad.fault(errors=2)              # POST /_standin/faults
+    nomad.fault(capacity=4, deployment_ms=2000)   # cluster slots, deployments
+    nomad.cli_scale("web", "g", 3)     # what `nomad job scale web g 3` does
+    nomad.request_counts()             # {"GET /v1/job/:id/scale": n, ..., "total": n}
     nomad.stop()                       # SIGTERM, returns the exit code
 
 jobs is a list of job objects (the stand-in's job file format, see its --help), a dict with
@@ -62,8 +65,9 @@ class NomadStandin:
 
     # ---- HTTP
 
-    def request(self, method, path, body=None, token=None, headers=None, timeout=30):
-        """Returns (status, headers as a dict with lower-case names, body as str)."""
+    def request(self, method, path, body=None, token=None, headers=None, timeout=30, raw=False):
+        """Returns (status, headers as a dict with lower-case names, body as str, or as the bytes
+        on the wire with raw=True: urllib does not undo a Content-Encoding)."""
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else (body.encode() if isinstance(body, str)
@@ -75,9 +79,11 @@ class NomadStandin:
             req.add_header(k, v)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode()
+                data = r.read()
+                return r.status, {k.lower(): v for k, v in r.headers.items()}, data if raw else data.decode()
         except urllib.error.HTTPError as e:
-            return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
+            data = e.read()
+            return e.code, {k.lower(): v for k, v in e.headers.items()}, data if raw else data.decode()
 
     def get(self, path, token=None, **kw):
         return self.request("GET", path, token=token, **kw)
@@ -116,7 +122,7 @@ class NomadStandin:
 
     def fault(self, **kw):
         """Change fault switches (errors, error_status, error_text, delay_ms, refuse_ms, malformed,
-        job_max_count, active_deployment, clear); returns the new settings."""
+        job_max_count, active_deployment, capacity, deployment_ms, clear); returns the new settings."""
         return self._json("POST", "/_standin/faults", kw)
 
     def allocs(self, job=None):
@@ -129,13 +135,36 @@ class NomadStandin:
     def signal_alloc(self, alloc_id, sig="SIGKILL"):
         return self._json("POST", "/_standin/signal", {"ID": alloc_id, "Signal": sig})
 
-    def set_job(self, job, namespace="default", stop=None, counts=None):
+    def set_job(self, job, namespace="default", stop=None, counts=None, scaling=None):
+        """An operator's re-register: Stop, {"group": count}, {"group": {"Min", "Max"} or None}."""
         body = {"ID": job, "Namespace": namespace}
         if stop is not None:
             body["Stop"] = stop
         if counts is not None:
             body["Counts"] = counts
+        if scaling is not None:
+            body["Scaling"] = scaling
         return self._json("POST", "/_standin/job", body)
+
+    def cli_scale(self, job, group, count, namespace="default", **fields):
+        """Scale as `nomad job scale` does (Message "submitted using the Nomad CLI", no Meta),
+        outside the request log; count None records an event only. Returns (status, body)."""
+        body = dict(fields, ID=job, Group=group, Namespace=namespace, Count=count)
+        status, _, text = self.request("POST", "/_standin/scale", body=body)
+        return status, (json.loads(text) if status == 200 else text)
+
+    def request_counts(self):
+        """/v1 requests per route ("GET /v1/job/:id/scale": n, ..., "total": n) since the last clear."""
+        return self._json("GET", "/_standin/requests/counts")
+
+    def summary(self, job, namespace="default"):
+        return self._json("GET", "/v1/job/%s/summary?namespace=%s" % (urllib.parse.quote(job, safe=""),
+                                                                       urllib.parse.quote(namespace)))
+
+    def deployment(self, job, namespace="default"):
+        """The job's latest deployment, or None."""
+        return self._json("GET", "/v1/job/%s/deployment?namespace=%s" % (urllib.parse.quote(job, safe=""),
+                                                                          urllib.parse.quote(namespace)))
 
     def stop(self, sig=signal.SIGTERM, timeout=40):
         """Signal the stand-in and wait for it; returns its exit code."""
