@@ -1751,7 +1751,10 @@ class Handler(BaseHTTPRequestHandler):
             # everything is compressed, errors and empty bodies too (an empty gzip stream is 20 bytes)
             data = self.srv.compress(data, self.encoding, cache_key)
             self.send_header("Content-Encoding", self.encoding)
-            self.entry["ContentEncoding"] = self.encoding
+        if self.v1:
+            with self.srv.req_lock:  # logged before the client can see the answer
+                self.entry["Status"] = status
+                self.entry["ContentEncoding"] = self.encoding
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         if data and self.command != "HEAD":
