@@ -510,5 +510,392 @@ def test_bad_job_file_and_listen_address():
     assert r.returncode == 0 and "Job file" in r.stdout and "/_standin/faults" in r.stdout
 
 
+# ---------------------------------------------------------------- issue 8: Nomad as it really behaves
+
+def job_json(n, jid, ns=None):
+    q = "?namespace=" + ns if ns else ""
+    return json.loads(expect(n.get("/v1/job/%s%s" % (jid, q)), 200)[1])
+
+
+@suite.test
+def test_job_scaling_block_bounds_every_count():
+    """The group's scaling block bounds every counted scale, whoever sends it; without Min it is
+    the group's count at registration (api/scaling.go Canonicalize)."""
+    n = NomadStandin([api_job("narrow", count=2, scaling={"Min": 1, "Max": 3, "Policy": {"cooldown": "1m"}}),
+                      api_job("nomin", count=2, scaling={"Max": 5, "Enabled": False}),
+                      api_job("free", count=2)])
+    try:
+        sc = job_json(n, "narrow")["TaskGroups"][0]["Scaling"]
+        assert (sc["Min"], sc["Max"], sc["Enabled"], sc["Policy"], sc["Type"]) == (1, 3, True, {"cooldown": "1m"},
+                                                                                 "horizontal"), sc
+        assert sc["Target"] == {"Namespace": "default", "Job": "narrow", "Group": "g"}
+        sc = job_json(n, "nomin")["TaskGroups"][0]["Scaling"]
+        assert (sc["Min"], sc["Max"], sc["Enabled"]) == (2, 5, False), sc
+        assert job_json(n, "free")["TaskGroups"][0]["Scaling"] is None
+        before = n.scale_status("narrow")["TaskGroups"]["g"]["Events"]
+        expect(n.scale("narrow", "g", 4), 400, "group count was greater than scaling policy maximum: 4 > 3", TEXT)
+        expect(n.scale("narrow", "g", 0), 400, "group count was less than scaling policy minimum: 0 < 1", TEXT)
+        # a disabled block bounds as well; nothing was written for the refusals
+        expect(n.scale("nomin", "g", 1), 400, "group count was less than scaling policy minimum: 1 < 2", TEXT)
+        assert n.scale_status("narrow")["TaskGroups"]["g"]["Events"] == before
+        assert n.cli_scale("narrow", "g", 9) == (400, "group count was greater than scaling policy maximum: 9 > 3")
+        expect(n.scale("narrow", "g", 3), 200)
+        expect(n.scale("free", "g", 40), 200)
+        # an operator re-register narrows or widens the block at run time: new ModifyIndex
+        old = job_json(n, "narrow")
+        n.set_job("narrow", scaling={"g": {"Min": 2, "Max": 6}})
+        new = job_json(n, "narrow")
+        sc = new["TaskGroups"][0]["Scaling"]
+        assert (sc["Min"], sc["Max"]) == (2, 6) and sc["ModifyIndex"] > old["TaskGroups"][0]["Scaling"]["ModifyIndex"]
+        assert new["JobModifyIndex"] > old["JobModifyIndex"]
+        expect(n.scale("narrow", "g", 6), 200)
+        expect(n.scale("narrow", "g", 1), 400, "group count was less than scaling policy minimum: 1 < 2")
+        st, _, text = n.request("POST", "/_standin/job", body={"ID": "narrow", "Scaling": {"g": {"Max": 4}}})
+        assert (st, text) == (400, "Scaling policy invalid: task group count must not be greater than maximum "
+                                   "count in scaling policy"), (st, text)
+        n.set_job("free", scaling={"g": {"Max": 50}})  # Min defaults to the count (40)
+        assert job_json(n, "free")["TaskGroups"][0]["Scaling"]["Min"] == 40
+        expect(n.scale("free", "g", 39), 400, "group count was less than scaling policy minimum: 39 < 40")
+    finally:
+        assert n.stop() == 0
+
+
+@suite.test
+def test_capacity_leaves_allocations_queued_then_places_them_at_once():
+    n = NomadStandin([api_job("a", count=2, scaling={"Min": 0, "Max": 40}), api_job("b", count=2)],
+                     args=["--capacity", "4"])
+    try:
+        r = json.loads(expect(n.scale("a", "g", 6), 200)[1])
+        g = n.scale_status("a")["TaskGroups"]["g"]
+        assert (g["Desired"], g["Placed"], g["Running"]) == (6, 2, 2), g
+        summ = n.summary("a")
+        assert summ["Summary"]["g"] == {"Queued": 4, "Complete": 0, "Failed": 0, "Running": 2, "Starting": 0,
+                                        "Lost": 0, "Unknown": 0}, summ
+        assert (summ["JobID"], summ["Namespace"], summ["Children"]) == ("a", "default",
+                                                                       {"Pending": 0, "Running": 0, "Dead": 0})
+        # the scale's evaluation completes with the failures and a blocked follow-up
+        ev = json.loads(expect(n.get("/v1/evaluation/" + r["EvalID"]), 200)[1])
+        assert ev["Status"] == "complete" and ev["QueuedAllocations"] == {"g": 4}, ev
+        assert ev["FailedTGAllocs"]["g"]["CoalescedFailures"] == 3 and ev["BlockedEval"], ev
+        blocked = json.loads(expect(n.get("/v1/evaluation/" + ev["BlockedEval"]), 200)[1])
+        assert (blocked["Status"], blocked["TriggeredBy"], blocked["PreviousEval"]) == \
+            ("blocked", "queued-allocs", ev["ID"]), blocked
+        evs = json.loads(expect(n.get("/v1/job/a/evaluations"), 200)[1])
+        assert ev["BlockedEval"] in [e["ID"] for e in evs]
+        # the list stub counts it too; asking for more places nothing more
+        stubs = {s["ID"]: s for s in json.loads(expect(n.get("/v1/jobs"), 200)[1])}
+        assert stubs["a"]["JobSummary"]["Summary"]["g"]["Queued"] == 4, stubs["a"]
+        expect(n.scale("a", "g", 40), 200)
+        g = n.scale_status("a")["TaskGroups"]["g"]
+        assert (g["Desired"], g["Placed"]) == (40, 2) and n.summary("a")["Summary"]["g"]["Queued"] == 38
+        # room freed by another job's scale-down is used at once; a blocking summary read wakes up
+        hdrs, _ = expect(n.get("/v1/job/a/summary"), 200)
+        idx = int(hdrs["x-nomad-index"])
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=n.get("/v1/job/a/summary?index=%d&wait=20s" % idx)))
+        t.start()
+        harness.wait_until(lambda: [q for q in n.requests() if q["Query"].get("index") == str(idx)
+                                    and q["Status"] is None], what="blocking summary read in flight")
+        expect(n.scale("b", "g", 0), 200)
+        t.join(timeout=15)
+        hdrs, text = expect(out["r"], 200)
+        assert int(hdrs["x-nomad-index"]) > idx and json.loads(text)["Summary"]["g"]["Queued"] == 36, text
+        assert n.scale_status("a")["TaskGroups"]["g"]["Placed"] == 4
+        # more capacity, changed at run time: everything queued is placed in one write
+        assert n.fault(capacity=100)["capacity"] == 100
+        g = n.scale_status("a")["TaskGroups"]["g"]
+        assert (g["Desired"], g["Placed"], g["Running"]) == (40, 40, 40), g
+        assert n.summary("a")["Summary"]["g"]["Queued"] == 0
+        placed = {x["CreateIndex"] for x in json.loads(n.get("/v1/job/a/allocations")[2])
+                  if x["DesiredStatus"] == "run"}
+        assert len(placed) == 3, placed  # register, the freed room, the capacity change
+        assert json.loads(n.get("/v1/evaluation/" + ev["BlockedEval"])[2])["Status"] in ("complete", "canceled")
+        # stopped allocations free their slot at once; unlimited again with -1
+        n.fault(capacity=40)
+        expect(n.scale("a", "g", 30), 200)
+        expect(n.scale("b", "g", 10), 200)
+        assert n.scale_status("b")["TaskGroups"]["g"]["Placed"] == 10
+        n.fault(capacity=-1)
+        for bad in ("x", -5, True):
+            expect(n.request("POST", "/_standin/faults", body={"capacity": bad}), 400,
+                   "capacity must be an integer >= 0 (-1 or null: unlimited)")
+    finally:
+        assert n.stop() == 0
+
+
+@suite.test
+def test_deployment_blocks_further_count_changes():
+    svc = api_job("svc", count=2, scaling={"Min": 0, "Max": 20})
+    jobs = [svc, api_job("batchy", count=1, Type="batch"), api_job("nodeploy", count=1, Update={"MaxParallel": 0}),
+            api_job("slow", count=1, DeploymentDuration="30s")]
+    n = NomadStandin(jobs, args=["--deployment-ms", "700"])
+    try:
+        upd = job_json(n, "svc")["TaskGroups"][0]["Update"]
+        assert (upd["MaxParallel"], upd["HealthCheck"], upd["MinHealthyTime"], upd["ProgressDeadline"]) == \
+            (1, "checks", 10 * 10 ** 9, 600 * 10 ** 9), upd
+        assert job_json(n, "batchy")["TaskGroups"][0]["Update"] is None
+        assert n.deployment("svc") is None  # jobs loaded at start-up are not deploying
+        t0 = time.monotonic()
+        expect(n.scale("svc", "g", 3), 200)
+        d = n.deployment("svc")
+        assert (d["Status"], d["StatusDescription"], d["JobVersion"]) == ("running", "Deployment is running", 1), d
+        assert d["TaskGroups"]["g"]["DesiredTotal"] == 3 and d["JobCreateIndex"] == job_json(n, "svc")["CreateIndex"]
+        events = n.scale_status("svc")["TaskGroups"]["g"]["Events"]
+        expect(n.scale("svc", "g", 4), 400, "job scaling blocked due to active deployment", TEXT)
+        assert n.cli_scale("svc", "g", 4) == (400, "job scaling blocked due to active deployment")
+        assert n.scale_status("svc")["TaskGroups"]["g"]["Events"] == events  # nothing recorded
+        # an event-only write is not a count change
+        expect(n.put("/v1/job/svc/scale", {"Target": {"Group": "g"}, "Message": "holding"}), 200)
+        # batch jobs and MaxParallel 0 never deploy
+        for jid in ("batchy", "nodeploy"):
+            expect(n.scale(jid, "g", 2), 200)
+            expect(n.scale(jid, "g", 3), 200)
+            assert n.deployment(jid) is None
+        d = harness.wait_until(lambda: (lambda x: x if x["Status"] != "running" else None)(n.deployment("svc")),
+                               timeout=15, what="deployment to end")
+        assert time.monotonic() - t0 >= 0.69
+        assert (d["Status"], d["StatusDescription"]) == ("successful", "Deployment completed successfully"), d
+        job = job_json(n, "svc")
+        assert job["Stable"] is True and job["ModifyIndex"] > job["JobModifyIndex"], job
+        expect(n.scale("svc", "g", 4), 200)
+        assert n.deployment("svc")["Status"] == "running" and job_json(n, "svc")["Stable"] is False
+        # the job's own DeploymentDuration wins over deployment_ms
+        expect(n.scale("slow", "g", 2), 200)
+        n.fault(deployment_ms=0)
+        expect(n.scale("slow", "g", 3), 400, "job scaling blocked due to active deployment")
+        # a deployment waits for its allocations: a full cluster keeps it running
+        harness.wait_until(lambda: n.deployment("svc")["Status"] == "successful", timeout=15, what="svc deployed")
+        n.fault(capacity=0)
+        expect(n.scale("svc", "g", 6), 200)
+        time.sleep(0.3)  # longer than deployment_ms=0: only the missing allocations keep it running
+        assert n.deployment("svc")["Status"] == "running"
+        expect(n.scale("svc", "g", 7), 400, "job scaling blocked due to active deployment")
+        n.fault(capacity=-1)
+        harness.wait_until(lambda: n.deployment("svc")["Status"] == "successful", timeout=15, what="placed, deployed")
+        # an operator re-register cancels the active deployment of "slow" and starts another
+        old = n.deployment("slow")
+        n.set_job("slow", counts={"g": 1})
+        assert n.deployment("slow")["ID"] != old["ID"]
+    finally:
+        assert n.stop() == 0
+
+
+@suite.test
+def test_permanent_server_errors_are_plain_500s():
+    n = NomadStandin([api_job("web", count=2), api_job("two", count=1)], args=["--job-max-count", "5"])
+    try:
+        expect(n.scale("web", "g", 6), 500, "total count was greater than configured job_max_count: 6 > 5", TEXT)
+        expect(n.scale("web", "g", 5), 200)
+        n.fault(job_max_count=3)
+        expect(n.scale("web", "g", 4), 500, "total count was greater than configured job_max_count: 4 > 3", TEXT)
+        assert n.scale_status("web")["TaskGroups"]["g"]["Desired"] == 5
+        n.fault(job_max_count=0)
+        expect(n.scale("web", "g", 50), 200)
+        for path in ("/v1/job/web/scale", "/v1/jobs", "/v1/job/web", "/v1/job/web/summary"):
+            expect(n.get(path + "?region=mars"), 500, "No path to region", TEXT)
+        expect(n.put("/v1/job/web/scale?region=mars", {"Count": 2, "Target": {"Group": "g"}}), 500,
+               "No path to region", TEXT)
+        assert n.scale_status("web")["TaskGroups"]["g"]["Desired"] == 50
+        expect(n.get("/v1/jobs?region=global"), 200)
+    finally:
+        assert n.stop() == 0
+
+
+@suite.test
+def test_scaling_history_seeded_and_appended_by_every_scale():
+    start = time.time_ns()
+    seeded = api_job("hist", count=3, scaling={"Min": 0, "Max": 9})
+    seeded["TaskGroups"][0]["Events"] = [
+        {"Time": start - 60 * 10 ** 9, "Count": 2, "PreviousCount": 1, "Message": "old", "Meta": {"k": 1}},
+        {"Age": "6s", "Count": 3, "PreviousCount": 2, "Message": "scaled up", "EvalID": "e-1"},
+        {"Age": "3s", "Message": "no change", "Error": True}]
+    n = NomadStandin([seeded])
+    try:
+        ev = n.scale_status("hist")["TaskGroups"]["g"]["Events"]
+        assert [e["Message"] for e in ev] == ["no change", "scaled up", "old"], ev
+        assert abs(ev[1]["Time"] - (start - 6 * 10 ** 9)) < 3 * 10 ** 9 and ev[2]["Time"] == start - 60 * 10 ** 9
+        assert (ev[0]["Count"], ev[0]["Error"], ev[0]["PreviousCount"], ev[0]["EvalID"]) == (None, True, 3, None)
+        assert (ev[1]["Count"], ev[1]["PreviousCount"], ev[1]["EvalID"], ev[1]["Meta"]) == (3, 2, "e-1", None)
+        assert ev[2]["Meta"] == {"k": 1} and set(ev[0]) == {"Time", "Count", "PreviousCount", "Message", "Error",
+                                                            "Meta", "EvalID", "CreateIndex"}
+        # the agent's own scale, then a manual `nomad job scale`, then an event-only manual write
+        r = json.loads(expect(n.scale("hist", "g", 5, Message="backlog", Meta={"backlog": 900}), 200)[1])
+        st, body = n.cli_scale("hist", "g", 4)
+        assert st == 200 and body["EvalID"], body
+        assert n.cli_scale("hist", "g", None, Message="looked")[0] == 200
+        ev = n.scale_status("hist")["TaskGroups"]["g"]["Events"]
+        assert [e["Message"] for e in ev[:4]] == ["looked", "submitted using the Nomad CLI", "backlog", "no change"]
+        assert (ev[1]["Count"], ev[1]["PreviousCount"], ev[1]["Meta"], ev[1]["EvalID"]) == (4, 5, None, body["EvalID"])
+        assert (ev[2]["Count"], ev[2]["PreviousCount"], ev[2]["Meta"], ev[2]["EvalID"]) == \
+            (5, 3, {"backlog": 900}, r["EvalID"])
+        assert (ev[0]["Count"], ev[0]["EvalID"]) == (None, None)
+        assert [e["Time"] for e in ev] == sorted((e["Time"] for e in ev), reverse=True)
+        assert ev[1]["Time"] > start and not [q for q in n.requests() if q["Method"] == "POST"]
+        # bad seeds are refused at start-up with the place named
+        d = harness.tmpdir()
+        bad = harness.write(os.path.join(d, "bad.json"), json.dumps([api_job(), dict(api_job("x"), TaskGroups=[
+            {"Name": "g", "Count": 1, "Events": [{"Age": "soon"}]}])]))
+        r = harness.subprocess.run(["python3", harness.STANDIN, "--jobs", bad], capture_output=True, text=True,
+                                   timeout=20)
+        assert r.returncode == 2 and "Jobs[1].TaskGroups[0].Events[0].Age" in r.stderr, r.stderr
+    finally:
+        assert n.stop() == 0
+
+
+@suite.test
+def test_compression_as_gorillas_compress_handler():
+    import gzip
+    import zlib
+    n = NomadStandin([api_job(scaling={"Min": 0, "Max": 9})])
+    try:
+        plain_hdrs, plain = expect(n.get("/v1/job/web/scale"), 200)
+        assert plain_hdrs["vary"] == "Accept-Encoding" and "content-encoding" not in plain_hdrs
+        st, hdrs, data = n.request("GET", "/v1/job/web/scale", headers={"Accept-Encoding": "gzip"}, raw=True)
+        assert st == 200 and hdrs["content-encoding"] == "gzip" and hdrs["vary"] == "Accept-Encoding", hdrs
+        assert hdrs["content-type"] == "application/json" and int(hdrs["content-length"]) == len(data)
+        assert json.loads(gzip.decompress(data)) == json.loads(plain)
+        # deflate is raw DEFLATE (Go's compress/flate), picked when named first
+        st, hdrs, data = n.request("GET", "/v1/job/web", headers={"Accept-Encoding": "deflate, gzip"}, raw=True)
+        assert hdrs["content-encoding"] == "deflate"
+        assert json.loads(zlib.decompress(data, -15))["ID"] == "web"
+        # only exact tokens count; anything else is sent as is
+        for ae in ("gzip;q=1.0", "br", "identity", "*"):
+            st, hdrs, data = n.request("GET", "/v1/job/web/scale", headers={"Accept-Encoding": ae}, raw=True)
+            assert "content-encoding" not in hdrs and json.loads(data) == json.loads(plain), ae
+        st, hdrs, data = n.request("GET", "/v1/job/web/scale", headers={"Accept-Encoding": "br, gzip"}, raw=True)
+        assert hdrs["content-encoding"] == "gzip"
+        # errors and empty bodies are compressed too
+        st, hdrs, data = n.request("GET", "/v1/job/nope/scale", headers={"Accept-Encoding": "gzip"}, raw=True)
+        assert (st, hdrs["content-type"], gzip.decompress(data)) == (404, TEXT, b"job not found"), hdrs
+        st, hdrs, data = n.request("GET", "/v1/no/such/path", headers={"Accept-Encoding": "gzip"}, raw=True)
+        assert st == 404 and gzip.decompress(data) == b"" and len(data) == 20 and "content-type" not in hdrs
+        st, hdrs, data = n.request("PUT", "/v1/job/web/scale", body={"Count": 3, "Target": {"Group": "g"}},
+                                   headers={"Accept-Encoding": "gzip"}, raw=True)
+        assert st == 200 and json.loads(gzip.decompress(data))["Index"] == int(hdrs["x-nomad-index"])
+        st, hdrs, data = n.request("GET", "/v1/jobs", headers={"Accept-Encoding": "gzip"}, raw=True)
+        assert [j["ID"] for j in json.loads(gzip.decompress(data))] == ["web"]
+        # the log says what was asked and answered; the control API is never compressed
+        log = n.requests()
+        assert log[-1]["AcceptEncoding"] == "gzip" and log[-1]["ContentEncoding"] == "gzip"
+        st, hdrs, data = n.request("GET", "/_standin/faults", headers={"Accept-Encoding": "gzip"}, raw=True)
+        assert "content-encoding" not in hdrs and json.loads(data)["capacity"] == -1
+    finally:
+        assert n.stop() == 0
+
+
+@suite.test
+def test_jobs_list_acl_and_blocking_reads():
+    tokens = [{"SecretID": "mgmt", "Type": "management"},
+              {"SecretID": "scaler", "Namespaces": {"default": ["scale"]}},
+              {"SecretID": "reader", "Namespaces": {"default": ["read"]}}]
+    n = NomadStandin([api_job("zeta", count=1), api_job("alpha", count=2, scaling={"Min": 0, "Max": 9}),
+                      api_job("other", ns="prod", count=1)], acl_tokens=tokens)
+    try:
+        expect(n.get("/v1/jobs", token="scaler"), 403, "Permission denied", TEXT)
+        expect(n.get("/v1/jobs"), 403, "Permission denied", TEXT)
+        expect(n.get("/v1/jobs?namespace=prod", token="reader"), 403, "Permission denied")
+        expect(n.get("/v1/job/alpha/scale", token="scaler"), 200)  # what the scale policy can do
+        hdrs, text = expect(n.get("/v1/jobs", token="reader"), 200, ctype="application/json")
+        jobs = json.loads(text)
+        assert [j["ID"] for j in jobs] == ["alpha", "zeta"], jobs
+        a = jobs[0]
+        assert {"ID", "ParentID", "Name", "Namespace", "Datacenters", "Type", "Priority", "Periodic",
+                "ParameterizedJob", "Stop", "Status", "StatusDescription", "JobSummary", "CreateIndex",
+                "ModifyIndex", "JobModifyIndex", "SubmitTime"} <= set(a), a
+        assert a["JobSummary"]["Summary"]["g"] == {"Queued": 0, "Complete": 0, "Failed": 0, "Running": 2,
+                                                   "Starting": 0, "Lost": 0, "Unknown": 0}, a
+        assert (a["Status"], a["Type"], a["Namespace"]) == ("running", "service", "default")
+        job = json.loads(n.get("/v1/job/alpha", token="reader")[2])
+        assert (a["JobModifyIndex"], a["ModifyIndex"]) == (job["JobModifyIndex"], job["ModifyIndex"])
+        idx = int(hdrs["x-nomad-index"])
+        assert idx >= max(j["ModifyIndex"] for j in jobs) and idx >= a["JobSummary"]["ModifyIndex"]
+        every = json.loads(expect(n.get("/v1/jobs?namespace=*", token="mgmt"), 200)[1])
+        assert [(j["Namespace"], j["ID"]) for j in every] == [("default", "alpha"), ("default", "zeta"),
+                                                             ("prod", "other")]
+        assert [j["ID"] for j in json.loads(n.get("/v1/jobs?namespace=*", token="reader")[2])] == ["alpha", "zeta"]
+        assert [j["ID"] for j in json.loads(n.get("/v1/jobs?prefix=ze", token="reader")[2])] == ["zeta"]
+        # blocking: times out with the same index (wait capped at 300 s, jitter up to wait/16)
+        t0 = time.monotonic()
+        hdrs, _ = expect(n.get("/v1/jobs?index=%d&wait=200ms&stale" % idx, token="reader"), 200)
+        took = time.monotonic() - t0
+        assert int(hdrs["x-nomad-index"]) == idx and 0.19 <= took < 5, took
+        expect(n.get("/v1/jobs?stale=yes", token="reader"), 400,
+               "Expect `true` or `false` for `stale` query string parameter")
+        # ... and wakes on a scale, on /v1/jobs, /v1/job/:id and /v1/job/:id/scale alike
+        jidx = int(n.get("/v1/job/alpha", token="reader")[1]["x-nomad-index"])
+        sidx = int(n.get("/v1/job/alpha/scale", token="reader")[1]["x-nomad-index"])
+        out = {}
+        paths = {"jobs": "/v1/jobs?index=%d&wait=60s" % idx, "job": "/v1/job/alpha?index=%d&wait=10m" % jidx,
+                 "scale": "/v1/job/alpha/scale?index=%d&wait=60s&stale=true" % sidx}
+        threads = [threading.Thread(target=lambda k=k, p=p: out.update({k: n.get(p, token="reader")}))
+                   for k, p in paths.items()]
+        for t in threads:
+            t.start()
+        harness.wait_until(lambda: len([q for q in n.requests() if q["Status"] is None]) == 3,
+                           what="3 blocking reads in flight")
+        expect(n.scale("alpha", "g", 5, token="mgmt"), 200)
+        for t in threads:
+            t.join(timeout=15)
+        assert int(out["jobs"][1]["x-nomad-index"]) > idx and int(out["job"][1]["x-nomad-index"]) > jidx
+        assert int(out["scale"][1]["x-nomad-index"]) > sidx
+        stub = next(j for j in json.loads(out["jobs"][2]) if j["ID"] == "alpha")
+        assert stub["JobSummary"]["Summary"]["g"]["Running"] == 5 and json.loads(out["job"][2])["TaskGroups"][0][
+            "Count"] == 5
+    finally:
+        assert n.stop() == 0
+
+
+@suite.test
+def test_request_counts_per_route():
+    n = NomadStandin([api_job("a"), api_job("b"), api_job("c/d")])
+    try:
+        n.get("/v1/job/a/scale")
+        n.clear_requests()
+        assert n.request_counts() == {"total": 0}
+        for j in ("a", "b", "c%2Fd"):
+            n.get("/v1/job/%s/scale" % j)
+        n.get("/v1/jobs")
+        n.get("/v1/job/a")
+        n.scale("a", "g", 3)
+        n.cli_scale("b", "g", 3)  # the control API is not counted
+        assert n.request_counts() == {"GET /v1/job/:id/scale": 3, "GET /v1/jobs": 1, "GET /v1/job/:id": 1,
+                                      "PUT /v1/job/:id/scale": 1, "total": 6}, n.request_counts()
+        assert [r["Route"] for r in n.requests()][:3] == ["GET /v1/job/:id/scale"] * 3
+    finally:
+        assert n.stop() == 0
+
+
+@suite.test
+def test_ten_thousand_jobs_list_fast():
+    jobs = [{"ID": "job%05d" % i, "TaskGroups": [{"Name": "worker", "Count": 1, "Scaling": {"Min": 0, "Max": 50}}]}
+            for i in range(10000)]
+    n = NomadStandin(jobs)
+    try:
+        for ae in (None, "gzip", "deflate"):
+            t0 = time.monotonic()
+            st, hdrs, data = n.request("GET", "/v1/jobs", headers={"Accept-Encoding": ae} if ae else None, raw=True)
+            took = time.monotonic() - t0
+            assert st == 200 and took < 1.0, (ae, took)
+        assert len(json.loads(zlib_inflate(data))) == 10000
+        # after a change, only what changed is built again
+        expect(n.scale("job00042", "worker", 7), 200)
+        t0 = time.monotonic()
+        st, _, text = n.request("GET", "/v1/jobs")
+        took = time.monotonic() - t0
+        stubs = json.loads(text)
+        assert took < 1.0 and stubs[42]["JobSummary"]["Summary"]["worker"]["Running"] == 7, took
+        t0 = time.monotonic()
+        for i in range(0, 10000, 100):
+            n.get("/v1/job/job%05d/scale" % i)
+        assert time.monotonic() - t0 < 5.0
+    finally:
+        assert n.stop() == 0
+
+
+def zlib_inflate(data):
+    import zlib
+    return zlib.decompress(data, -15)
+
+
 if __name__ == "__main__":
     suite.main()
