@@ -26,6 +26,7 @@ HTTP API (real Nomad paths)
   GET          /v1/agent/self           small config/member/stats object           spec 2.8
   GET          /v1/agent/health         client+server ok                            spec 2.9
   GET          /v1/regions              ["<region>"]
+  GET          /v1/event/stream         NDJSON events: Job, Allocation, Deployment (see below)
   Any other path: 404 with an empty body. A wrong method on a known path: 405 "Invalid method".
   Errors are text/plain; charset=utf-8 with no trailing newline. Query parameters namespace,
   region, index, wait, stale and pretty behave as in spec 1.3-1.5 (blocking queries: a missing
@@ -41,8 +42,15 @@ HTTP API (real Nomad paths)
   compressed bytes; deflate is raw DEFLATE without a zlib header, as Go's compress/flate);
   every /v1 answer carries "Vary: Accept-Encoding". The control API is never compressed.
   Unknown region (region=...): 500 "No path to region" on every endpoint that takes one.
+  GET /v1/event/stream (topic=Job, topic=Allocation:JOB, topic=Deployment, topic=*; namespace,
+  index; needs read-job): chunked NDJSON, one {"Index": N, "Events": [{"Topic", "Type", "Key",
+  "Namespace", "FilterKeys", "Index", "Payload": {"Job"|"Allocation"|"Deployment": {...}}}]}
+  line per raft write with matching events (JobRegistered/JobDeregistered, PlanResult for
+  placements and stops, AllocationUpdated for client changes, DeploymentStatusUpdate), and
+  "{}" every --stream-heartbeat seconds while idle. index=N replays the last 4096 writes' events
+  after N (0: all of them); the jobs loaded at start-up make none. Compressed like the rest.
   Not implemented: job register/deregister (POST /v1/jobs, DELETE /v1/job/:id), pagination,
-  filter expressions, scheduler configuration, /v1/event/stream, canaries.
+  filter expressions, scheduler configuration, canaries.
 
 Cluster capacity (--capacity N, or "capacity" in /_standin/faults at run time)
   N allocation slots for all jobs (-1: unlimited, the default). An allocation holds a slot from
@@ -195,6 +203,7 @@ Tests use the wrapper class NomadStandin in tests/integration/standin.py.
 Command line: see --help. The fault switches can be given there too.
 """
 import argparse
+import collections
 import ctypes
 import datetime
 import fnmatch
@@ -229,6 +238,8 @@ LEADER = "127.0.0.1:4647"
 DEFAULT_UPDATE = {"Stagger": 30 * 10 ** 9, "MaxParallel": 1, "HealthCheck": "checks",
                   "MinHealthyTime": 10 * 10 ** 9, "HealthyDeadline": 300 * 10 ** 9,
                   "ProgressDeadline": 600 * 10 ** 9, "AutoRevert": False, "AutoPromote": False, "Canary": 0}
+EVENT_BUFFER = 4096  # batches kept for /v1/event/stream?index=N
+HEARTBEAT = 10.0  # seconds between {} lines on an idle event stream (Nomad's heartbeat interval)
 JOB_SUFFIXES = ("/scale", "/allocations", "/summary", "/deployment", "/evaluations")
 ACTIVE_DEPLOYMENT = ("running", "paused", "pending", "blocked", "unblocking", "initializing")
 
@@ -829,11 +840,34 @@ class Store:
         self.faults = {}
         self.reset_faults()
         self.shutting_down = False
+        self.stream = collections.deque(maxlen=EVENT_BUFFER)  # {"Index", "Events"} for /v1/event/stream
+        self.streaming = False  # the jobs loaded at start-up make no events
         with self.cond:
             if faults:
                 apply_faults(self, faults)
             for j in jobs:
                 self.register(j)
+            self.streaming = True
+
+    def emit(self, topic, etype, key, ns, payload, filter_keys=None):
+        """One event of the event stream, batched with the others of the same raft index."""
+        if not self.streaming:
+            return
+        e = {"Topic": topic, "Type": etype, "Key": key, "Namespace": ns, "FilterKeys": filter_keys,
+             "Index": self.raft, "Payload": payload}
+        if self.stream and self.stream[-1]["Index"] == self.raft:
+            self.stream[-1]["Events"].append(e)
+        else:
+            self.stream.append({"Index": self.raft, "Events": [e]})
+        self.cond.notify_all()
+
+    def emit_job(self, job):
+        self.emit("Job", "JobDeregistered" if job["Stop"] else "JobRegistered", job["ID"], job["Namespace"],
+                  {"Job": self.job_view(job)})
+
+    def emit_alloc(self, a, etype="AllocationUpdated"):
+        self.emit("Allocation", etype, a.id, a.job["Namespace"], {"Allocation": a.stub(self.region)},
+                  [a.job["ID"]])
 
     def reset_faults(self):
         self.faults = {"errors": 0, "error_status": 500, "error_text": "No cluster leader", "delay_ms": 0,
@@ -945,6 +979,8 @@ class Store:
                 self.allocs[a.id] = a
                 job["_allocs"].append(a)
                 self.watch_alloc(a)
+            for a in stopped + job["_allocs"][len(job["_allocs"]) - len(placed):]:
+                self.emit_alloc(a, "PlanResult")
         key = (job["Namespace"], job["ID"])
         waiting = {k: v for k, v in queued.items() if v > 0}
         old_blocked = self.blocked.pop(key, None)
@@ -1020,6 +1056,7 @@ class Store:
         a.modify_index = self.write("allocs", "job_summary")
         a.job["SummaryIndex"] = a.modify_index
         a.modify_time = now_ns()
+        self.emit_alloc(a)
         if a.client in TERMINAL_CLIENT and self.blocked:
             self.unblock()
 
@@ -1059,15 +1096,20 @@ class Store:
              "_progress_by": rfc3339(t + pd / 1e9) if pd else ZERO_TIME}
         job["Deployment"] = d
         self.deploying[key] = d
+        self.emit("Deployment", "DeploymentStatusUpdate", d["ID"], job["Namespace"],
+                  {"Deployment": self.deployment_view(job)}, [job["ID"]])
         log("deployment %s of %s started (%.1fs)", d["ID"][:8], job["ID"], dur)
 
     def end_deployment(self, job, d, status, desc):
         i = self.write("deployment")
         d.update(Status=status, StatusDescription=desc, ModifyIndex=i, ModifyTime=now_ns())
+        self.emit("Deployment", "DeploymentStatusUpdate", d["ID"], job["Namespace"],
+                  {"Deployment": self.deployment_view(job) if job["Deployment"] is d else None}, [job["ID"]])
         if status == "successful":
             # a successful deployment marks the job version stable: ModifyIndex moves, JobModifyIndex does not
             j = self.write("jobs")
             job.update(Stable=True, ModifyIndex=j)
+            self.emit_job(job)
         log("deployment %s of %s %s", d["ID"][:8], job["ID"], status)
 
     def tick_deployments(self):
@@ -1250,6 +1292,7 @@ class Store:
             g["Count"] = count
             job.update(Version=job["Version"] + 1, ModifyIndex=i, JobModifyIndex=i, SubmitTime=now_ns(),
                        Stable=False)
+            self.emit_job(job)
             ev = self.create_eval(job, "job-scaling")
             eval_id, eval_index, jmi = ev["ID"], ev["CreateIndex"], i
         i = self.write("scaling_event")
@@ -1323,6 +1366,7 @@ class Store:
         for name, c in (counts or {}).items():
             groups[name]["Count"] = c
         job.update(Version=job["Version"] + 1, ModifyIndex=i, JobModifyIndex=i, SubmitTime=now_ns(), Stable=False)
+        self.emit_job(job)
         if not job["Stop"]:
             self.start_deployment(job)
         self.reconcile(job, self.create_eval(job, "job-register"))
@@ -1533,6 +1577,7 @@ class Server:
         self.req_lock = threading.Lock()
         self.cache = {}  # (key, encoding) -> bytes: big list answers are built once per index
         self.cache_lock = threading.Lock()
+        self.heartbeat = HEARTBEAT
         self.httpd = None
         self.refuse_until = 0.0
         self.refusing = False
@@ -1925,6 +1970,9 @@ class Handler(BaseHTTPRequestHandler):
                 if t in ("client", "server"):
                     out[t] = {"ok": True, "message": "ok"}
             return self.send_json(out)
+        if p == "/v1/event/stream":
+            self.only(m, "GET")
+            return self.event_stream()
         if p == "/v1/regions":
             self.only(m, "GET")
             return self.send_json([self.srv.store.region])
@@ -2004,6 +2052,81 @@ class Handler(BaseHTTPRequestHandler):
                                                                          if e["JobID"] == job["ID"] and
                                                                          e["Namespace"] == job["Namespace"]]),
                             None, [])
+
+    def event_stream(self):
+        """NDJSON, chunked: {"Index": N, "Events": [...]} per raft write that matches a topic
+        (topic=Job, topic=Allocation:JOB, topic=*; Key or FilterKeys match), "{}" every 10 s
+        while idle; index=N replays what the buffer still holds after N. Needs read-job."""
+        st = self.srv.store
+        ns, index, _ = self.parse_query()
+        self.check_region()
+        if ns == "*":
+            self.acl_token()
+        else:
+            self.require(ns, ("read-job",))
+        topics = {}
+        for t in self.query.get("topic") or ["*"]:
+            topic, _, key = t.partition(":")
+            topics.setdefault(topic, set()).add(key or "*")
+
+        def wanted(e):
+            if ns != "*" and e["Namespace"] != ns:
+                return False
+            if ns == "*" and not self.allowed(e["Namespace"], ("read-job",)):
+                return False
+            keys = topics.get(e["Topic"], set()) | topics.get("*", set())
+            return "*" in keys or e["Key"] in keys or bool(set(e["FilterKeys"] or ()) & keys)
+        self.status = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Vary", "Accept-Encoding")
+        self.send_header("Transfer-Encoding", "chunked")
+        comp = None
+        if self.encoding:
+            self.send_header("Content-Encoding", self.encoding)
+            comp = zlib.compressobj(6, zlib.DEFLATED, 31 if self.encoding == "gzip" else -15)
+        self.end_headers()
+        with self.srv.req_lock:
+            self.entry.update(Status=200, ContentEncoding=self.encoding)
+
+        def chunk(data):
+            if comp is not None:
+                data = comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        last = index
+        every = self.srv.heartbeat
+        beat = time.monotonic() + every
+        for _ in range(10 ** 9):  # ends with the client, a refusal or the stand-in
+            with st.cond:
+                out = []
+                for b in st.stream:
+                    if b["Index"] > last:
+                        evs = [e for e in b["Events"] if wanted(e)]
+                        if evs:
+                            out.append({"Index": b["Index"], "Events": evs})
+                        last = b["Index"]
+                if not out and not st.shutting_down:
+                    st.cond.wait(max(0.0, min(1.0, beat - time.monotonic())))
+                done = st.shutting_down or self.srv.refusing
+            try:
+                for b in out:
+                    chunk(json.dumps(b, separators=(",", ":")).encode() + b"\n")
+                if out:
+                    beat = time.monotonic() + every
+                elif time.monotonic() >= beat:
+                    chunk(b"{}\n")
+                    beat = time.monotonic() + every
+                if done:
+                    if comp is not None:
+                        tail = comp.flush()
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(tail), tail))
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.close_connection = True
+                    return
+            except OSError:
+                self.close_connection = True
+                return
 
     def jobs_list(self):
         """GET /v1/jobs: JobListStubs with their JobSummary, sorted by ID (by namespace then ID for
@@ -2283,6 +2406,8 @@ def build_parser():
     p.add_argument("--region", default="global", help="this server's region (default global)")
     p.add_argument("--state-dir", metavar="DIR", help="allocation dirs and logs (default: a new temp dir)")
     p.add_argument("--log", metavar="FILE", help="the stand-in's own log (default stderr)")
+    p.add_argument("--stream-heartbeat", type=float, default=HEARTBEAT, metavar="SECONDS",
+                   help="\"{}\" lines on an idle /v1/event/stream this often (default 10, as Nomad)")
     p.add_argument("--restart-delay", type=float, default=1.0, metavar="SECONDS",
                    help="delay before restarting a task that exited by itself (default 1)")
     p.add_argument("--restart-attempts", type=int, default=0, metavar="N",
@@ -2352,6 +2477,7 @@ def main(argv=None):
     gc.freeze()
     sup = Supervisor(store)
     server = Server(store, sup, tokens, host, port)
+    server.heartbeat = max(0.05, args.stream_heartbeat)
     try:
         httpd = server.bind()
     except OSError as e:

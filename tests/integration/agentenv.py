@@ -66,11 +66,11 @@ queue: {
 
 class AgentEnv:
     def __init__(self, count=2, min=2, max=20, policy=None, jobs=None, interval="250ms",
-                 nomad_timeout="1s", extra_agent="", standin_args=()):
+                 nomad_timeout="1s", extra_agent="", standin_args=(), standin_tokens=None):
         self.redis = harness.Redis()
         self.jobs = jobs or [{"ID": "payments-worker", "TaskGroups": [
             {"Name": "worker", "Count": count, "Scaling": {"Min": 0, "Max": 100}}]}]
-        self.nomad = NomadStandin(self.jobs, args=standin_args)
+        self.nomad = NomadStandin(self.jobs, acl_tokens=standin_tokens, args=standin_args)
         self.dir = harness.tmpdir("scaleno-agent-")
         self.port = harness.free_port()
         self.conf = os.path.join(self.dir, "scaleno.conf")

@@ -892,6 +892,59 @@ def test_ten_thousand_jobs_list_fast():
         assert n.stop() == 0
 
 
+@suite.test
+def test_event_stream_ndjson_with_heartbeats():
+    import http.client
+    import zlib
+    n = NomadStandin([api_job("web", count=1, scaling={"Min": 0, "Max": 9}), api_job("other", count=1)],
+                     args=["--stream-heartbeat", "0.3"])
+    try:
+        host, port = n.address.rsplit(":", 1)
+        conns = []
+
+        def open_stream(path, enc=None):
+            c = http.client.HTTPConnection(host, int(port), timeout=20)
+            conns.append(c)
+            c.request("GET", path, headers={"Accept-Encoding": enc} if enc else {})
+            return c.getresponse()
+
+        def lines(r, want, dec=None):
+            buf = b""
+            deadline = time.monotonic() + 15
+            while buf.count(b"\n") < want and time.monotonic() < deadline:
+                data = r.read1(65536)
+                buf += dec.decompress(data) if dec else data
+            return [json.loads(x) for x in buf.split(b"\n") if x]
+        r = open_stream("/v1/event/stream?topic=Job&topic=Allocation:web", "gzip")
+        assert r.status == 200 and r.getheader("Content-Encoding") == "gzip"
+        assert r.getheader("Transfer-Encoding") == "chunked" and r.getheader("Content-Type") == "application/json"
+        plain = open_stream("/v1/event/stream?topic=Deployment")
+        expect(n.scale("web", "g", 2), 200)
+        expect(n.scale("other", "g", 2), 200)
+        got = lines(r, 4, zlib.decompressobj(31))
+        batches = [b for b in got if b]
+        kinds = [(e["Topic"], e["Type"], e["Payload"].get("Job", {}).get("ID")) for b in batches for e in b["Events"]]
+        assert ("Job", "JobRegistered", "web") in kinds and ("Job", "JobRegistered", "other") in kinds, kinds
+        allocs = [e for b in batches for e in b["Events"] if e["Topic"] == "Allocation"]
+        assert allocs and all(e["FilterKeys"] == ["web"] for e in allocs), allocs  # none of "other"
+        assert allocs[0]["Payload"]["Allocation"]["Name"] == "web.g[1]" and allocs[0]["Type"] == "PlanResult"
+        assert [b["Index"] for b in batches] == sorted(b["Index"] for b in batches)
+        job_ev = next(e for b in batches for e in b["Events"] if e["Topic"] == "Job")
+        assert job_ev["Payload"]["Job"]["TaskGroups"][0]["Count"] == 2 and job_ev["Namespace"] == "default"
+        # an idle stream sends {} heartbeats; a Deployment-only stream saw nothing of the above
+        assert lines(plain, 1) == [{}]
+        # index=N replays only what came after N
+        first = batches[0]["Index"]
+        r2 = open_stream("/v1/event/stream?topic=Job&index=%d" % first)
+        replay = [b for b in lines(r2, 1) if b]
+        assert replay and all(b["Index"] > first for b in replay), replay
+        assert [e["Key"] for e in replay[0]["Events"]] == ["other"]
+        for c in conns:
+            c.close()
+    finally:
+        assert n.stop() == 0
+
+
 def zlib_inflate(data):
     import zlib
     return zlib.decompress(data, -15)
