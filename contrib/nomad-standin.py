@@ -30,8 +30,8 @@ HTTP API (real Nomad paths)
   Any other path: 404 with an empty body. A wrong method on a known path: 405 "Invalid method".
   Errors are text/plain; charset=utf-8 with no trailing newline. Query parameters namespace,
   region, index, wait, stale and pretty behave as in spec 1.3-1.5 (blocking queries: a missing
-  or larger wait is 300 s, plus a random jitter of up to wait/16, as nomad/rpc.go). Job ids are percent-decoded (a%2Fb is job "a/b"). Reads send
-  X-Nomad-Index, X-Nomad-LastContact: 0 and X-Nomad-KnownLeader: true (also with their 404s);
+  or larger wait is 300 s, plus a random jitter of up to wait/16, as nomad/rpc.go). Job ids are
+  percent-decoded (a%2Fb is job "a/b"). Reads send X-Nomad-Index, X-Nomad-LastContact: 0 and X-Nomad-KnownLeader: true (also with their 404s);
   the scale write sends only X-Nomad-Index; status/leader, agent/* and regions send none.
   Scale-write checks run in the order of spec 3; a counted scale writes the job at index i, the
   evaluation at i+1 and the scaling event at i+2 (Index = X-Nomad-Index = i+2), then places or
