@@ -31,7 +31,8 @@ HTTP API (real Nomad paths)
   Errors are text/plain; charset=utf-8 with no trailing newline. Query parameters namespace,
   region, index, wait, stale and pretty behave as in spec 1.3-1.5 (blocking queries: a missing
   or larger wait is 300 s, plus a random jitter of up to wait/16, as nomad/rpc.go). Job ids are
-  percent-decoded (a%2Fb is job "a/b"). Reads send X-Nomad-Index, X-Nomad-LastContact: 0 and X-Nomad-KnownLeader: true (also with their 404s);
+  percent-decoded (a%2Fb is job "a/b"). Reads send X-Nomad-Index, X-Nomad-LastContact: 0 and
+  X-Nomad-KnownLeader: true (also with their 404s);
   the scale write sends only X-Nomad-Index; status/leader, agent/* and regions send none.
   Scale-write checks run in the order of spec 3; a counted scale writes the job at index i, the
   evaluation at i+1 and the scaling event at i+2 (Index = X-Nomad-Index = i+2), then places or
@@ -1336,10 +1337,9 @@ class Store:
             for v in (mx, mn):
                 if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                     raise ValueError("Scaling.%s: Min and Max must be integers >= 0" % name)
-            if count > mx:
-                raise ValueError("Scaling policy invalid: task group count must not be greater than maximum count in scaling policy")
-            if count < mn:
-                raise ValueError("Scaling policy invalid: task group count must not be less than minimum count in scaling policy")
+            if count > mx or count < mn:
+                raise ValueError("Scaling policy invalid: task group count must not be %s count in scaling policy"
+                                 % ("greater than maximum" if count > mx else "less than minimum"))
             new_sc[name] = (mn, mx, sc)
         tables = ("jobs", "scaling_policy") if stop is not None or scaling else ("jobs",)
         i = self.write(*tables)
@@ -2035,8 +2035,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def job_allocations(self, jid):
         st = self.srv.store
-        return self.job_get(jid, "allocs", lambda job: (st.table["allocs"], [a.stub(st.region) for a in job["_allocs"]]),
-                            None, [])
+        return self.job_get(jid, "allocs",
+                            lambda job: (st.table["allocs"], [a.stub(st.region) for a in job["_allocs"]]), None, [])
 
     def job_summary(self, jid):
         st = self.srv.store
