@@ -148,6 +148,13 @@ int redis_bad_reply(const char *what, char *err, size_t errlen);
  * REDIS_FAILED; err gets "<what>: <message>". Frees rep.
  */
 int redis_script_error(struct redis_reply *rep, const char *what, char *err, size_t errlen);
+/*
+ * A script's {a, b} reply whose element int_at is an integer: rep, or NULL
+ * (rep freed) with *rc = REDIS_FENCED or -1 and err ("<errwhat>: <error
+ * reply>" or "redis <what>: unexpected reply").
+ */
+struct redis_reply *redis_pair_reply(struct redis_reply *rep, int int_at, const char *what,
+    const char *errwhat, int *rc, char *err, size_t errlen);
 /* A reply that must be one integer: 0 with *out, or -1 with err. Frees rep (NULL: -1). */
 int redis_int_reply(struct redis_reply *rep, const char *what, int64_t *out, char *err,
     size_t errlen);

@@ -28,6 +28,7 @@
 #include "alert.h"
 #include "cli.h"
 #include "consumer.h"
+#include "consumer_int.h"
 #include "handler.h"
 #include "log.h"
 #include "modes.h"
@@ -36,70 +37,6 @@
 #include "redis_stream.h"
 #include "util.h"
 
-#define LEASE_MARGIN_MS 5000	/* lease ttl = handler timeout + this */
-#define CLAIM_COUNT 100
-#define TAKEOVER_MAX_ROUNDS 1000	/* XAUTOCLAIM rounds when taking a partition over */
-#define DLQ_DEPTH_EVERY_MS 5000
-#define ERR_BACKOFF_BASE_MS 100
-#define ERR_BACKOFF_CAP_MS 5000
-#define INFLIGHT_MAX 256	/* pipelined pipe handler: messages in flight at most */
-
-struct source {
-	char *key;		/* stream key */
-	int part;		/* partition index (main streams), -1 for retry stages */
-	int stage;		/* 0 = main stream, k = retry stage k */
-	int64_t delay_ms;	/* retry stage delay */
-	char pend_cursor[REDIS_ID_MAX];	/* own pending entries are read after this id */
-	bool pend_done;
-	char claim_cursor[REDIS_ID_MAX];
-	int64_t next_due;	/* retry stage: monotonic ms of the next due check */
-};
-
-struct partition {
-	char *lease_key, *epoch_key, *halt_key;
-	char token[320];
-	bool held, halted;
-	int64_t renewed_at;	/* monotonic ms of the last successful acquire/renew */
-};
-
-struct consumer {
-	const struct queue_policy *q;
-	struct worker_stats *stats;
-	volatile sig_atomic_t *stop;
-	char name[256];
-	struct redis *r;
-	struct handler *h;
-	struct mode_limits lim;
-	bool ordered;
-	struct source *src;	/* partitions first (src[i].part == i), then stages */
-	int nsrc, npart;
-	struct partition *part;
-	char *dlq, *members_key;
-	bool ready;		/* groups created */
-	int64_t lease_ttl_ms;
-	int64_t next_claim, next_reap, next_lease, next_depth;
-	unsigned err_streak;	/* Redis failures in a row */
-	unsigned start_streak;	/* handler start failures in a row */
-	const char **rkeys, **rids;	/* the streams of one XREADGROUP ... > */
-	int *rmap;		/* their source indexes */
-	struct redis_batch batch;
-	size_t batch_pos;	/* next entry of batch to handle (< batch.n: held for a retry) */
-	bool recovering;	/* batch is from our own pending list: ack each at once */
-	const char **ackids;	/* per batch: ids to acknowledge, by source */
-	int *acksrc;
-	size_t nacks, capacks;
-	/*
-	 * Parallel modes with a pipe handler: up to `window` entries of the
-	 * batch are sent to the handler at once (run_ahead); their first
-	 * verdicts wait here, in batch order, until handle() takes them.
-	 */
-	bool pipelined;
-	size_t window;
-	struct message *ahead_msg;
-	struct handler_result *ahead_res;
-	size_t *ahead_pos;	/* batch index of each */
-	size_t nahead, ahead_next;	/* verdicts held, next one to take */
-};
 
 /* Set by the signal handler: when the drain began, plus drain_timeout. */
 static volatile sig_atomic_t *sig_stop;
@@ -253,8 +190,8 @@ trouble(struct consumer *c, unsigned *streak, const char *what, const char *err)
 	util_sleep_ms(ms, (volatile int *)c->stop);
 }
 
-static void
-redis_trouble(struct consumer *c, const char *what, const char *err)
+void
+consumer_redis_trouble(struct consumer *c, const char *what, const char *err)
 {
 	wstats_add(&c->stats->redis_errors, 1);
 	trouble(c, &c->err_streak, what, err);
@@ -270,8 +207,8 @@ source_active(const struct consumer *c, const struct source *s)
 	return c->part[s->part].held && !c->part[s->part].halted;
 }
 
-static void
-pending_reset(struct source *s)
+void
+consumer_pending_reset(struct source *s)
 {
 	util_strlcpy(s->pend_cursor, "0", REDIS_ID_MAX);
 	s->pend_done = false;
@@ -284,194 +221,11 @@ create_groups(struct consumer *c)
 
 	for (int i = 0; i < c->nsrc; i++)
 		if (redis_group_create(c->r, c->src[i].key, c->q->group, err, sizeof(err)) < 0) {
-			redis_trouble(c, "creating the consumer group", err);
+			consumer_redis_trouble(c, "creating the consumer group", err);
 			return -1;
 		}
 	c->ready = true;
 	return 0;
-}
-
-/* ---- partition leases (order-critical queues) ---- */
-
-static void
-partition_lost(struct consumer *c, int i, const char *why)
-{
-	struct partition *p = &c->part[i];
-
-	if (!p->held)
-		return;
-	log_warnx("%s: consumer %s: lease of %s lost (%s); stopping that partition", c->q->name,
-	    c->name, c->src[i].key, why);
-	p->held = false;
-	p->token[0] = '\0';
-}
-
-static void
-set_halted(struct consumer *c, int i, bool halted)
-{
-	struct partition *p = &c->part[i];
-
-	if (p->halted && !halted) {
-		log_info("%s: partition %s resumed", c->q->name, c->src[i].key);
-		pending_reset(&c->src[i]);
-	}
-	p->halted = halted;
-	wstats_set_halted(c->stats, i, halted);
-}
-
-/*
- * Take a partition over: claim every pending entry of its stream (the
- * previous owner's included) so that they are read again, in id order,
- * before anything new.
- */
-static int
-partition_take(struct consumer *c, int i)
-{
-	struct source *s = &c->src[i];
-	char cursor[REDIS_ID_MAX] = "0-0", err[512];
-	int64_t claimed, deleted, total = 0;
-
-	for (int round = 0; round < TAKEOVER_MAX_ROUNDS; round++) {
-		if (redis_stream_autoclaim(c->r, s->key, c->q->group, c->name, 0, cursor, CLAIM_COUNT,
-		    &claimed, &deleted, err, sizeof(err)) < 0) {
-			redis_trouble(c, "taking over the partition's pending entries", err);
-			return -1;
-		}
-		total += claimed;
-		if (deleted > 0)
-			log_warnx("%s: %s: %" PRId64 " pending entries were gone from the stream "
-			    "(trimmed or deleted) and are dropped from the pending list", c->q->name,
-			    s->key, deleted);
-		if (strcmp(cursor, "0-0") == 0)
-			break;
-	}
-	pending_reset(s);
-	log_info("%s: consumer %s owns partition %s (%" PRId64 " pending entries taken over)",
-	    c->q->name, c->name, s->key, total);
-	return 0;
-}
-
-/* Renew (or give up) held leases, acquire up to our fair share. */
-static void
-leases_maintain(struct consumer *c, int64_t now)
-{
-	char err[512];
-	int live, share, held = 0;
-
-	if ((live = redis_part_members(c->r, c->members_key, c->name, c->lease_ttl_ms, err,
-	    sizeof(err))) < 0) {
-		redis_trouble(c, "partition membership", err);
-		return;
-	}
-	share = (c->npart + (live > 0 ? live : 1) - 1) / (live > 0 ? live : 1);
-	for (int i = 0; i < c->npart; i++) {
-		struct partition *p = &c->part[i];
-		bool halted = false;
-		int rc;
-
-		if (!p->held)
-			continue;
-		rc = redis_part_renew(c->r, p->lease_key, p->halt_key, p->token, c->lease_ttl_ms,
-		    &halted, err, sizeof(err));
-		if (rc == 1) {
-			p->renewed_at = now;
-			set_halted(c, i, halted);
-			held++;
-		} else if (rc == 0) {
-			partition_lost(c, i, "held by another consumer");
-		} else if (now - p->renewed_at >= c->lease_ttl_ms - LEASE_MARGIN_MS / 2) {
-			partition_lost(c, i, err);
-		}
-	}
-	/* Too many: hand the highest ones back (their pending entries go with them). */
-	for (int i = c->npart - 1; i >= 0 && held > share; i--) {
-		struct partition *p = &c->part[i];
-
-		if (!p->held)
-			continue;
-		if (redis_part_release(c->r, p->lease_key, p->token, err, sizeof(err)) >= 0) {
-			log_info("%s: consumer %s hands partition %s back (fair share %d)", c->q->name,
-			    c->name, c->src[i].key, share);
-			p->held = false;
-			held--;
-		}
-	}
-	/* Start at a slot-dependent place so consumers do not all race for partition 0. */
-	size_t h = 5381;
-	for (const char *s = c->name; *s; s++)
-		h = h * 33 + (unsigned char)*s;
-	for (int k = 0; k < c->npart && held < share; k++) {
-		int i = (int)((h + (size_t)k) % (size_t)c->npart);
-		struct partition *p = &c->part[i];
-		bool halted = false;
-		int rc;
-
-		if (p->held)
-			continue;
-		rc = redis_part_acquire(c->r, p->lease_key, p->epoch_key, p->halt_key, c->name,
-		    c->lease_ttl_ms, p->token, sizeof(p->token), &halted, err, sizeof(err));
-		if (rc < 0) {
-			redis_trouble(c, "acquiring a partition lease", err);
-			return;
-		}
-		if (rc == 0)
-			continue;
-		p->held = true;
-		p->renewed_at = now;
-		p->halted = false;
-		set_halted(c, i, halted);
-		if (halted)
-			log_warnx("%s: partition %s is halted; waiting for `scaleno resume -q %s%s`",
-			    c->q->name, c->src[i].key, c->q->name, c->npart > 1 ? " -p N" : "");
-		if (partition_take(c, i) < 0) {
-			(void)redis_part_release(c->r, p->lease_key, p->token, err, sizeof(err));
-			p->held = false;
-			return;
-		}
-		held++;
-	}
-}
-
-/*
- * Before a handler run under a lease: the lease must outlast the run (the
- * handler timeout), or the partition stops here. 0 ok, -1 stop it.
- */
-static int
-lease_ensure(struct consumer *c, int i)
-{
-	struct partition *p = &c->part[i];
-	int64_t now = util_now_ms(), window = c->lease_ttl_ms - c->q->worker.timeout_ms - 2000;
-	char err[512];
-	bool halted = false;
-	int rc;
-
-	if (!p->held || p->halted)
-		return -1;
-	if (window > c->lease_ttl_ms / 3)
-		window = c->lease_ttl_ms / 3;
-	if (now - p->renewed_at < window)
-		return 0;
-	rc = redis_part_renew(c->r, p->lease_key, p->halt_key, p->token, c->lease_ttl_ms,
-	    &halted, err, sizeof(err));
-	if (rc == 1) {
-		p->renewed_at = now;
-		return 0;
-	}
-	partition_lost(c, i, rc == 0 ? "held by another consumer" : err);
-	return -1;
-}
-
-static void
-leases_release(struct consumer *c)
-{
-	char err[512];
-
-	for (int i = 0; i < c->npart; i++)
-		if (c->part[i].held &&
-		    redis_part_release(c->r, c->part[i].lease_key, c->part[i].token, err,
-		    sizeof(err)) < 0)
-			log_warnx("%s: releasing %s: %s (it expires by itself)", c->q->name,
-			    c->part[i].lease_key, err);
 }
 
 /* ---- periodic work ---- */
@@ -487,14 +241,14 @@ reclaim(struct consumer *c)
 
 		if (redis_stream_autoclaim(c->r, s->key, c->q->group, c->name, c->q->worker.claim_idle_ms,
 		    s->claim_cursor, CLAIM_COUNT, &claimed, &deleted, err, sizeof(err)) < 0) {
-			redis_trouble(c, "XAUTOCLAIM", err);
+			consumer_redis_trouble(c, "XAUTOCLAIM", err);
 			return;
 		}
 		if (claimed > 0) {
 			log_info("%s: consumer %s reclaimed %" PRId64 " entries of %s idle longer than "
 			    "claim_idle", c->q->name, c->name, claimed, s->key);
 			wstats_add(&c->stats->claimed, (uint64_t)claimed);
-			pending_reset(s);
+			consumer_pending_reset(s);
 		}
 		if (deleted > 0)
 			log_warnx("%s: %s: %" PRId64 " pending entries were gone from the stream "
@@ -513,7 +267,7 @@ reap(struct consumer *c)
 		    c->q->worker.consumer_idle_ms, err, sizeof(err));
 
 		if (n < 0) {
-			redis_trouble(c, "removing idle consumers", err);
+			consumer_redis_trouble(c, "removing idle consumers", err);
 			return;
 		}
 		if (n > 0)
@@ -529,7 +283,7 @@ periodic(struct consumer *c)
 	char err[512];
 
 	if (c->ordered && now >= c->next_lease) {
-		leases_maintain(c, now);
+		consumer_leases_maintain(c, now);
 		c->next_lease = now + (c->lease_ttl_ms / 3 < 1000 ? c->lease_ttl_ms / 3 : 1000);
 	}
 	/* Ordered partitions change hands only with their lease (see partition_take). */
@@ -584,7 +338,7 @@ fetch(struct consumer *c)
 		n = redis_stream_read(c->r, c->q->group, c->name, &k, &id, 1, 1, -1, &c->batch, err,
 		    sizeof(err));
 		if (n < 0) {
-			redis_trouble(c, "reading own pending entries", err);
+			consumer_redis_trouble(c, "reading own pending entries", err);
 			return -1;
 		}
 		if (n == 0) {
@@ -611,7 +365,7 @@ fetch(struct consumer *c)
 		n = redis_stream_read_due(c->r, s->key, c->q->group, c->name, s->delay_ms,
 		    c->q->worker.batch, i, &c->batch, &next_due, err, sizeof(err));
 		if (n < 0) {
-			redis_trouble(c, "reading a retry stage", err);
+			consumer_redis_trouble(c, "reading a retry stage", err);
 			return -1;
 		}
 		if (n > 0)
@@ -639,7 +393,7 @@ fetch(struct consumer *c)
 	n = redis_stream_read(c->r, c->q->group, c->name, c->rkeys, c->rids, nk, c->q->worker.batch,
 	    block, &c->batch, err, sizeof(err));
 	if (n < 0) {
-		redis_trouble(c, "XREADGROUP", err);
+		consumer_redis_trouble(c, "XREADGROUP", err);
 		return -1;
 	}
 	for (size_t j = 0; j < c->batch.n; j++)
@@ -688,11 +442,11 @@ ack_flush(struct consumer *c)
 		r = redis_stream_ack(c->r, s->key, c->q->group, ids, n, p ? p->lease_key : NULL,
 		    p ? p->token : NULL, err, sizeof(err));
 		if (r == REDIS_FENCED) {
-			partition_lost(c, s->part, err);
+			consumer_part_lost(c, s->part, err);
 			rc = -1;
 		} else if (r < 0) {
-			redis_trouble(c, "XACK (the entries stay pending and will be redelivered)", err);
-			pending_reset(s);
+			consumer_redis_trouble(c, "XACK (the entries stay pending and will be redelivered)", err);
+			consumer_pending_reset(s);
 			rc = -1;
 		} else if (s->stage > 0 &&
 		    redis_stream_delete(c->r, s->key, ids, n, err, sizeof(err)) < 0) {
@@ -724,55 +478,13 @@ move_entry(struct consumer *c, const struct message *e, const char *dst, int to_
 	    err, sizeof(err));
 	redis_fields_free(&f);
 	if (rc < 0) {
-		redis_trouble(c, "moving a failed message (it stays pending)", err);
+		consumer_redis_trouble(c, "moving a failed message (it stays pending)", err);
 		return -1;
 	}
 	if (rc == 0)
 		log_info("%s: %s %s was handled by another consumer meanwhile; not moved",
 		    c->q->name, s->key, e->id);
 	return rc == 1 ? 0 : -1;
-}
-
-static void
-halt_partition(struct consumer *c, const struct message *e, int attempts, const char *error)
-{
-	const struct source *s = &c->src[e->src];
-	struct partition *p = &c->part[s->part];
-	struct redis_fields f = { 0 };
-	char err[512], text[1024];
-	int rc;
-
-	if (redis_fields_addf(&f, "id", "%s", e->id) < 0 ||
-	    redis_fields_addf(&f, "error", "%s", error) < 0 ||
-	    redis_fields_addf(&f, "attempts", "%d", attempts) < 0 ||
-	    redis_fields_addf(&f, "delivery", "%" PRId64, e->delivery) < 0 ||
-	    redis_fields_addf(&f, "time-ms", "%" PRId64, util_wall_ms()) < 0 ||
-	    redis_fields_addf(&f, "consumer", "%s", c->name) < 0 ||
-	    redis_fields_addf(&f, "partition", "%d", s->part) < 0 ||
-	    redis_fields_addf(&f, "stream", "%s", s->key) < 0) {
-		redis_fields_free(&f);
-		partition_lost(c, s->part, "out of memory writing the halt record");
-		return;
-	}
-	rc = redis_halt_set(c->r, p->halt_key, p->lease_key, p->token, &f, err, sizeof(err));
-	redis_fields_free(&f);
-	if (rc == REDIS_FENCED) {
-		partition_lost(c, s->part, err);
-		return;
-	}
-	if (rc < 0) {
-		/* The message stays pending; the next owner (or we) will try it again. */
-		redis_trouble(c, "writing the halt record", err);
-		partition_lost(c, s->part, "cannot write the halt record");
-		(void)redis_part_release(c->r, p->lease_key, p->token, err, sizeof(err));
-		return;
-	}
-	set_halted(c, s->part, true);
-	log_error("%s: partition %s HALTED on %s after %d attempt(s): %s; run `scaleno resume -q %s%s`",
-	    c->q->name, s->key, e->id, attempts, error, c->q->name, c->npart > 1 ? " -p N" : "");
-	snprintf(text, sizeof(text), "queue %s partition %s halted on message %s after %d "
-	    "attempt(s): %s", c->q->name, s->key, e->id, attempts, error);
-	(void)alert_fire(&c->q->alert, c->q->name, ALERT_PARTITION_HALTED, s->key, text);
 }
 
 /* ---- handling one message ---- */
@@ -824,7 +536,7 @@ apply(struct consumer *c, const struct message *e, const struct mode_decision *d
 		}
 		break;
 	case MODE_ACT_HALT:
-		halt_partition(c, e, attempts, error);
+		consumer_halt(c, e, attempts, error);
 		return STEP_SKIP_PART;
 	}
 	/*
@@ -832,7 +544,7 @@ apply(struct consumer *c, const struct message *e, const struct mode_decision *d
 	 * come back. Recovering: so a crash on a later entry does not bring it back.
 	 */
 	if ((c->ordered || c->recovering) && c->nacks > 0 && ack_flush(c) < 0) {
-		pending_reset(&c->src[e->src]);
+		consumer_pending_reset(&c->src[e->src]);
 		return STEP_SKIP_PART;
 	}
 	return STEP_NEXT;
@@ -854,7 +566,7 @@ backoff_sleep(struct consumer *c, int part, int64_t ms)
 		if (c->ordered && slice > 1000)
 			slice = 1000;
 		util_sleep_ms(slice, (volatile int *)c->stop);
-		if (c->ordered && lease_ensure(c, part) < 0)
+		if (c->ordered && consumer_lease_ensure(c, part) < 0)
 			return -1;
 	}
 	return 0;
@@ -941,12 +653,12 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 	if (modes_precheck(&c->lim, e->delivery, &d)) {
 		snprintf(error, sizeof(error), "delivered %" PRId64 " times (max_deliveries %d): it "
 		    "keeps crashing or stalling its consumer", e->delivery, c->lim.max_deliveries);
-		if (c->ordered && lease_ensure(c, s->part) < 0)
+		if (c->ordered && consumer_lease_ensure(c, s->part) < 0)
 			return STEP_SKIP_PART;
 		return apply(c, e, &d, 0, error);
 	}
 	for (;;) {
-		if (c->ordered && lease_ensure(c, s->part) < 0)
+		if (c->ordered && consumer_lease_ensure(c, s->part) < 0)
 			return STEP_SKIP_PART;
 		if (first != NULL) {
 			res = *first;
@@ -1061,7 +773,7 @@ process_batch(struct consumer *c)
 	/* What was skipped or left stays pending; re-read it before anything new. */
 	for (int i = 0; i < c->nsrc; i++)
 		if (skip[i])
-			pending_reset(&c->src[i]);
+			consumer_pending_reset(&c->src[i]);
 	(void)ack_flush(c);
 	free(skip);
 }
@@ -1126,7 +838,8 @@ consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
 	if (c.nacks > 0)
 		(void)ack_flush(&c);
 	if (c.ordered)
-		leases_release(&c);
+		consumer_leases_release(&c);
 	consumer_free(&c);
 	return EXIT_OK;
 }
+

@@ -593,12 +593,13 @@ redis_script_load(struct redis *r, const char *name, char *err, size_t errlen)
 	redis_args_str(&a, "SCRIPT");
 	redis_args_str(&a, "LOAD");
 	redis_args_str(&a, redis_scripts[i].src);
-	rep = redis_command_ok(r, &a, err, errlen);
+	rep = redis_command(r, &a, err, errlen);
 	redis_args_free(&a);
 	if (rep == NULL)
 		return -1;
 	if (rep->type != RR_STRING || rep->len != 40) {
-		snprintf(err, errlen, "redis %s: SCRIPT LOAD %s: unexpected reply", r->address, name);
+		snprintf(err, errlen, "redis %s: SCRIPT LOAD %s: %s", r->address, name,
+		    rep->type == RR_ERROR ? rep->str : "unexpected reply");
 		redis_reply_free(rep);
 		return -1;
 	}
@@ -742,4 +743,24 @@ redis_int_reply(struct redis_reply *rep, const char *what, int64_t *out, char *e
 	}
 	redis_reply_free(rep);
 	return rc;
+}
+
+struct redis_reply *
+redis_pair_reply(struct redis_reply *rep, int int_at, const char *what, const char *errwhat,
+    int *rc, char *err, size_t errlen)
+{
+	*rc = -1;
+	if (rep == NULL)
+		return NULL;
+	if (rep->type == RR_ERROR) {
+		*rc = redis_script_error(rep, errwhat, err, errlen);
+		return NULL;
+	}
+	if (rep->type != RR_ARRAY || rep->elements != 2 || rep->element[int_at]->type != RR_INTEGER) {
+		redis_reply_free(rep);
+		redis_bad_reply(what, err, errlen);
+		return NULL;
+	}
+	*rc = 0;
+	return rep;
 }

@@ -24,16 +24,10 @@ lease_op(struct redis *r, const char *op, const char *lease_key, const char *epo
 	redis_args_str(&a, op);
 	redis_args_str(&a, who);
 	redis_args_fmt(&a, "%" PRId64, ttl_ms);
-	rep = redis_run_script(r, "lease", keys, 3, &a, NULL, err, errlen);
+	rep = redis_pair_reply(redis_run_script(r, "lease", keys, 3, &a, NULL, err, errlen), 1,
+	    "lease", lease_key, &rc, err, errlen);
 	if (rep == NULL)
-		return -1;
-	if (rep->type == RR_ERROR)
-		return redis_script_error(rep, lease_key, err, errlen);
-	if (rep->type != RR_ARRAY || rep->elements != 2 ||
-	    rep->element[1]->type != RR_INTEGER) {
-		redis_reply_free(rep);
-		return redis_bad_reply("lease", err, errlen);
-	}
+		return rc;
 	if (halted != NULL)
 		*halted = rep->element[1]->integer != 0;
 	rc = 0;

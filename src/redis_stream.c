@@ -176,16 +176,11 @@ redis_stream_read_due(struct redis *r, const char *stream, const char *group,
 	redis_args_str(&a, consumer);
 	redis_args_fmt(&a, "%" PRId64, delay_ms);
 	redis_args_fmt(&a, "%d", count);
-	rep = redis_run_script(r, "read_due", keys, 1, &a, NULL, err, errlen);
+	rep = redis_pair_reply(redis_run_script(r, "read_due", keys, 1, &a, NULL, err, errlen), 0,
+	    "read_due", stream, &rc, err, errlen);
 	if (rep == NULL)
-		return -1;
-	if (rep->type == RR_ERROR)
-		return redis_script_error(rep, stream, err, errlen);
-	if (rep->type != RR_ARRAY || rep->elements != 2 ||
-	    rep->element[0]->type != RR_INTEGER) {
-		redis_reply_free(rep);
-		return redis_bad_reply("read_due", err, errlen);
-	}
+		return rc;
+	rc = -1;
 	if (rep->element[0]->integer == 0) {
 		if (rep->element[1]->type == RR_INTEGER)
 			*next_due_ms = rep->element[1]->integer;
