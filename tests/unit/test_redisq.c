@@ -675,6 +675,64 @@ test_redis_down(void)
 	redis_free(r);
 }
 
+/* The connection module itself: errors kept in the handle, commands, the script registry. */
+static void
+test_connection_module(void)
+{
+	struct redis_conf c = rconf;
+	struct redis_args a = REDIS_ARGS_INIT;
+	struct redis_reply *rep;
+	struct redis *r;
+	const char *key = "cm_lease";
+	char err[256] = "";
+	int64_t v = 0;
+
+	r = new_redis();
+	CU_ASSERT_STRING_EQUAL(redis_errstr(r), "");
+	redis_args_str(&a, "SET");
+	redis_args_key(&a, "cm_k");
+	redis_args_str(&a, "v");
+	CU_ASSERT_EQUAL(a.key, 1);	/* the send path knows the key it touches */
+	rep = redis_run(r, &a, true, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rep);
+	CU_ASSERT(redis_reply_is_str(rep) && strcmp(rep->str, "OK") == 0);
+	redis_reply_free(rep);
+	CU_ASSERT(redis_connected(r));
+	CU_ASSERT_EQUAL(redis_err(r), 0);
+	/* An error reply is a failure only when asked. */
+	redis_args_str(&a, "INCR");
+	redis_args_key(&a, "cm_k");
+	CU_ASSERT_PTR_NULL(redis_run(r, &a, true, err, sizeof(err)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not an integer"));
+	/* A vector that ran out of memory is never sent. */
+	a.oom = true;
+	redis_args_str(&a, "PING");
+	CU_ASSERT_PTR_NULL(redis_run(r, &a, false, err, sizeof(err)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "out of memory"));
+	/* A script by name, again after SCRIPT FLUSH (NOSCRIPT, reloaded). */
+	for (int i = 0; i < 2; i++) {
+		redis_args_str(&a, "me");
+		redis_args_str(&a, "5000");
+		rep = redis_run_script(r, "agent_lease", &key, 1, &a, NULL, err, sizeof(err));
+		CU_ASSERT_EQUAL(redis_int_reply(rep, "agent_lease", &v, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(v, 1);
+		cmd("SCRIPT FLUSH");
+	}
+	CU_ASSERT_PTR_NULL(redis_eval(r, "nope", NULL, 0, NULL, NULL, err, sizeof(err)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no script named nope"));
+	redis_free(r);
+	/* A connection failure is kept in the handle. */
+	c.address = MUT("127.0.0.1:1");
+	r = redis_new_conf(&c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	CU_ASSERT_EQUAL(redis_ensure(r, err, sizeof(err)), -1);
+	CU_ASSERT_EQUAL(redis_err(r), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(redis_errstr(r), "127.0.0.1:1"));
+	CU_ASSERT_FALSE(redis_connected(r));
+	redis_free(r);
+	CU_ASSERT_PTR_NOT_NULL(strstr(redis_version_string(), "hiredis "));
+}
+
 static void
 test_bad_address(void)
 {
@@ -779,7 +837,8 @@ main(void)
 	    || !CU_add_test(s, "unix socket", test_unix_socket)
 	    || !CU_add_test(s, "absurd replies", test_absurd_replies)
 	    || !CU_add_test(s, "redis hung", test_redis_hung)
-	    || !CU_add_test(s, "redis down", test_redis_down)) {
+	    || !CU_add_test(s, "redis down", test_redis_down)
+	    || !CU_add_test(s, "the connection module", test_connection_module)) {
 		CU_cleanup_registry();
 		return 1;
 	}
