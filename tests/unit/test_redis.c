@@ -25,7 +25,7 @@
 /* struct redis_conf and queue_policy hold char *; tests point them at literals. */
 #define MUT(s) ((char *)(uintptr_t)(s))
 
-static char tmpdir[] = "/tmp/scaleno-redisq.XXXXXX";
+static char tmpdir[] = "/tmp/scaleno-redis.XXXXXX";
 static int port;
 static pid_t redis_pid = -1;
 static redisContext *admin;
@@ -820,7 +820,7 @@ main(void)
 	signal(SIGPIPE, SIG_IGN);
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
-	s = CU_add_suite("redisq", suite_init, suite_clean);
+	s = CU_add_suite("redis", suite_init, suite_clean);
 	if (s == NULL
 	    || !CU_add_test(s, "counts", test_counts)
 	    || !CU_add_test(s, "oldest age", test_oldest_age)
