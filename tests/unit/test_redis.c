@@ -19,7 +19,9 @@
 #include <hiredis/hiredis.h>
 
 #include "config.h"
+#include "redis_part.h"
 #include "redis_sample.h"
+#include "redis_stream.h"
 #include "util.h"
 
 /* struct redis_conf and queue_policy hold char *; tests point them at literals. */
@@ -733,6 +735,36 @@ test_connection_module(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(redis_version_string(), "hiredis "));
 }
 
+/* A partition lease fences acks, moves and halt records: REDIS_FENCED, never -1. */
+static void
+test_fenced(void)
+{
+	struct redis *r = new_redis();
+	struct redis_fields f = { 0 };
+	const char *id = "1-1";
+	char tok[320], err[256];
+	bool halted = true;
+
+	CU_ASSERT_EQUAL(redis_group_create(r, "fq", "g", err, sizeof(err)), 0);
+	cmd("XADD fq 1-1 a 1");
+	CU_ASSERT_EQUAL(redis_part_acquire(r, "fq:lease", "fq:lease:epoch", "fq:halt", "c1", 5000,
+	    tok, sizeof(tok), &halted, err, sizeof(err)), REDIS_DONE);
+	CU_ASSERT_FALSE(halted);
+	CU_ASSERT_PTR_NOT_NULL(strstr(tok, "c1#"));
+	CU_ASSERT_EQUAL(redis_part_acquire(r, "fq:lease", "fq:lease:epoch", "fq:halt", "c2", 5000,
+	    tok, sizeof(tok), NULL, err, sizeof(err)), REDIS_NONE);
+	CU_ASSERT_EQUAL(redis_stream_ack(r, "fq", "g", &id, 1, "fq:lease", "c2#99", err,
+	    sizeof(err)), REDIS_FENCED);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "FENCED"));
+	CU_ASSERT_EQUAL(redis_fields_addf(&f, "a", "%d", 1), 0);
+	CU_ASSERT_EQUAL(redis_stream_move(r, "fq", "fq:dlq", "g", id, false, "fq:lease", "c2#99",
+	    &f, NULL, err, sizeof(err)), REDIS_FENCED);
+	CU_ASSERT_EQUAL(redis_halt_set(r, "fq:halt", "fq:lease", "c2#99", &f, err, sizeof(err)),
+	    REDIS_FENCED);
+	redis_fields_free(&f);
+	redis_free(r);
+}
+
 static void
 test_bad_address(void)
 {
@@ -838,7 +870,8 @@ main(void)
 	    || !CU_add_test(s, "absurd replies", test_absurd_replies)
 	    || !CU_add_test(s, "redis hung", test_redis_hung)
 	    || !CU_add_test(s, "redis down", test_redis_down)
-	    || !CU_add_test(s, "the connection module", test_connection_module)) {
+	    || !CU_add_test(s, "the connection module", test_connection_module)
+	    || !CU_add_test(s, "fenced calls", test_fenced)) {
 		CU_cleanup_registry();
 		return 1;
 	}
