@@ -1,6 +1,8 @@
 /*
- * redis_sample (and the connection of redis.c) against a real redis-server started on a free 127.0.0.1 port in a
- * temporary folder (killed in cleanup).
+ * The Redis layer against a real redis-server started on a free 127.0.0.1
+ * port in a temporary folder (killed in cleanup): the connection module
+ * (redis.c), the sampler and the agent's lease (redis_sample.c), fencing
+ * (redis_stream.c, redis_part.c).
  */
 #include <errno.h>
 #include <inttypes.h>
