@@ -37,7 +37,10 @@ say =
 endif
 
 SRCS  := $(wildcard src/*.c)
-OBJS  := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+# contrib/lua/*.lua, the only copy of each script, built in as one C table.
+LUA_SRCS := $(wildcard contrib/lua/*.lua)
+LUA_GEN := $(BUILD)/gen/redis_scripts.c
+OBJS  := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/redis_scripts.o
 LIBOBJS := $(filter-out $(BUILD)/obj/main.o,$(OBJS))
 PROG  := $(BUILD)/scaleno
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -46,15 +49,28 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # standalone programs, each one file.
 HANDLER_BINS := $(patsubst contrib/handlers/%.c,$(BUILD)/handlers/%,$(wildcard contrib/handlers/*.c))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(wildcard tests/tools/*.c))
-# libscaleno.a: the project's objects, for C producers (include/scaleno/publish.h);
-# contrib/examples/*.c are built against it the way a user would.
+# libscaleno.a: the publish API of include/scaleno/publish.h for C producers,
+# with only what it needs (no libconfig, cJSON, curl: link it with hiredis and
+# libm alone), linked into one object that exports only scaleno_* so a
+# producer's own log_warn or util_now_s cannot clash. contrib/examples/*.c
+# and tests/unit/test_lib.c are built against it the way a user would.
 LIB := $(BUILD)/libscaleno.a
+LIB_OBJS := $(addprefix $(BUILD)/obj/,publish.o redis.o redis_keys.o redis_scripts.o util.o)
+LIB_LDLIBS := $(shell pkg-config --libs hiredis) -lm
 EXAMPLE_BINS := $(patsubst contrib/examples/%.c,$(BUILD)/examples/%,$(wildcard contrib/examples/*.c))
 
 .PHONY: all deps check unit integration lint install uninstall clean bench demo
 all: $(PROG) $(HANDLER_BINS) $(TOOL_BINS) $(LIB) $(EXAMPLE_BINS)
 
 $(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LUA_GEN): $(LUA_SRCS) contrib/lua/embed.awk
+	@mkdir -p $(@D)
+	$(call say,GEN,$@)awk -f contrib/lua/embed.awk $(LUA_SRCS) >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/redis_scripts.o: $(LUA_GEN)
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -66,12 +82,25 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBOBJS)
 	$(call say,CC,$<)$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) $(shell pkg-config --cflags cunit) \
 	  -o $@ $< $(LIBOBJS) $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cunit)
 
-$(LIB): $(LIBOBJS)
-	$(call say,AR,$@)$(AR) rcs $@ $(LIBOBJS)
+# Fails when anything but scaleno_* is left defined and global.
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(BUILD)/lib
+	$(call say,AR,$@)ld -r -o $(BUILD)/lib/scaleno-all.o $(LIB_OBJS) && \
+	  objcopy --wildcard -G 'scaleno_*' $(BUILD)/lib/scaleno-all.o $(BUILD)/lib/scaleno.o && \
+	  bad=$$(nm -g --defined-only $(BUILD)/lib/scaleno.o | awk '$$3 !~ /^scaleno_/ { print $$3 }') && \
+	  if [ -n "$$bad" ]; then echo "libscaleno: exports more than scaleno_*: $$bad" >&2; exit 1; fi && \
+	  rm -f $@ && $(AR) rcs $@ $(BUILD)/lib/scaleno.o
 
 $(BUILD)/examples/%: contrib/examples/%.c $(LIB)
 	@mkdir -p $(@D)
-	$(call say,CC,$<)$(CC) -Iinclude $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) -L$(BUILD) -lscaleno $(LDLIBS)
+	$(call say,CC,$<)$(CC) -Iinclude $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) -L$(BUILD) -lscaleno $(LIB_LDLIBS)
+
+# A producer that defines names the library uses inside (log_warn, util_now_s)
+# links against it with hiredis alone; the test also reads the exported symbols.
+$(BUILD)/tests/test_lib: tests/unit/test_lib.c $(LIB)
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) -Iinclude $(ALL_CFLAGS) $(shell pkg-config --cflags cunit) -o $@ $< \
+	  $(LDFLAGS) -L$(BUILD) -lscaleno $(LIB_LDLIBS) $(shell pkg-config --libs cunit)
 
 $(BUILD)/handlers/%: contrib/handlers/%.c
 	@mkdir -p $(@D)

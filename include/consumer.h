@@ -1,6 +1,6 @@
 /*
  * consumer — one consumer process of `scaleno worker`: reads its queue with
- * XREADGROUP, runs the handler, applies the queue's mode (SPEC §5.2),
+ * XREADGROUP, runs the handler, applies the queue's mode (scaleno-worker(8)),
  * reclaims dead consumers' entries, and drains on request.
  */
 #ifndef SCALENO_CONSUMER_H
@@ -21,7 +21,7 @@ int consumer_main(const struct config *cfg, const struct queue_policy *q, int sl
     struct worker_stats *stats, volatile sig_atomic_t *stop);
 
 /*
- * The stable consumer name of slot (SPEC §5): from NOMAD_JOB_ID,
+ * The stable consumer name of slot (scaleno-worker(8)): from NOMAD_JOB_ID,
  * NOMAD_GROUP_NAME and NOMAD_ALLOC_INDEX under Nomad, from the host name
  * otherwise, plus "/<slot>". Written into buf.
  */

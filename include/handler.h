@@ -14,19 +14,9 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "redis_msg.h"
 
-/* One stream entry. Field names and values are binary-safe (length-counted). */
-struct message {
-	const char *queue;
-	const char *stream;	/* the stream it was read from */
-	char id[48];
-	int64_t delivery;	/* delivery count as Redis reports it (1 = first) */
-	size_t nfields;
-	char **names;		/* nfields entries */
-	size_t *name_lens;
-	char **values;
-	size_t *value_lens;
-};
+/* struct message (redis_msg.h): one stream entry, fields binary-safe. */
 
 enum handler_outcome {
 	HANDLER_OK = 0,		/* done: acknowledge */

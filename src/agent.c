@@ -30,7 +30,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "nomad.h"
-#include "redisq.h"
+#include "redis_sample.h"
 #include "sample.h"
 #include "util.h"
 
@@ -72,7 +72,7 @@ struct qstate {
 struct agent {
 	const char *config_path;
 	struct config *cfg;
-	struct redisq *rq;
+	struct redis *rq;
 	struct nomad_client *nc;
 	struct httpd *http;
 	char *http_listen;
@@ -212,16 +212,16 @@ agent_build_states(const struct config *cfg, struct qstate *old, size_t nold, in
 
 /* Create the Redis and Nomad clients for a->cfg. */
 static int
-agent_clients(struct agent *a, struct redisq **rq, struct nomad_client **nc, char *err, size_t errlen)
+agent_clients(struct agent *a, struct redis **rq, struct nomad_client **nc, char *err, size_t errlen)
 {
-	*rq = redisq_new(&a->cfg->redis);
+	*rq = redis_new_conf(&a->cfg->redis);
 	if (*rq == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	*nc = nomad_client_new(&a->cfg->nomad, err, errlen);
 	if (*nc == NULL) {
-		redisq_free(*rq);
+		redis_free(*rq);
 		*rq = NULL;
 		return -1;
 	}
@@ -264,7 +264,7 @@ agent_reload_config(struct agent *a)
 	struct cfg_errors errs = { 0 };
 	struct config *ncfg = NULL;
 	struct config *ocfg = a->cfg;
-	struct redisq *rq = NULL;
+	struct redis *rq = NULL;
 	struct nomad_client *nc = NULL;
 	struct qstate *nqs = NULL;
 	char err[256] = "out of memory";
@@ -282,7 +282,7 @@ agent_reload_config(struct agent *a)
 	a->cfg = ncfg;
 	if (agent_clients(a, &rq, &nc, err, sizeof(err)) == -1 ||
 	    (nqs = agent_build_states(ncfg, a->qs, a->nqs, util_now_ms())) == NULL) {
-		redisq_free(rq);
+		redis_free(rq);
 		nomad_client_free(nc);
 		a->cfg = ocfg;
 		config_free(ncfg);
@@ -290,7 +290,7 @@ agent_reload_config(struct agent *a)
 		a->reloads_failed++;
 		return;
 	}
-	redisq_free(a->rq);
+	redis_free(a->rq);
 	nomad_client_free(a->nc);
 	a->rq = rq;
 	a->nc = nc;
@@ -384,8 +384,8 @@ agent_sample(struct agent *a, double now_s, int64_t now_ms)
 	for (size_t i = 0; i < a->nqs; i++)
 		if (a->qs[i].due)
 			qv[k++] = a->qs[i].q;
-	if (redisq_ensure(a->rq, err, sizeof(err)) == 0)
-		rc = redisq_sample(a->rq, qv, (int)n, now_s, raw, NULL, err, sizeof(err));
+	if (redis_ensure(a->rq, err, sizeof(err)) == 0)
+		rc = redis_sample(a->rq, qv, (int)n, now_s, raw, NULL, err, sizeof(err));
 	if (rc == -1) {
 		a->redis_errors++;
 		if (a->redis_down_since_ms == 0) {
@@ -641,7 +641,7 @@ agent_tick(struct agent *a)
 	agent_sample(a, now_s, now_ms);
 	if (a->cfg->agent.lease_key != NULL && a->cfg->agent.lease_key[0] != '\0') {
 		int held = a->redis_down_since_ms != 0 ? -1 :
-		    redisq_lease(a->rq, a->cfg->agent.lease_key, a->owner, a->cfg->agent.lease_ttl_ms);
+		    redis_agent_lease(a->rq, a->cfg->agent.lease_key, a->owner, a->cfg->agent.lease_ttl_ms);
 		bool leader = held == 1;
 
 		if (leader != a->leader)
@@ -986,12 +986,12 @@ cmd_agent(int argc, char **argv)
 
 	log_info("agent: signal received, exiting");
 	if (a.leader && a.cfg->agent.lease_key != NULL && a.cfg->agent.lease_key[0] != '\0' &&
-	    redisq_lease_release(a.rq, a.cfg->agent.lease_key, a.owner) == 0)
+	    redis_agent_lease_release(a.rq, a.cfg->agent.lease_key, a.owner) == 0)
 		log_info("agent: released the lease %s", a.cfg->agent.lease_key);
 	httpd_stop(a.http);
 	free(a.http_listen);
 	agent_free_states(a.qs, a.nqs);
-	redisq_free(a.rq);
+	redis_free(a.rq);
 	nomad_client_free(a.nc);
 	config_free(a.cfg);
 	free(a.snap_metrics);

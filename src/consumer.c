@@ -1,5 +1,5 @@
 /*
- * consumer.c — one consumer process of `scaleno worker` (SPEC §5): reads its
+ * consumer.c — one consumer process of `scaleno worker` (scaleno-worker(8)): reads its
  * queue with XREADGROUP, own pending entries first, runs the handler, and
  * applies the queue's mode through modes.c; reclaims dead consumers'
  * entries, reaps idle consumers, holds partition leases for order-critical
@@ -28,77 +28,15 @@
 #include "alert.h"
 #include "cli.h"
 #include "consumer.h"
+#include "consumer_int.h"
 #include "handler.h"
 #include "log.h"
 #include "modes.h"
-#include "redisq.h"
-#include "rstream.h"
+#include "redis_keys.h"
+#include "redis_part.h"
+#include "redis_stream.h"
 #include "util.h"
 
-#define LEASE_MARGIN_MS 5000	/* lease ttl = handler timeout + this */
-#define CLAIM_COUNT 100
-#define TAKEOVER_MAX_ROUNDS 1000	/* XAUTOCLAIM rounds when taking a partition over */
-#define DLQ_DEPTH_EVERY_MS 5000
-#define ERR_BACKOFF_BASE_MS 100
-#define ERR_BACKOFF_CAP_MS 5000
-#define INFLIGHT_MAX 256	/* pipelined pipe handler: messages in flight at most */
-
-struct source {
-	char *key;		/* stream key */
-	int part;		/* partition index (main streams), -1 for retry stages */
-	int stage;		/* 0 = main stream, k = retry stage k */
-	int64_t delay_ms;	/* retry stage delay */
-	char pend_cursor[RS_ID_MAX];	/* own pending entries are read after this id */
-	bool pend_done;
-	char claim_cursor[RS_ID_MAX];
-	int64_t next_due;	/* retry stage: monotonic ms of the next due check */
-};
-
-struct partition {
-	char *lease_key, *epoch_key, *halt_key;
-	char token[320];
-	bool held, halted;
-	int64_t renewed_at;	/* monotonic ms of the last successful acquire/renew */
-};
-
-struct consumer {
-	const struct queue_policy *q;
-	struct worker_stats *stats;
-	volatile sig_atomic_t *stop;
-	char name[256];
-	struct redisq *r;
-	struct handler *h;
-	struct mode_limits lim;
-	bool ordered;
-	struct source *src;	/* partitions first (src[i].part == i), then stages */
-	int nsrc, npart;
-	struct partition *part;
-	char *dlq, *members_key;
-	bool ready;		/* groups created */
-	int64_t lease_ttl_ms;
-	int64_t next_claim, next_reap, next_lease, next_depth;
-	unsigned err_streak;	/* Redis failures in a row */
-	unsigned start_streak;	/* handler start failures in a row */
-	const char **rkeys, **rids;	/* the streams of one XREADGROUP ... > */
-	int *rmap;		/* their source indexes */
-	struct rs_batch batch;
-	size_t batch_pos;	/* next entry of batch to handle (< batch.n: held for a retry) */
-	bool recovering;	/* batch is from our own pending list: ack each at once */
-	const char **ackids;	/* per batch: ids to acknowledge, by source */
-	int *acksrc;
-	size_t nacks, capacks;
-	/*
-	 * Parallel modes with a pipe handler: up to `window` entries of the
-	 * batch are sent to the handler at once (run_ahead); their first
-	 * verdicts wait here, in batch order, until handle() takes them.
-	 */
-	bool pipelined;
-	size_t window;
-	struct message *ahead_msg;
-	struct handler_result *ahead_res;
-	size_t *ahead_pos;	/* batch index of each */
-	size_t nahead, ahead_next;	/* verdicts held, next one to take */
-};
 
 /* Set by the signal handler: when the drain began, plus drain_timeout. */
 static volatile sig_atomic_t *sig_stop;
@@ -134,16 +72,6 @@ consumer_name(int slot, char *buf, size_t len)
 
 /* ---- setup ---- */
 
-/* "<a><suffix>", or "<a><suffix><n>" when n >= 0. Caller frees; NULL on OOM. */
-static char *
-key_of(const char *a, const char *suffix, int n)
-{
-	char *s;
-	int rc = n >= 0 ? asprintf(&s, "%s%s%d", a, suffix, n) : asprintf(&s, "%s%s", a, suffix);
-
-	return rc < 0 ? NULL : s;
-}
-
 static void
 consumer_free(struct consumer *c)
 {
@@ -166,11 +94,11 @@ consumer_free(struct consumer *c)
 	free(c->ahead_msg);
 	free(c->ahead_res);
 	free(c->ahead_pos);
-	rstream_batch_free(&c->batch);
+	redis_batch_free(&c->batch);
 	if (c->h != NULL)
 		handler_free(c->h);
 	if (c->r != NULL)
-		redisq_free(c->r);
+		redis_free(c->r);
 }
 
 static int
@@ -196,8 +124,8 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 	c->rkeys = calloc((size_t)(c->npart + nstage), sizeof(*c->rkeys));
 	c->rids = calloc((size_t)(c->npart + nstage), sizeof(*c->rids));
 	c->rmap = calloc((size_t)(c->npart + nstage), sizeof(*c->rmap));
-	c->dlq = key_of(q->stream, ":dlq", -1);
-	c->members_key = key_of(q->stream, ":members", -1);
+	c->dlq = redis_key(q->stream, c->npart, RK_DLQ, 0);
+	c->members_key = redis_key(q->stream, c->npart, RK_MEMBERS, 0);
 	if (c->src == NULL || c->part == NULL || c->dlq == NULL || c->members_key == NULL ||
 	    c->rkeys == NULL || c->rids == NULL || c->rmap == NULL)
 		goto oom;
@@ -215,20 +143,20 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 		struct source *s = &c->src[c->nsrc++];
 		struct partition *p = &c->part[i];
 
-		s->key = c->npart == 1 ? util_strdup(q->stream) : key_of(q->stream, ":", i);
+		s->key = redis_key(q->stream, c->npart, RK_PART, i);
 		s->part = i;
 		if (s->key == NULL)
 			goto oom;
-		p->lease_key = key_of(s->key, ":lease", -1);
-		p->epoch_key = key_of(s->key, ":lease:epoch", -1);
-		p->halt_key = key_of(s->key, ":halt", -1);
+		p->lease_key = redis_key(q->stream, c->npart, RK_LEASE, i);
+		p->epoch_key = redis_key(q->stream, c->npart, RK_EPOCH, i);
+		p->halt_key = redis_key(q->stream, c->npart, RK_HALT, i);
 		if (p->lease_key == NULL || p->epoch_key == NULL || p->halt_key == NULL)
 			goto oom;
 	}
 	for (int k = 1; k <= nstage; k++) {
 		struct source *s = &c->src[c->nsrc++];
 
-		s->key = key_of(q->stream, ":retry:", k);
+		s->key = redis_key(q->stream, c->npart, RK_RETRY, k);
 		s->part = -1;
 		s->stage = k;
 		s->delay_ms = q->worker.retry_delays_ms[k - 1];
@@ -236,8 +164,8 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 			goto oom;
 	}
 	for (int i = 0; i < c->nsrc; i++)
-		util_strlcpy(c->src[i].pend_cursor, "0", RS_ID_MAX);
-	if ((c->r = redisq_new(&cfg->redis)) == NULL)
+		util_strlcpy(c->src[i].pend_cursor, "0", REDIS_ID_MAX);
+	if ((c->r = redis_new_conf(&cfg->redis)) == NULL)
 		goto oom;
 	if ((c->h = handler_new(q, err, errlen)) == NULL)
 		return -1;
@@ -262,8 +190,8 @@ trouble(struct consumer *c, unsigned *streak, const char *what, const char *err)
 	util_sleep_ms(ms, (volatile int *)c->stop);
 }
 
-static void
-redis_trouble(struct consumer *c, const char *what, const char *err)
+void
+consumer_redis_trouble(struct consumer *c, const char *what, const char *err)
 {
 	wstats_add(&c->stats->redis_errors, 1);
 	trouble(c, &c->err_streak, what, err);
@@ -279,10 +207,10 @@ source_active(const struct consumer *c, const struct source *s)
 	return c->part[s->part].held && !c->part[s->part].halted;
 }
 
-static void
-pending_reset(struct source *s)
+void
+consumer_pending_reset(struct source *s)
 {
-	util_strlcpy(s->pend_cursor, "0", RS_ID_MAX);
+	util_strlcpy(s->pend_cursor, "0", REDIS_ID_MAX);
 	s->pend_done = false;
 }
 
@@ -292,195 +220,12 @@ create_groups(struct consumer *c)
 	char err[512];
 
 	for (int i = 0; i < c->nsrc; i++)
-		if (rstream_group_create(c->r, c->src[i].key, c->q->group, err, sizeof(err)) < 0) {
-			redis_trouble(c, "creating the consumer group", err);
+		if (redis_group_create(c->r, c->src[i].key, c->q->group, err, sizeof(err)) < 0) {
+			consumer_redis_trouble(c, "creating the consumer group", err);
 			return -1;
 		}
 	c->ready = true;
 	return 0;
-}
-
-/* ---- partition leases (order-critical queues) ---- */
-
-static void
-partition_lost(struct consumer *c, int i, const char *why)
-{
-	struct partition *p = &c->part[i];
-
-	if (!p->held)
-		return;
-	log_warnx("%s: consumer %s: lease of %s lost (%s); stopping that partition", c->q->name,
-	    c->name, c->src[i].key, why);
-	p->held = false;
-	p->token[0] = '\0';
-}
-
-static void
-set_halted(struct consumer *c, int i, bool halted)
-{
-	struct partition *p = &c->part[i];
-
-	if (p->halted && !halted) {
-		log_info("%s: partition %s resumed", c->q->name, c->src[i].key);
-		pending_reset(&c->src[i]);
-	}
-	p->halted = halted;
-	wstats_set_halted(c->stats, i, halted);
-}
-
-/*
- * Take a partition over: claim every pending entry of its stream (the
- * previous owner's included) so that they are read again, in id order,
- * before anything new.
- */
-static int
-partition_take(struct consumer *c, int i)
-{
-	struct source *s = &c->src[i];
-	char cursor[RS_ID_MAX] = "0-0", err[512];
-	int64_t claimed, deleted, total = 0;
-
-	for (int round = 0; round < TAKEOVER_MAX_ROUNDS; round++) {
-		if (rstream_autoclaim(c->r, s->key, c->q->group, c->name, 0, cursor, CLAIM_COUNT,
-		    &claimed, &deleted, err, sizeof(err)) < 0) {
-			redis_trouble(c, "taking over the partition's pending entries", err);
-			return -1;
-		}
-		total += claimed;
-		if (deleted > 0)
-			log_warnx("%s: %s: %" PRId64 " pending entries were gone from the stream "
-			    "(trimmed or deleted) and are dropped from the pending list", c->q->name,
-			    s->key, deleted);
-		if (strcmp(cursor, "0-0") == 0)
-			break;
-	}
-	pending_reset(s);
-	log_info("%s: consumer %s owns partition %s (%" PRId64 " pending entries taken over)",
-	    c->q->name, c->name, s->key, total);
-	return 0;
-}
-
-/* Renew (or give up) held leases, acquire up to our fair share. */
-static void
-leases_maintain(struct consumer *c, int64_t now)
-{
-	char err[512];
-	int live, share, held = 0;
-
-	if ((live = rstream_members(c->r, c->members_key, c->name, c->lease_ttl_ms, err,
-	    sizeof(err))) < 0) {
-		redis_trouble(c, "partition membership", err);
-		return;
-	}
-	share = (c->npart + (live > 0 ? live : 1) - 1) / (live > 0 ? live : 1);
-	for (int i = 0; i < c->npart; i++) {
-		struct partition *p = &c->part[i];
-		bool halted = false;
-		int rc;
-
-		if (!p->held)
-			continue;
-		rc = rstream_lease_renew(c->r, p->lease_key, p->halt_key, p->token, c->lease_ttl_ms,
-		    &halted, err, sizeof(err));
-		if (rc == 1) {
-			p->renewed_at = now;
-			set_halted(c, i, halted);
-			held++;
-		} else if (rc == 0) {
-			partition_lost(c, i, "held by another consumer");
-		} else if (now - p->renewed_at >= c->lease_ttl_ms - LEASE_MARGIN_MS / 2) {
-			partition_lost(c, i, err);
-		}
-	}
-	/* Too many: hand the highest ones back (their pending entries go with them). */
-	for (int i = c->npart - 1; i >= 0 && held > share; i--) {
-		struct partition *p = &c->part[i];
-
-		if (!p->held)
-			continue;
-		if (rstream_lease_release(c->r, p->lease_key, p->token, err, sizeof(err)) >= 0) {
-			log_info("%s: consumer %s hands partition %s back (fair share %d)", c->q->name,
-			    c->name, c->src[i].key, share);
-			p->held = false;
-			held--;
-		}
-	}
-	/* Start at a slot-dependent place so consumers do not all race for partition 0. */
-	size_t h = 5381;
-	for (const char *s = c->name; *s; s++)
-		h = h * 33 + (unsigned char)*s;
-	for (int k = 0; k < c->npart && held < share; k++) {
-		int i = (int)((h + (size_t)k) % (size_t)c->npart);
-		struct partition *p = &c->part[i];
-		bool halted = false;
-		int rc;
-
-		if (p->held)
-			continue;
-		rc = rstream_lease_acquire(c->r, p->lease_key, p->epoch_key, p->halt_key, c->name,
-		    c->lease_ttl_ms, p->token, sizeof(p->token), &halted, err, sizeof(err));
-		if (rc < 0) {
-			redis_trouble(c, "acquiring a partition lease", err);
-			return;
-		}
-		if (rc == 0)
-			continue;
-		p->held = true;
-		p->renewed_at = now;
-		p->halted = false;
-		set_halted(c, i, halted);
-		if (halted)
-			log_warnx("%s: partition %s is halted; waiting for `scaleno resume -q %s%s`",
-			    c->q->name, c->src[i].key, c->q->name, c->npart > 1 ? " -p N" : "");
-		if (partition_take(c, i) < 0) {
-			(void)rstream_lease_release(c->r, p->lease_key, p->token, err, sizeof(err));
-			p->held = false;
-			return;
-		}
-		held++;
-	}
-}
-
-/*
- * Before a handler run under a lease: the lease must outlast the run (the
- * handler timeout), or the partition stops here. 0 ok, -1 stop it.
- */
-static int
-lease_ensure(struct consumer *c, int i)
-{
-	struct partition *p = &c->part[i];
-	int64_t now = util_now_ms(), window = c->lease_ttl_ms - c->q->worker.timeout_ms - 2000;
-	char err[512];
-	bool halted = false;
-	int rc;
-
-	if (!p->held || p->halted)
-		return -1;
-	if (window > c->lease_ttl_ms / 3)
-		window = c->lease_ttl_ms / 3;
-	if (now - p->renewed_at < window)
-		return 0;
-	rc = rstream_lease_renew(c->r, p->lease_key, p->halt_key, p->token, c->lease_ttl_ms,
-	    &halted, err, sizeof(err));
-	if (rc == 1) {
-		p->renewed_at = now;
-		return 0;
-	}
-	partition_lost(c, i, rc == 0 ? "held by another consumer" : err);
-	return -1;
-}
-
-static void
-leases_release(struct consumer *c)
-{
-	char err[512];
-
-	for (int i = 0; i < c->npart; i++)
-		if (c->part[i].held &&
-		    rstream_lease_release(c->r, c->part[i].lease_key, c->part[i].token, err,
-		    sizeof(err)) < 0)
-			log_warnx("%s: releasing %s: %s (it expires by itself)", c->q->name,
-			    c->part[i].lease_key, err);
 }
 
 /* ---- periodic work ---- */
@@ -494,16 +239,16 @@ reclaim(struct consumer *c)
 		struct source *s = &c->src[i];
 		int64_t claimed, deleted;
 
-		if (rstream_autoclaim(c->r, s->key, c->q->group, c->name, c->q->worker.claim_idle_ms,
+		if (redis_stream_autoclaim(c->r, s->key, c->q->group, c->name, c->q->worker.claim_idle_ms,
 		    s->claim_cursor, CLAIM_COUNT, &claimed, &deleted, err, sizeof(err)) < 0) {
-			redis_trouble(c, "XAUTOCLAIM", err);
+			consumer_redis_trouble(c, "XAUTOCLAIM", err);
 			return;
 		}
 		if (claimed > 0) {
 			log_info("%s: consumer %s reclaimed %" PRId64 " entries of %s idle longer than "
 			    "claim_idle", c->q->name, c->name, claimed, s->key);
 			wstats_add(&c->stats->claimed, (uint64_t)claimed);
-			pending_reset(s);
+			consumer_pending_reset(s);
 		}
 		if (deleted > 0)
 			log_warnx("%s: %s: %" PRId64 " pending entries were gone from the stream "
@@ -518,11 +263,11 @@ reap(struct consumer *c)
 	char err[512];
 
 	for (int i = 0; i < c->nsrc; i++) {
-		int n = rstream_reap_consumers(c->r, c->src[i].key, c->q->group, c->name,
+		int n = redis_reap_consumers(c->r, c->src[i].key, c->q->group, c->name,
 		    c->q->worker.consumer_idle_ms, err, sizeof(err));
 
 		if (n < 0) {
-			redis_trouble(c, "removing idle consumers", err);
+			consumer_redis_trouble(c, "removing idle consumers", err);
 			return;
 		}
 		if (n > 0)
@@ -538,7 +283,7 @@ periodic(struct consumer *c)
 	char err[512];
 
 	if (c->ordered && now >= c->next_lease) {
-		leases_maintain(c, now);
+		consumer_leases_maintain(c, now);
 		c->next_lease = now + (c->lease_ttl_ms / 3 < 1000 ? c->lease_ttl_ms / 3 : 1000);
 	}
 	/* Ordered partitions change hands only with their lease (see partition_take). */
@@ -557,7 +302,7 @@ periodic(struct consumer *c)
 	if (now >= c->next_depth) {
 		int64_t depth;
 
-		if (rstream_len(c->r, c->dlq, &depth, err, sizeof(err)) == 0)
+		if (redis_stream_len(c->r, c->dlq, &depth, err, sizeof(err)) == 0)
 			wstats_set(&c->stats->dlq_depth, depth);
 		c->next_depth = now + DLQ_DEPTH_EVERY_MS;
 	}
@@ -577,7 +322,7 @@ fetch(struct consumer *c)
 	char err[512];
 	int n = 0, nk = 0;
 
-	rstream_batch_clear(&c->batch);
+	redis_batch_clear(&c->batch);
 	c->recovering = false;
 	c->nahead = c->ahead_next = 0;
 	for (int i = 0; i < c->nsrc; i++) {
@@ -590,10 +335,10 @@ fetch(struct consumer *c)
 		 * One at a time, acknowledged at once: if one of them kills us again,
 		 * only it gets another delivery counted, not its batch-mates.
 		 */
-		n = rstream_read(c->r, c->q->group, c->name, &k, &id, 1, 1, -1, &c->batch, err,
+		n = redis_stream_read(c->r, c->q->group, c->name, &k, &id, 1, 1, -1, &c->batch, err,
 		    sizeof(err));
 		if (n < 0) {
-			redis_trouble(c, "reading own pending entries", err);
+			consumer_redis_trouble(c, "reading own pending entries", err);
 			return -1;
 		}
 		if (n == 0) {
@@ -602,7 +347,7 @@ fetch(struct consumer *c)
 		}
 		for (size_t j = 0; j < c->batch.n; j++)
 			c->batch.e[j].src = i;
-		util_strlcpy(s->pend_cursor, c->batch.e[c->batch.n - 1].id, RS_ID_MAX);
+		util_strlcpy(s->pend_cursor, c->batch.e[c->batch.n - 1].id, REDIS_ID_MAX);
 		c->recovering = true;
 		return n;
 	}
@@ -617,10 +362,10 @@ fetch(struct consumer *c)
 				block = s->next_due - now;
 			continue;
 		}
-		n = rstream_read_due(c->r, s->key, c->q->group, c->name, s->delay_ms,
+		n = redis_stream_read_due(c->r, s->key, c->q->group, c->name, s->delay_ms,
 		    c->q->worker.batch, i, &c->batch, &next_due, err, sizeof(err));
 		if (n < 0) {
-			redis_trouble(c, "reading a retry stage", err);
+			consumer_redis_trouble(c, "reading a retry stage", err);
 			return -1;
 		}
 		if (n > 0)
@@ -645,10 +390,10 @@ fetch(struct consumer *c)
 	}
 	if (block < 1)
 		block = 1;	/* BLOCK 0 would mean forever */
-	n = rstream_read(c->r, c->q->group, c->name, c->rkeys, c->rids, nk, c->q->worker.batch,
+	n = redis_stream_read(c->r, c->q->group, c->name, c->rkeys, c->rids, nk, c->q->worker.batch,
 	    block, &c->batch, err, sizeof(err));
 	if (n < 0) {
-		redis_trouble(c, "XREADGROUP", err);
+		consumer_redis_trouble(c, "XREADGROUP", err);
 		return -1;
 	}
 	for (size_t j = 0; j < c->batch.n; j++)
@@ -659,7 +404,7 @@ fetch(struct consumer *c)
 /* ---- acknowledging and moving ---- */
 
 static void
-ack_later(struct consumer *c, const struct rs_entry *e)
+ack_later(struct consumer *c, const struct message *e)
 {
 	c->ackids[c->nacks] = e->id;
 	c->acksrc[c->nacks++] = e->src;
@@ -694,17 +439,17 @@ ack_flush(struct consumer *c)
 				ids[n++] = c->ackids[j];
 		if (n == 0)
 			continue;
-		r = rstream_ack(c->r, s->key, c->q->group, ids, n, p ? p->lease_key : NULL,
+		r = redis_stream_ack(c->r, s->key, c->q->group, ids, n, p ? p->lease_key : NULL,
 		    p ? p->token : NULL, err, sizeof(err));
-		if (r == -2) {
-			partition_lost(c, s->part, err);
+		if (r == REDIS_FENCED) {
+			consumer_part_lost(c, s->part, err);
 			rc = -1;
 		} else if (r < 0) {
-			redis_trouble(c, "XACK (the entries stay pending and will be redelivered)", err);
-			pending_reset(s);
+			consumer_redis_trouble(c, "XACK (the entries stay pending and will be redelivered)", err);
+			consumer_pending_reset(s);
 			rc = -1;
 		} else if (s->stage > 0 &&
-		    rstream_delete(c->r, s->key, ids, n, err, sizeof(err)) < 0) {
+		    redis_stream_delete(c->r, s->key, ids, n, err, sizeof(err)) < 0) {
 			log_warnx("%s: XDEL on %s: %s", c->q->name, s->key, err);
 		}
 	}
@@ -715,73 +460,31 @@ ack_flush(struct consumer *c)
 
 /* Move e to dst (a retry stage or the DLQ) with its failure history. 0 or -1. */
 static int
-move_entry(struct consumer *c, const struct rs_entry *e, const char *dst, int to_stage,
+move_entry(struct consumer *c, const struct message *e, const char *dst, int to_stage,
     int attempts, const char *error)
 {
 	const struct source *s = &c->src[e->src];
-	struct rs_fields f = { 0 };
-	char err[512], nid[RS_ID_MAX] = "";
+	struct redis_fields f = { 0 };
+	char err[512], nid[REDIS_ID_MAX] = "";
 	int rc;
 
-	if (rstream_failure_fields(e, s->key, attempts, error, util_wall_ms(), s->stage, to_stage,
+	if (redis_failure_fields(e, s->key, attempts, error, util_wall_ms(), s->stage, to_stage,
 	    &f) < 0) {
-		rstream_fields_free(&f);
+		redis_fields_free(&f);
 		log_warnx("%s: out of memory moving %s", c->q->name, e->id);
 		return -1;
 	}
-	rc = rstream_move(c->r, s->key, dst, c->q->group, e->id, s->stage > 0, NULL, NULL, &f, nid,
+	rc = redis_stream_move(c->r, s->key, dst, c->q->group, e->id, s->stage > 0, NULL, NULL, &f, nid,
 	    err, sizeof(err));
-	rstream_fields_free(&f);
+	redis_fields_free(&f);
 	if (rc < 0) {
-		redis_trouble(c, "moving a failed message (it stays pending)", err);
+		consumer_redis_trouble(c, "moving a failed message (it stays pending)", err);
 		return -1;
 	}
 	if (rc == 0)
 		log_info("%s: %s %s was handled by another consumer meanwhile; not moved",
 		    c->q->name, s->key, e->id);
 	return rc == 1 ? 0 : -1;
-}
-
-static void
-halt_partition(struct consumer *c, const struct rs_entry *e, int attempts, const char *error)
-{
-	const struct source *s = &c->src[e->src];
-	struct partition *p = &c->part[s->part];
-	struct rs_fields f = { 0 };
-	char err[512], text[1024];
-	int rc;
-
-	if (rstream_fields_addf(&f, "id", "%s", e->id) < 0 ||
-	    rstream_fields_addf(&f, "error", "%s", error) < 0 ||
-	    rstream_fields_addf(&f, "attempts", "%d", attempts) < 0 ||
-	    rstream_fields_addf(&f, "delivery", "%" PRId64, e->delivery) < 0 ||
-	    rstream_fields_addf(&f, "time-ms", "%" PRId64, util_wall_ms()) < 0 ||
-	    rstream_fields_addf(&f, "consumer", "%s", c->name) < 0 ||
-	    rstream_fields_addf(&f, "partition", "%d", s->part) < 0 ||
-	    rstream_fields_addf(&f, "stream", "%s", s->key) < 0) {
-		rstream_fields_free(&f);
-		partition_lost(c, s->part, "out of memory writing the halt record");
-		return;
-	}
-	rc = rstream_halt_set(c->r, p->halt_key, p->lease_key, p->token, &f, err, sizeof(err));
-	rstream_fields_free(&f);
-	if (rc == -2) {
-		partition_lost(c, s->part, err);
-		return;
-	}
-	if (rc < 0) {
-		/* The message stays pending; the next owner (or we) will try it again. */
-		redis_trouble(c, "writing the halt record", err);
-		partition_lost(c, s->part, "cannot write the halt record");
-		(void)rstream_lease_release(c->r, p->lease_key, p->token, err, sizeof(err));
-		return;
-	}
-	set_halted(c, s->part, true);
-	log_error("%s: partition %s HALTED on %s after %d attempt(s): %s; run `scaleno resume -q %s%s`",
-	    c->q->name, s->key, e->id, attempts, error, c->q->name, c->npart > 1 ? " -p N" : "");
-	snprintf(text, sizeof(text), "queue %s partition %s halted on message %s after %d "
-	    "attempt(s): %s", c->q->name, s->key, e->id, attempts, error);
-	(void)alert_fire(&c->q->alert, c->q->name, ALERT_PARTITION_HALTED, s->key, text);
 }
 
 /* ---- handling one message ---- */
@@ -794,7 +497,7 @@ enum step {
 };
 
 static enum step
-apply(struct consumer *c, const struct rs_entry *e, const struct mode_decision *d, int attempts,
+apply(struct consumer *c, const struct message *e, const struct mode_decision *d, int attempts,
     const char *error)
 {
 	const struct source *s = &c->src[e->src];
@@ -833,7 +536,7 @@ apply(struct consumer *c, const struct rs_entry *e, const struct mode_decision *
 		}
 		break;
 	case MODE_ACT_HALT:
-		halt_partition(c, e, attempts, error);
+		consumer_halt(c, e, attempts, error);
 		return STEP_SKIP_PART;
 	}
 	/*
@@ -841,7 +544,7 @@ apply(struct consumer *c, const struct rs_entry *e, const struct mode_decision *
 	 * come back. Recovering: so a crash on a later entry does not bring it back.
 	 */
 	if ((c->ordered || c->recovering) && c->nacks > 0 && ack_flush(c) < 0) {
-		pending_reset(&c->src[e->src]);
+		consumer_pending_reset(&c->src[e->src]);
 		return STEP_SKIP_PART;
 	}
 	return STEP_NEXT;
@@ -863,26 +566,10 @@ backoff_sleep(struct consumer *c, int part, int64_t ms)
 		if (c->ordered && slice > 1000)
 			slice = 1000;
 		util_sleep_ms(slice, (volatile int *)c->stop);
-		if (c->ordered && lease_ensure(c, part) < 0)
+		if (c->ordered && consumer_lease_ensure(c, part) < 0)
 			return -1;
 	}
 	return 0;
-}
-
-/* The handler's view of e (borrows e's fields). */
-static void
-message_of(const struct consumer *c, const struct rs_entry *e, struct message *m)
-{
-	memset(m, 0, sizeof(*m));
-	m->queue = c->q->name;
-	m->stream = c->src[e->src].key;
-	util_strlcpy(m->id, e->id, sizeof(m->id));
-	m->delivery = e->delivery;
-	m->nfields = e->nfields;
-	m->names = e->names;
-	m->name_lens = e->name_lens;
-	m->values = e->values;
-	m->value_lens = e->value_lens;
 }
 
 /* Not the messages' fault: they must not use up their attempts. */
@@ -895,7 +582,7 @@ start_trouble(struct consumer *c, const struct handler_result *res)
 
 /* Whether handle() would run the handler on e (not gone, not over max_deliveries). */
 static bool
-runnable(const struct consumer *c, const struct rs_entry *e)
+runnable(const struct consumer *c, const struct message *e)
 {
 	struct mode_decision d;
 
@@ -918,7 +605,7 @@ run_ahead(struct consumer *c, size_t i)
 	for (size_t j = i; j < c->batch.n && n < c->window; j++) {
 		if (!runnable(c, &c->batch.e[j]))
 			continue;
-		message_of(c, &c->batch.e[j], &c->ahead_msg[n]);
+		c->ahead_msg[n] = c->batch.e[j];	/* borrows its fields */
 		c->ahead_pos[n++] = j;
 	}
 	rc = handler_run_batch(c->h, c->ahead_msg, n, c->stop, &drain_deadline_ms, c->ahead_res,
@@ -949,10 +636,9 @@ ahead_take(struct consumer *c, size_t i)
  * attempt when run_ahead already ran it, else NULL.
  */
 static enum step
-handle(struct consumer *c, const struct rs_entry *e, const struct handler_result *first)
+handle(struct consumer *c, const struct message *e, const struct handler_result *first)
 {
 	const struct source *s = &c->src[e->src];
-	struct message m;
 	struct handler_result res;
 	struct mode_decision d;
 	char error[600] = "";
@@ -967,18 +653,17 @@ handle(struct consumer *c, const struct rs_entry *e, const struct handler_result
 	if (modes_precheck(&c->lim, e->delivery, &d)) {
 		snprintf(error, sizeof(error), "delivered %" PRId64 " times (max_deliveries %d): it "
 		    "keeps crashing or stalling its consumer", e->delivery, c->lim.max_deliveries);
-		if (c->ordered && lease_ensure(c, s->part) < 0)
+		if (c->ordered && consumer_lease_ensure(c, s->part) < 0)
 			return STEP_SKIP_PART;
 		return apply(c, e, &d, 0, error);
 	}
-	message_of(c, e, &m);
 	for (;;) {
-		if (c->ordered && lease_ensure(c, s->part) < 0)
+		if (c->ordered && consumer_lease_ensure(c, s->part) < 0)
 			return STEP_SKIP_PART;
 		if (first != NULL) {
 			res = *first;
 			first = NULL;
-		} else if (handler_run(c->h, &m, c->stop, &drain_deadline_ms, &res) < 0) {
+		} else if (handler_run(c->h, e, c->stop, &drain_deadline_ms, &res) < 0) {
 			start_trouble(c, &res);
 			return STEP_ABANDON;
 		} else {
@@ -1039,7 +724,7 @@ process_batch(struct consumer *c)
 		return;
 	}
 	for (size_t i = c->batch_pos; i < c->batch.n; i++) {
-		const struct rs_entry *e = &c->batch.e[i];
+		const struct message *e = &c->batch.e[i];
 		const struct handler_result *first = ahead_take(c, i);
 		enum step st;
 
@@ -1088,7 +773,7 @@ process_batch(struct consumer *c)
 	/* What was skipped or left stays pending; re-read it before anything new. */
 	for (int i = 0; i < c->nsrc; i++)
 		if (skip[i])
-			pending_reset(&c->src[i]);
+			consumer_pending_reset(&c->src[i]);
 	(void)ack_flush(c);
 	free(skip);
 }
@@ -1140,6 +825,10 @@ consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
 		}
 		if ((n = fetch(&c)) < 0)
 			continue;
+		for (size_t j = 0; j < c.batch.n; j++) {
+			c.batch.e[j].queue = q->name;
+			c.batch.e[j].stream = c.src[c.batch.e[j].src].key;
+		}
 		c.err_streak = 0;
 		c.batch_pos = 0;
 		if (n > 0)
@@ -1149,7 +838,8 @@ consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
 	if (c.nacks > 0)
 		(void)ack_flush(&c);
 	if (c.ordered)
-		leases_release(&c);
+		consumer_leases_release(&c);
 	consumer_free(&c);
 	return EXIT_OK;
 }
+

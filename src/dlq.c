@@ -2,7 +2,7 @@
  * dlq.c — the operator commands for failed messages: `scaleno dlq
  * list|show|replay|purge` (the dead-letter stream <stream>:dlq) and
  * `scaleno resume` (halted partitions of mode 4). Every move is one Lua
- * script in rstream.c, so a crash or a lost connection can duplicate a
+ * script (contrib/lua/replay.lua), so a crash or a lost connection can duplicate a
  * message but never lose it.
  */
 #include <ctype.h>
@@ -15,8 +15,9 @@
 
 #include "cli.h"
 #include "config.h"
-#include "redisq.h"
-#include "rstream.h"
+#include "redis_keys.h"
+#include "redis_part.h"
+#include "redis_stream.h"
 #include "util.h"
 
 #define CHUNK 100		/* entries per XRANGE round */
@@ -27,7 +28,7 @@ struct opctx {
 	const char *cmd;	/* "dlq list", "resume", ... for messages */
 	struct config *cfg;
 	const struct queue_policy *q;
-	struct redisq *r;
+	struct redis *r;
 	char dlq[512];
 };
 
@@ -66,12 +67,12 @@ ctx_open(struct opctx *x, const char *path, const char *qname)
 		    qname);
 		return EXIT_USAGE;
 	}
-	snprintf(x->dlq, sizeof(x->dlq), "%s:dlq", x->q->stream);
-	if ((x->r = redisq_new(&x->cfg->redis)) == NULL) {
+	(void)redis_key_buf(x->dlq, sizeof(x->dlq), x->q->stream, x->q->partitions, RK_DLQ, 0);
+	if ((x->r = redis_new_conf(&x->cfg->redis)) == NULL) {
 		fprintf(stderr, "scaleno %s: out of memory\n", x->cmd);
 		return EXIT_RUNTIME;
 	}
-	if (redisq_ensure(x->r, err, sizeof(err)) < 0) {
+	if (redis_ensure(x->r, err, sizeof(err)) < 0) {
 		fprintf(stderr, "scaleno %s: %s\n", x->cmd, err);
 		return EXIT_RUNTIME;
 	}
@@ -82,7 +83,7 @@ static void
 ctx_close(struct opctx *x)
 {
 	if (x->r != NULL)
-		redisq_free(x->r);
+		redis_free(x->r);
 	if (x->cfg != NULL)
 		config_free(x->cfg);
 }
@@ -122,7 +123,7 @@ valid_id(const char *s)
 		while (isdigit((unsigned char)*p))
 			p++;
 	}
-	return *p == '\0' && p - s < RS_ID_MAX;
+	return *p == '\0' && p - s < REDIS_ID_MAX;
 }
 
 /* Print len bytes of s with anything unprintable escaped; at most max bytes. */
@@ -148,9 +149,9 @@ print_escaped(const char *s, size_t len, size_t max)
 }
 
 static const char *
-field_or(const struct rs_entry *e, const char *name, size_t *len)
+field_or(const struct message *e, const char *name, size_t *len)
 {
-	const char *v = rstream_entry_field(e, name, len);
+	const char *v = redis_msg_field(e, name, len);
 
 	if (v == NULL) {
 		*len = 1;
@@ -177,16 +178,16 @@ format_age(int64_t ms, char *buf, size_t len)
 static int
 dlq_list(struct opctx *x, int count)
 {
-	struct rs_batch b = { 0 };
+	struct redis_batch b = { 0 };
 	char err[512], age[32];
 	int64_t len = 0, now = 0;
 	int n;
 
-	if (rstream_len(x->r, x->dlq, &len, err, sizeof(err)) < 0 ||
-	    rstream_time_ms(x->r, &now, err, sizeof(err)) < 0 ||
-	    (n = rstream_range(x->r, x->dlq, "-", "+", count, false, &b, err, sizeof(err))) < 0) {
+	if (redis_stream_len(x->r, x->dlq, &len, err, sizeof(err)) < 0 ||
+	    redis_time_ms(x->r, &now, err, sizeof(err)) < 0 ||
+	    (n = redis_stream_range(x->r, x->dlq, "-", "+", count, false, &b, err, sizeof(err))) < 0) {
 		fprintf(stderr, "scaleno dlq list: %s\n", err);
-		rstream_batch_free(&b);
+		redis_batch_free(&b);
 		return EXIT_RUNTIME;
 	}
 	printf("%s: %" PRId64 " dead-lettered message(s)%s\n", x->dlq, len,
@@ -194,36 +195,36 @@ dlq_list(struct opctx *x, int count)
 	if (n > 0)
 		printf("%-20s %-20s %8s %6s  %s\n", "ID", "ORIGIN-ID", "ATTEMPTS", "AGE", "LAST ERROR");
 	for (int i = 0; i < n; i++) {
-		const struct rs_entry *e = &b.e[i];
+		const struct message *e = &b.e[i];
 		size_t ol, al, el;
 		const char *origin = field_or(e, "x-origin-id", &ol);
 		const char *att = field_or(e, "x-attempts", &al);
 		const char *error = field_or(e, "x-error", &el);
 
-		format_age(now - rstream_id_ms(e->id), age, sizeof(age));
+		format_age(now - redis_id_ms(e->id), age, sizeof(age));
 		printf("%-20s %-20.*s %8.*s %6s  ", e->id, (int)ol, origin, (int)al, att, age);
 		print_escaped(error, el, ERROR_COLUMN);
 		putchar('\n');
 	}
-	rstream_batch_free(&b);
+	redis_batch_free(&b);
 	return EXIT_OK;
 }
 
 static int
 dlq_show(struct opctx *x, const char *id)
 {
-	struct rs_batch b = { 0 };
+	struct redis_batch b = { 0 };
 	char err[512];
 	int n;
 
-	if ((n = rstream_range(x->r, x->dlq, id, id, 1, false, &b, err, sizeof(err))) < 0) {
+	if ((n = redis_stream_range(x->r, x->dlq, id, id, 1, false, &b, err, sizeof(err))) < 0) {
 		fprintf(stderr, "scaleno dlq show: %s\n", err);
-		rstream_batch_free(&b);
+		redis_batch_free(&b);
 		return EXIT_RUNTIME;
 	}
 	if (n == 0) {
 		fprintf(stderr, "scaleno dlq show: %s: no entry %s\n", x->dlq, id);
-		rstream_batch_free(&b);
+		redis_batch_free(&b);
 		return EXIT_RUNTIME;
 	}
 	printf("id: %s\n", b.e[0].id);
@@ -233,18 +234,18 @@ dlq_show(struct opctx *x, const char *id)
 		print_escaped(b.e[0].values[i], b.e[0].value_lens[i], SHOW_MAX);
 		putchar('\n');
 	}
-	rstream_batch_free(&b);
+	redis_batch_free(&b);
 	return EXIT_OK;
 }
 
 /* Replay one DLQ entry. 1 replayed, 0 not found, -1 failed (message printed). */
 static int
-replay_one(struct opctx *x, const struct rs_entry *e)
+replay_one(struct opctx *x, const struct message *e)
 {
-	struct rs_fields f = { 0 };
-	char err[512], nid[RS_ID_MAX] = "", origin[512];
+	struct redis_fields f = { 0 };
+	char err[512], nid[REDIS_ID_MAX] = "", origin[512];
 	size_t olen;
-	const char *o = rstream_entry_field(e, "x-origin-stream", &olen);
+	const char *o = redis_msg_field(e, "x-origin-stream", &olen);
 	int rc;
 
 	if (o == NULL || olen == 0 || olen >= sizeof(origin)) {
@@ -255,15 +256,15 @@ replay_one(struct opctx *x, const struct rs_entry *e)
 	memcpy(origin, o, olen);
 	origin[olen] = '\0';
 	for (size_t i = 0; i < e->nfields; i++)
-		if (!rstream_is_failure_field(e->names[i], e->name_lens[i]) &&
-		    rstream_fields_add(&f, e->names[i], e->name_lens[i], e->values[i],
+		if (!redis_is_failure_field(e->names[i], e->name_lens[i]) &&
+		    redis_fields_add(&f, e->names[i], e->name_lens[i], e->values[i],
 		    e->value_lens[i]) < 0) {
-			rstream_fields_free(&f);
+			redis_fields_free(&f);
 			fprintf(stderr, "scaleno dlq replay: out of memory\n");
 			return -1;
 		}
-	rc = rstream_replay(x->r, x->dlq, origin, e->id, &f, nid, err, sizeof(err));
-	rstream_fields_free(&f);
+	rc = redis_stream_replay(x->r, x->dlq, origin, e->id, &f, nid, err, sizeof(err));
+	redis_fields_free(&f);
 	if (rc < 0) {
 		fprintf(stderr, "scaleno dlq replay: %s: %s\n", e->id, err);
 		return -1;
@@ -276,20 +277,20 @@ replay_one(struct opctx *x, const struct rs_entry *e)
 static int
 dlq_replay(struct opctx *x, char **ids, int nids, bool all)
 {
-	struct rs_batch b = { 0 };
-	char err[512], cursor[RS_ID_MAX + 1] = "-";
+	struct redis_batch b = { 0 };
+	char err[512], cursor[REDIS_ID_MAX + 1] = "-";
 	int replayed = 0, missing = 0, failed = 0, n;
 	int64_t len = 0;
 
 	if (all) {
 		/* Bounded by the length at the start: entries added meanwhile wait for the next run. */
-		if (rstream_len(x->r, x->dlq, &len, err, sizeof(err)) < 0) {
+		if (redis_stream_len(x->r, x->dlq, &len, err, sizeof(err)) < 0) {
 			fprintf(stderr, "scaleno dlq replay: %s\n", err);
 			return EXIT_RUNTIME;
 		}
 		for (int64_t done = 0; done < len; done += n) {
-			rstream_batch_clear(&b);
-			n = rstream_range(x->r, x->dlq, cursor, "+", CHUNK, false, &b, err, sizeof(err));
+			redis_batch_clear(&b);
+			n = redis_stream_range(x->r, x->dlq, cursor, "+", CHUNK, false, &b, err, sizeof(err));
 			if (n < 0) {
 				fprintf(stderr, "scaleno dlq replay: %s\n", err);
 				failed++;
@@ -307,8 +308,8 @@ dlq_replay(struct opctx *x, char **ids, int nids, bool all)
 		}
 	}
 	for (int i = 0; i < nids; i++) {
-		rstream_batch_clear(&b);
-		n = rstream_range(x->r, x->dlq, ids[i], ids[i], 1, false, &b, err, sizeof(err));
+		redis_batch_clear(&b);
+		n = redis_stream_range(x->r, x->dlq, ids[i], ids[i], 1, false, &b, err, sizeof(err));
 		if (n < 0) {
 			fprintf(stderr, "scaleno dlq replay: %s: %s\n", ids[i], err);
 			failed++;
@@ -322,7 +323,7 @@ dlq_replay(struct opctx *x, char **ids, int nids, bool all)
 		replayed += rc == 1;
 		failed += rc < 0;
 	}
-	rstream_batch_free(&b);
+	redis_batch_free(&b);
 	printf("%d replayed, %d not found, %d failed\n", replayed, missing, failed);
 	if (replayed > 0 && x->q->order_critical)
 		printf("note: %s is order-critical; replayed messages are processed after "
@@ -333,13 +334,13 @@ dlq_replay(struct opctx *x, char **ids, int nids, bool all)
 static int
 dlq_purge(struct opctx *x, const char *from, const char *to)
 {
-	struct rs_batch b = { 0 };
+	struct redis_batch b = { 0 };
 	const char *ids[CHUNK];
 	char err[512];
 	int64_t len = 0, deleted = 0;
 	int rc = EXIT_OK;
 
-	if (rstream_len(x->r, x->dlq, &len, err, sizeof(err)) < 0) {
+	if (redis_stream_len(x->r, x->dlq, &len, err, sizeof(err)) < 0) {
 		fprintf(stderr, "scaleno dlq purge: %s\n", err);
 		return EXIT_RUNTIME;
 	}
@@ -347,8 +348,8 @@ dlq_purge(struct opctx *x, const char *from, const char *to)
 	for (int64_t round = 0; round <= len / CHUNK + 1; round++) {
 		int n, d;
 
-		rstream_batch_clear(&b);
-		n = rstream_range(x->r, x->dlq, from, to, CHUNK, false, &b, err, sizeof(err));
+		redis_batch_clear(&b);
+		n = redis_stream_range(x->r, x->dlq, from, to, CHUNK, false, &b, err, sizeof(err));
 		if (n <= 0) {
 			if (n < 0) {
 				fprintf(stderr, "scaleno dlq purge: %s\n", err);
@@ -358,14 +359,14 @@ dlq_purge(struct opctx *x, const char *from, const char *to)
 		}
 		for (int i = 0; i < n; i++)
 			ids[i] = b.e[i].id;
-		if ((d = rstream_delete(x->r, x->dlq, ids, (size_t)n, err, sizeof(err))) < 0) {
+		if ((d = redis_stream_delete(x->r, x->dlq, ids, (size_t)n, err, sizeof(err))) < 0) {
 			fprintf(stderr, "scaleno dlq purge: %s\n", err);
 			rc = EXIT_RUNTIME;
 			break;
 		}
 		deleted += d;
 	}
-	rstream_batch_free(&b);
+	redis_batch_free(&b);
 	printf("%" PRId64 " deleted from %s\n", deleted, x->dlq);
 	return rc;
 }
@@ -488,17 +489,17 @@ cmd_dlq(int argc, char **argv)
 static int
 resume_one(struct opctx *x, const char *stream, bool skip, bool *halted)
 {
-	struct rs_entry h;
-	struct rs_batch b = { 0 };
-	struct rs_fields f = { 0 };
-	char halt_key[600], err[512], hid[RS_ID_MAX] = "", did[RS_ID_MAX] = "";
+	struct message h;
+	struct redis_batch b = { 0 };
+	struct redis_fields f = { 0 };
+	char halt_key[600], err[512], hid[REDIS_ID_MAX] = "", did[REDIS_ID_MAX] = "";
 	const char *error, *att;
 	size_t elen = 0, alen = 0;
 	int rc = EXIT_RUNTIME, r;
 
-	snprintf(halt_key, sizeof(halt_key), "%s:halt", stream);
+	(void)redis_key_buf(halt_key, sizeof(halt_key), stream, 1, RK_HALT, 0);
 	*halted = false;
-	if ((r = rstream_halt_get(x->r, halt_key, &h, err, sizeof(err))) < 0) {
+	if ((r = redis_halt_get(x->r, halt_key, &h, err, sizeof(err))) < 0) {
 		fprintf(stderr, "scaleno resume: %s\n", err);
 		return EXIT_RUNTIME;
 	}
@@ -506,7 +507,7 @@ resume_one(struct opctx *x, const char *stream, bool skip, bool *halted)
 		return EXIT_OK;
 	*halted = true;
 	if (!skip) {
-		r = rstream_resume(x->r, halt_key, stream, x->q->group, x->dlq, false, NULL, NULL, hid,
+		r = redis_resume(x->r, halt_key, stream, x->q->group, x->dlq, false, NULL, NULL, hid,
 		    NULL, err, sizeof(err));
 		if (r < 0)
 			fprintf(stderr, "scaleno resume: %s: %s\n", stream, err);
@@ -521,13 +522,13 @@ resume_one(struct opctx *x, const char *stream, bool skip, bool *halted)
 		fprintf(stderr, "scaleno resume: %s: the halt record has no valid id\n", halt_key);
 		goto out;
 	}
-	if (rstream_range(x->r, stream, h.id, h.id, 1, false, &b, err, sizeof(err)) < 0) {
+	if (redis_stream_range(x->r, stream, h.id, h.id, 1, false, &b, err, sizeof(err)) < 0) {
 		fprintf(stderr, "scaleno resume: %s\n", err);
 		goto out;
 	}
 	if (b.n == 0) {
 		/* Trimmed away: still record it in the DLQ so the skip is visible. */
-		struct rs_entry *e = calloc(1, sizeof(*e));
+		struct message *e = calloc(1, sizeof(*e));
 
 		if (e == NULL)
 			goto out;
@@ -535,18 +536,18 @@ resume_one(struct opctx *x, const char *stream, bool skip, bool *halted)
 		b.n = b.cap = 1;
 		util_strlcpy(e->id, h.id, sizeof(e->id));
 	}
-	error = rstream_entry_field(&h, "error", &elen);
-	att = rstream_entry_field(&h, "attempts", &alen);
+	error = redis_msg_field(&h, "error", &elen);
+	att = redis_msg_field(&h, "attempts", &alen);
 	char errtext[600], atttext[16];
 	snprintf(errtext, sizeof(errtext), "%.*s (skipped by an operator)", (int)elen,
 	    error != NULL ? error : "");
 	snprintf(atttext, sizeof(atttext), "%.*s", (int)alen, att != NULL ? att : "0");
-	if (rstream_failure_fields(&b.e[0], stream, atoi(atttext), errtext, util_wall_ms(), 0, 0,
+	if (redis_failure_fields(&b.e[0], stream, atoi(atttext), errtext, util_wall_ms(), 0, 0,
 	    &f) < 0) {
 		fprintf(stderr, "scaleno resume: out of memory\n");
 		goto out;
 	}
-	r = rstream_resume(x->r, halt_key, stream, x->q->group, x->dlq, true, h.id, &f, hid, did,
+	r = redis_resume(x->r, halt_key, stream, x->q->group, x->dlq, true, h.id, &f, hid, did,
 	    err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "scaleno resume: %s: %s\n", stream, err);
@@ -559,9 +560,9 @@ resume_one(struct opctx *x, const char *stream, bool skip, bool *halted)
 		    stream, hid, x->dlq, did);
 	rc = EXIT_OK;
 out:
-	rstream_fields_free(&f);
-	rstream_batch_free(&b);
-	rstream_entry_free(&h);
+	redis_fields_free(&f);
+	redis_batch_free(&b);
+	redis_msg_free(&h);
 	return rc;
 }
 
@@ -620,10 +621,7 @@ cmd_resume(int argc, char **argv)
 
 		if (part >= 0 && i != part)
 			continue;
-		if (x.q->partitions == 1)
-			snprintf(stream, sizeof(stream), "%s", x.q->stream);
-		else
-			snprintf(stream, sizeof(stream), "%s:%d", x.q->stream, i);
+		(void)redis_key_buf(stream, sizeof(stream), x.q->stream, x.q->partitions, RK_PART, i);
 		r = resume_one(&x, stream, skip, &halted);
 		nhalted += halted;
 		if (r != EXIT_OK)

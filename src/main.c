@@ -6,11 +6,11 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
-#include <hiredis/hiredis.h>
 #include <libconfig.h>
 #include <microhttpd.h>
 
 #include "cli.h"
+#include "redis.h"
 
 static const struct {
 	const char *name;
@@ -43,8 +43,8 @@ cmd_version(int argc, char **argv)
 	(void)argc;
 	(void)argv;
 	printf("scaleno %s\n", SCALENO_VERSION);
-	printf("  hiredis %d.%d.%d, libcurl %s, cJSON %s, libconfig %d.%d.%d, libmicrohttpd %s\n",
-	    HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, curl_version_info(CURLVERSION_NOW)->version,
+	printf("  %s, libcurl %s, cJSON %s, libconfig %d.%d.%d, libmicrohttpd %s\n",
+	    redis_version_string(), curl_version_info(CURLVERSION_NOW)->version,
 	    cJSON_Version(), LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION,
 	    MHD_get_version());
 	return EXIT_OK;

@@ -17,7 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "nomad.h"
-#include "redisq.h"
+#include "redis_sample.h"
 #include "util.h"
 
 #define STATUS_MAX_BODY (8 << 20)
@@ -162,7 +162,7 @@ status_direct(const struct config *cfg, const char *only, bool json)
 	const struct queue_policy **qv = calloc(cfg->nqueues + 1, sizeof(*qv));
 	struct raw_sample *raw = calloc(cfg->nqueues + 1, sizeof(*raw));
 	struct nomad_call *calls = calloc(cfg->nqueues + 1, sizeof(*calls));
-	struct redisq *rq = redisq_new(&cfg->redis);
+	struct redis *rq = redis_new_conf(&cfg->redis);
 	struct nomad_client *nc = NULL;
 	cJSON *root = NULL, *arr = NULL;
 	char err[256];
@@ -182,8 +182,8 @@ status_direct(const struct config *cfg, const char *only, bool json)
 		rc = EXIT_USAGE;
 		goto out;
 	}
-	if (redisq_ensure(rq, err, sizeof(err)) == 0 &&
-	    redisq_sample(rq, qv, n, 0, raw, NULL, err, sizeof(err)) == 0)
+	if (redis_ensure(rq, err, sizeof(err)) == 0 &&
+	    redis_sample(rq, qv, n, 0, raw, NULL, err, sizeof(err)) == 0)
 		redis_ok = true;
 	else
 		fprintf(stderr, "scaleno status: redis %s: %s\n", cfg->redis.address, err);
@@ -267,7 +267,7 @@ status_direct(const struct config *cfg, const char *only, bool json)
 out:
 	cJSON_Delete(root);
 	nomad_client_free(nc);
-	redisq_free(rq);
+	redis_free(rq);
 	free(qv);
 	free(raw);
 	free(calls);

@@ -3,7 +3,7 @@
 # table. Figures only — nothing here passes or fails on a number.
 #   decision quality  tests/bench/quality.sh     scaleno vs target-value and HPA on every trace
 #   worker throughput tests/bench/throughput.sh  one consumer, no-op pipe/exec handlers vs raw hiredis
-#   sampling scale    tests/bench/sampling.sh    redisq_sample over 1,000 and 10,000 queues
+#   sampling scale    tests/bench/sampling.sh    redis_sample over 1,000 and 10,000 queues
 #   agent tick        tests/bench/agent_tick.py  the real agent over 1,000 and 10,000 queues
 # BENCH="quality throughput" runs a subset.
 set -u

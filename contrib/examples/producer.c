@@ -6,7 +6,7 @@
  *   producer ADDRESS STREAM GROUP PARTITIONS KEY FIELD VALUE [FIELD VALUE ...]
  *
  * Build against an installed scaleno:
- *   cc producer.c -lscaleno $(pkg-config --libs hiredis libcjson) -lm
+ *   cc producer.c -lscaleno $(pkg-config --libs hiredis) -lm
  */
 #include <signal.h>
 #include <stdio.h>

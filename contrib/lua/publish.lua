@@ -1,4 +1,4 @@
--- scaleno: publish one message, routed by a sticky key -> partition map (SPEC 6).
+-- scaleno: publish one message, routed by a sticky key -> partition map (scaleno(8) "publish").
 -- KEYS[1] the stream (with partitions > 1 the prefix of <stream>:<p>)
 -- KEYS[2] the key's map entry <stream>:key:<key>   KEYS[3] the counter <stream>:rr
 -- ARGV[1] group, ARGV[2] partitions, ARGV[3] key TTL in ms, ARGV[4] the key

@@ -1,7 +1,7 @@
 /*
  * scaleno/publish.h — the producer side of scaleno for programs in C: add
  * a message to a queue, routed to one of its partition streams by the
- * sticky key -> partition map (SPEC 6, scaleno(8) "publish").
+ * sticky key -> partition map (scaleno(8) "publish").
  *
  * The routing and the add run in one Lua script (shipped as
  * share/scaleno/lua/publish.lua for producers in other languages; the text

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Sampling benchmark: fills a throwaway redis-server (free loopback port, temp
 # folder) with 1,000 and then 10,000 queues (stream + group, 20 entries, 5
-# delivered and unacked) and times redisq_sample over all of them: a cold tick
+# delivered and unacked) and times redis_sample over all of them: a cold tick
 # (connect, SCRIPT LOAD) and a warm one. Prints a table; no pass/fail.
 # Goal: 10,000 queues under one second per tick.
 # Usage: sh tests/bench/sampling.sh [N ...]   (from the top of the tree, after `make`)
@@ -23,13 +23,14 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# One tool per pipeline size: the default REDISQ_CHUNK, and everything in one pipeline.
+# One tool per pipeline size: the default REDIS_SAMPLE_CHUNK, and everything in one pipeline.
 CHUNKS=${CHUNKS:-"default 1000000"}
 for ch in $CHUNKS; do
-	def=; [ "$ch" = default ] || def=-DREDISQ_CHUNK=$ch
+	def=; [ "$ch" = default ] || def=-DREDIS_SAMPLE_CHUNK=$ch
 	# shellcheck disable=SC2046,SC2086
 	$CC -std=c11 -O2 -Wall -Wextra -D_GNU_SOURCE $def -Iinclude $(pkg-config --cflags hiredis libcjson) \
-		-o "$dir/tool.$ch" tests/bench/sampling_tool.c src/redisq.c "$BUILD/obj/util.o" \
+		-o "$dir/tool.$ch" tests/bench/sampling_tool.c src/redis_sample.c src/redis.c src/redis_keys.c \
+		src/redis_msg.c src/redis_conf.c "$BUILD/obj/redis_scripts.o" "$BUILD/obj/util.o" \
 		"$BUILD/obj/log.o" $(pkg-config --libs hiredis libcjson) -lm
 done
 
@@ -43,8 +44,8 @@ until redis-cli -p "$port" ping >/dev/null 2>&1; do
 	sleep 0.05
 done
 
-default_chunk=$(sed -n 's/^#define REDISQ_CHUNK \([0-9]*\)/\1/p' include/redisq.h)
-echo "redisq_sample over N queues ($(redis-server --version | cut -d' ' -f3), $(nproc) CPUs)"
+default_chunk=$(sed -n 's/^#define REDIS_SAMPLE_CHUNK \([0-9]*\)/\1/p' include/redis_sample.h)
+echo "redis_sample over N queues ($(redis-server --version | cut -d' ' -f3), $(nproc) CPUs)"
 echo "chunk = streams per pipeline (default $default_chunk); ok = queues read with the expected figures"
 fmt='%7s %8s %5s %8s %6s %10s %10s %12s %7s\n'
 printf "$fmt" queues chunk tick wall_ms trips cpu_ms maxrss_kb redis_cpu_ms ok

@@ -1,12 +1,12 @@
 /*
- * Benchmark driver for redisq_sample, run by tests/bench/sampling.sh.
+ * Benchmark driver for redis_sample, run by tests/bench/sampling.sh.
  *   sampling_tool fill PORT N     create N queues bench:0..N-1 (stream, group,
  *                                 20 entries, 5 of them delivered, unacked)
  *   sampling_tool sample PORT N   sample all N queues: a cold tick (connect,
  *                                 script load) then a warm one; prints
  *                                 "tick wall_ms round_trips cpu_ms maxrss_kb
  *                                 redis_cpu_ms ok_queues" per tick
- * Built by the script with src/redisq.c (at a chosen REDISQ_CHUNK) and
+ * Built by the script with src/redisq.c (at a chosen REDIS_SAMPLE_CHUNK) and
  * build/obj/{util,log}.o: the standalone tests/tools/ build links no
  * project objects.
  */
@@ -20,7 +20,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "redisq.h"
+#include "redis_sample.h"
 #include "util.h"
 
 #define FILL_BATCH 500
@@ -105,14 +105,14 @@ sample(redisContext *admin, int port, int n)
 	const struct queue_policy **qs = calloc((size_t)n, sizeof(*qs));
 	struct raw_sample *out = calloc((size_t)n, sizeof(*out));
 	char (*names)[24] = calloc((size_t)n, sizeof(*names));
-	struct redisq *r;
+	struct redis *r;
 	int rc = 1;
 
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	conf.address = addr;
 	conf.connect_timeout_ms = 1000;
 	conf.command_timeout_ms = 10000;
-	r = redisq_new(&conf);
+	r = redis_new_conf(&conf);
 	if (q == NULL || qs == NULL || out == NULL || names == NULL || r == NULL) {
 		fprintf(stderr, "out of memory\n");
 		goto out;
@@ -130,7 +130,7 @@ sample(redisContext *admin, int port, int n)
 		int trips = 0, ok = 0;
 		struct rusage ru;
 
-		if (redisq_sample(r, qs, n, (double)tick, out, &trips, err, sizeof(err)) < 0) {
+		if (redis_sample(r, qs, n, (double)tick, out, &trips, err, sizeof(err)) < 0) {
 			fprintf(stderr, "sample: %s\n", err);
 			goto out;
 		}
@@ -145,7 +145,7 @@ sample(redisContext *admin, int port, int n)
 	}
 	rc = 0;
 out:
-	redisq_free(r);
+	redis_free(r);
 	free(q);
 	free(qs);
 	free(out);

@@ -1,6 +1,8 @@
 /*
- * redisq against a real redis-server started on a free 127.0.0.1 port in a
- * temporary folder (killed in cleanup).
+ * The Redis layer against a real redis-server started on a free 127.0.0.1
+ * port in a temporary folder (killed in cleanup): the connection module
+ * (redis.c), the sampler and the agent's lease (redis_sample.c), fencing
+ * (redis_stream.c, redis_part.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -19,13 +21,15 @@
 #include <hiredis/hiredis.h>
 
 #include "config.h"
-#include "redisq.h"
+#include "redis_part.h"
+#include "redis_sample.h"
+#include "redis_stream.h"
 #include "util.h"
 
 /* struct redis_conf and queue_policy hold char *; tests point them at literals. */
 #define MUT(s) ((char *)(uintptr_t)(s))
 
-static char tmpdir[] = "/tmp/scaleno-redisq.XXXXXX";
+static char tmpdir[] = "/tmp/scaleno-redis.XXXXXX";
 static int port;
 static pid_t redis_pid = -1;
 static redisContext *admin;
@@ -165,24 +169,28 @@ policy(const char *name, int partitions)
 	return q;
 }
 
+/* The null-lag fallback's cap for sample_one (0 = the default). */
+static int64_t lag_cap;
+
 /* Sample one queue; asserts the call itself succeeded. */
 static struct raw_sample
-sample_one(struct redisq *r, const struct queue_policy *q)
+sample_one(struct redis *r, const struct queue_policy *q)
 {
 	const struct queue_policy *qs[1] = { q };
+	struct redis_sample_opts o = { .lag_cap = lag_cap };
 	struct raw_sample s;
 	char err[256];
 	int trips;
 
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 42.0, &s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(redis_sample_ex(r, &o, qs, 1, 42.0, &s, &trips, err, sizeof(err)), 0);
 	CU_ASSERT_DOUBLE_EQUAL(s.t, 42.0, 1e-9);
 	return s;
 }
 
-static struct redisq *
-new_redisq(void)
+static struct redis *
+new_redis(void)
 {
-	struct redisq *r = redisq_new(&rconf);
+	struct redis *r = redis_new_conf(&rconf);
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
 	return r;
@@ -191,7 +199,7 @@ new_redisq(void)
 static void
 test_counts(void)
 {
-	struct redisq *r = new_redisq();
+	struct redis *r = new_redis();
 	struct queue_policy q = policy("counts", 1);
 	struct raw_sample s;
 
@@ -220,14 +228,14 @@ test_counts(void)
 	CU_ASSERT_FALSE(s.group_missing);
 	CU_ASSERT_EQUAL(s.halted, 0);
 	CU_ASSERT(s.oldest_age_ms >= 0);
-	redisq_free(r);
+	redis_free(r);
 }
 
 /* Ages come from server time and the ids' ms part. */
 static void
 test_oldest_age(void)
 {
-	struct redisq *r = new_redisq();
+	struct redis *r = new_redis();
 	struct queue_policy q = policy("aged", 1);
 	struct raw_sample s;
 	int64_t now = util_wall_ms();
@@ -248,13 +256,13 @@ test_oldest_age(void)
 	s = sample_one(r, &q);
 	CU_ASSERT_EQUAL(s.oldest_age_ms, 0);
 	CU_ASSERT_EQUAL(s.lag, 0);
-	redisq_free(r);
+	redis_free(r);
 }
 
 static void
 test_null_lag(void)
 {
-	struct redisq *r = new_redisq();
+	struct redis *r = new_redis();
 	struct queue_policy q = policy("nl1", 1);
 	struct queue_policy q2 = policy("nl2", 1);
 	struct queue_policy q3 = policy("nl3", 1);
@@ -272,11 +280,11 @@ test_null_lag(void)
 	CU_ASSERT_FALSE(s.lag_estimated);
 	CU_ASSERT_EQUAL(s.pending, 2);
 	/* A cap below the count: figure capped, marked estimated, never 0. */
-	redisq_set_lag_cap(r, 2);
+	lag_cap = 2;
 	s = sample_one(r, &q);
 	CU_ASSERT_EQUAL(s.lag, 2);
 	CU_ASSERT_TRUE(s.lag_estimated);
-	redisq_set_lag_cap(r, REDISQ_LAG_CAP);
+	lag_cap = 0;
 
 	/* Group created at an arbitrary id: entries 4..6 wait. */
 	for (int i = 1; i <= 6; i++)
@@ -295,13 +303,13 @@ test_null_lag(void)
 	s = sample_one(r, &q3);
 	CU_ASSERT_EQUAL(s.lag, 4);
 	CU_ASSERT_FALSE(s.lag_estimated);
-	redisq_free(r);
+	redis_free(r);
 }
 
 static void
 test_partitions(void)
 {
-	struct redisq *r = new_redisq();
+	struct redis *r = new_redis();
 	struct queue_policy q = policy("parts", 3);
 	struct raw_sample s;
 	int64_t now = util_wall_ms();
@@ -322,13 +330,13 @@ test_partitions(void)
 	CU_ASSERT_EQUAL(s.entries_read, 1);
 	CU_ASSERT_EQUAL(s.halted, 1);
 	CU_ASSERT(s.oldest_age_ms >= 3000 && s.oldest_age_ms < 6000);	/* max over partitions */
-	redisq_free(r);
+	redis_free(r);
 }
 
 static void
 test_missing(void)
 {
-	struct redisq *r = new_redisq();
+	struct redis *r = new_redis();
 	struct queue_policy q = policy("nosuch", 1);
 	struct queue_policy q2 = policy("nogroup", 1);
 	struct raw_sample s;
@@ -344,37 +352,40 @@ test_missing(void)
 	CU_ASSERT_TRUE(s.group_missing);
 	CU_ASSERT_EQUAL(s.length, 1);
 	CU_ASSERT_EQUAL(s.lag + s.pending, 0);
-	redisq_free(r);
+	redis_free(r);
 }
 
 static void
 test_wrongtype(void)
 {
-	struct redisq *r = new_redisq();
+	struct redis *r = new_redis();
 	struct queue_policy good = policy("wt_good", 1), bad = policy("wt_bad", 1);
 	const struct queue_policy *qs[3] = { &good, &bad, &good };
 	struct raw_sample s[3];
+	char *qerr[3];
+	struct redis_sample_opts o = { .qerr = qerr };
 	char err[256];
 
 	cmd("XADD wt_good * a 1");
 	cmd("XGROUP CREATE wt_good g 0");
 	cmd("SET wt_bad hello");
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 3, 1.0, s, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(redis_sample_ex(r, &o, qs, 3, 1.0, s, NULL, err, sizeof(err)), 0);
 	CU_ASSERT(s[0].ok && s[2].ok);
 	CU_ASSERT_EQUAL(s[0].lag, 1);
 	CU_ASSERT_EQUAL(s[2].lag, 1);
 	CU_ASSERT_FALSE(s[1].ok);
-	CU_ASSERT_PTR_NULL(redisq_queue_error(r, 0));
-	CU_ASSERT_PTR_NOT_NULL_FATAL(redisq_queue_error(r, 1));
-	CU_ASSERT_PTR_NOT_NULL(strstr(redisq_queue_error(r, 1), "WRONGTYPE"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(redisq_queue_error(r, 1), "wt_bad"));
-	redisq_free(r);
+	CU_ASSERT_PTR_NULL(qerr[0]);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(qerr[1]);
+	CU_ASSERT_PTR_NOT_NULL(strstr(qerr[1], "WRONGTYPE"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(qerr[1], "wt_bad"));
+	redis_sample_errors_free(qerr, 3);
+	redis_free(r);
 }
 
 static void
 test_retry_dlq(void)
 {
-	struct redisq *r = new_redisq();
+	struct redis *r = new_redis();
 	struct queue_policy q = policy("stages", 1);
 	int64_t delays[2] = { 10000, 60000 };
 	struct raw_sample s;
@@ -398,7 +409,7 @@ test_retry_dlq(void)
 	cmd("SET stages:halt x");
 	s = sample_one(r, &q);
 	CU_ASSERT_EQUAL(s.halted, 1);
-	redisq_free(r);
+	redis_free(r);
 }
 
 /* Total EVALSHA calls Redis has run, from INFO commandstats. */
@@ -421,7 +432,7 @@ static void
 test_one_round_trip(void)
 {
 	enum { N = 50 };
-	struct redisq *r = new_redisq();
+	struct redis *r = new_redis();
 	struct queue_policy q[N];
 	const struct queue_policy *qs[N];
 	char names[N][16];
@@ -438,23 +449,23 @@ test_one_round_trip(void)
 			cmd("XADD %s * a 1", names[i]);
 		cmd("XGROUP CREATE %s g 0", names[i]);
 	}
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, N, 1.0, s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, N, 1.0, s, &trips, err, sizeof(err)), 0);
 	CU_ASSERT(trips >= 1 && trips <= 2);	/* the first may load the script */
 	before = evalsha_calls();
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, N, 2.0, s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, N, 2.0, s, &trips, err, sizeof(err)), 0);
 	CU_ASSERT_EQUAL(trips, 1);
 	CU_ASSERT_EQUAL(evalsha_calls() - before, N);
 	for (int i = 0; i < N; i++) {
 		CU_ASSERT(s[i].ok);
 		CU_ASSERT_EQUAL(s[i].lag, i % 5 + 1);
 	}
-	redisq_free(r);
+	redis_free(r);
 }
 
 static void
 test_noscript(void)
 {
-	struct redisq *r = new_redisq();
+	struct redis *r = new_redis();
 	struct queue_policy q = policy("ns", 1);
 	const struct queue_policy *qs[1] = { &q };
 	struct raw_sample s;
@@ -463,36 +474,36 @@ test_noscript(void)
 
 	cmd("XADD ns * a 1");
 	cmd("XGROUP CREATE ns g 0");
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 1.0, &s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, 1, 1.0, &s, &trips, err, sizeof(err)), 0);
 	cmd("SCRIPT FLUSH");
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 2.0, &s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, 1, 2.0, &s, &trips, err, sizeof(err)), 0);
 	CU_ASSERT(s.ok);
 	CU_ASSERT_EQUAL(s.lag, 1);
 	CU_ASSERT_EQUAL(trips, 3);	/* NOSCRIPT, SCRIPT LOAD, resend */
-	redisq_free(r);
+	redis_free(r);
 }
 
 static void
 test_lease(void)
 {
-	struct redisq *a = new_redisq(), *b = new_redisq();
+	struct redis *a = new_redis(), *b = new_redis();
 	long long ttl;
 
-	CU_ASSERT_EQUAL(redisq_lease(a, "lease", "agent-a", 5000), 1);
-	CU_ASSERT_EQUAL(redisq_lease(b, "lease", "agent-b", 5000), 0);
+	CU_ASSERT_EQUAL(redis_agent_lease(a, "lease", "agent-a", 5000), 1);
+	CU_ASSERT_EQUAL(redis_agent_lease(b, "lease", "agent-b", 5000), 0);
 	cmd("PEXPIRE lease 100");
-	CU_ASSERT_EQUAL(redisq_lease(a, "lease", "agent-a", 5000), 1);	/* renewal */
+	CU_ASSERT_EQUAL(redis_agent_lease(a, "lease", "agent-a", 5000), 1);	/* renewal */
 	ttl = cmd("PTTL lease");
 	CU_ASSERT(ttl > 1000 && ttl <= 5000);
 	cmd("DEL lease");	/* as if it expired */
-	CU_ASSERT_EQUAL(redisq_lease(b, "lease", "agent-b", 5000), 1);
-	CU_ASSERT_EQUAL(redisq_lease(a, "lease", "agent-a", 5000), 0);	/* lost */
+	CU_ASSERT_EQUAL(redis_agent_lease(b, "lease", "agent-b", 5000), 1);
+	CU_ASSERT_EQUAL(redis_agent_lease(a, "lease", "agent-a", 5000), 0);	/* lost */
 	cmd("SET lease_str x");
 	cmd("LPUSH lease_list x");
-	CU_ASSERT_EQUAL(redisq_lease(a, "lease_list", "agent-a", 5000), -1);
-	CU_ASSERT_EQUAL(redisq_lease(a, "lease", "agent-a", 0), -1);
-	redisq_free(a);
-	redisq_free(b);
+	CU_ASSERT_EQUAL(redis_agent_lease(a, "lease_list", "agent-a", 5000), -1);
+	CU_ASSERT_EQUAL(redis_agent_lease(a, "lease", "agent-a", 0), -1);
+	redis_free(a);
+	redis_free(b);
 }
 
 /* A hung Redis (SIGSTOP): the sample gives up after command_timeout, never hangs. */
@@ -500,7 +511,7 @@ static void
 test_redis_hung(void)
 {
 	struct redis_conf c = rconf;
-	struct redisq *r;
+	struct redis *r;
 	struct queue_policy q = policy("hung", 1);
 	const struct queue_policy *qs[1] = { &q };
 	struct raw_sample s;
@@ -509,30 +520,30 @@ test_redis_hung(void)
 
 	c.command_timeout_ms = 300;
 	c.connect_timeout_ms = 300;
-	r = redisq_new(&c);
+	r = redis_new_conf(&c);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 1.0, &s, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, 1, 1.0, &s, NULL, err, sizeof(err)), 0);
 	CU_ASSERT_TRUE(s.stream_missing);
 	kill(redis_pid, SIGSTOP);
 	t0 = util_now_ms();
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 2.0, &s, NULL, err, sizeof(err)), -1);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, 1, 2.0, &s, NULL, err, sizeof(err)), -1);
 	CU_ASSERT_FALSE(s.ok);
 	CU_ASSERT(util_now_ms() - t0 < 3000);	/* bounded by the timeout, not by Redis */
 	/* Reconnecting (the kernel still accepts) and sampling again: bounded too. */
 	t0 = util_now_ms();
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 3.0, &s, NULL, err, sizeof(err)), -1);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, 1, 3.0, &s, NULL, err, sizeof(err)), -1);
 	CU_ASSERT_FALSE(s.ok);
 	CU_ASSERT(util_now_ms() - t0 < 3000);
-	redisq_free(r);
+	redis_free(r);
 	/* The handshake (AUTH) is bounded by connect_timeout as a whole. */
 	c.password = MUT("pw");
-	r = redisq_new(&c);
+	r = redis_new_conf(&c);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
 	t0 = util_now_ms();
-	CU_ASSERT_EQUAL(redisq_ensure(r, err, sizeof(err)), -1);
+	CU_ASSERT_EQUAL(redis_ensure(r, err, sizeof(err)), -1);
 	CU_ASSERT(util_now_ms() - t0 < 3000);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "AUTH"));
-	redisq_free(r);
+	redis_free(r);
 	kill(redis_pid, SIGCONT);
 }
 
@@ -590,29 +601,32 @@ test_absurd_replies(void)
 	struct queue_policy q = policy("absurd", 1);
 	const struct queue_policy *qs[4] = { &q, &q, &q, &q };
 	struct raw_sample s[4];
+	char *qerr[4];
+	struct redis_sample_opts o = { .qerr = qerr };
 	char addr[64], err[256];
-	struct redisq *r;
+	struct redis *r;
 	int fport = 0;
 	pid_t pid = fake_server(&fport, replies, (int)ARRAY_LEN(replies));
 
 	CU_ASSERT_FATAL(pid > 0);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", fport);
 	c.address = addr;
-	r = redisq_new(&c);
+	r = redis_new_conf(&c);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 4, 1.0, s, NULL, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(redis_sample_ex(r, &o, qs, 4, 1.0, s, NULL, err, sizeof(err)), 0);
 	for (int i = 0; i < 4; i++) {
 		CU_ASSERT_FALSE(s[i].ok);
-		CU_ASSERT_PTR_NOT_NULL(redisq_queue_error(r, i));
+		CU_ASSERT_PTR_NOT_NULL(qerr[i]);
 	}
-	CU_ASSERT_PTR_NOT_NULL(strstr(redisq_queue_error(r, 0), "unexpected reply"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(redisq_queue_error(r, 3), "boom"));
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 4, 2.0, s, NULL, err, sizeof(err)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(qerr[0], "unexpected reply"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(qerr[3], "boom"));
+	redis_sample_errors_free(qerr, 4);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, 4, 2.0, s, NULL, err, sizeof(err)), -1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "TIME"));
 	CU_ASSERT_FALSE(s[0].ok);
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 3.0, s, NULL, err, sizeof(err)), -1);
-	CU_ASSERT_FALSE(redisq_connected(r));
-	redisq_free(r);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, 1, 3.0, s, NULL, err, sizeof(err)), -1);
+	CU_ASSERT_FALSE(redis_connected(r));
+	redis_free(r);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 }
@@ -621,7 +635,7 @@ test_absurd_replies(void)
 static void
 test_redis_down(void)
 {
-	struct redisq *r = new_redisq();
+	struct redis *r = new_redis();
 	struct queue_policy q = policy("down", 1);
 	const struct queue_policy *qs[1] = { &q };
 	struct raw_sample s;
@@ -631,26 +645,26 @@ test_redis_down(void)
 
 	cmd("XADD down * a 1");
 	cmd("XGROUP CREATE down g 0");
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 1.0, &s, NULL, err, sizeof(err)), 0);
-	CU_ASSERT(redisq_connected(r));
+	CU_ASSERT_EQUAL(redis_sample(r, qs, 1, 1.0, &s, NULL, err, sizeof(err)), 0);
+	CU_ASSERT(redis_connected(r));
 	redis_stop();
 
 	t0 = util_now_ms();
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 2.0, &s, NULL, err, sizeof(err)), -1);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, 1, 2.0, &s, NULL, err, sizeof(err)), -1);
 	CU_ASSERT_FALSE(s.ok);
-	CU_ASSERT_FALSE(redisq_connected(r));
+	CU_ASSERT_FALSE(redis_connected(r));
 	/* Sample, then the reconnect it tries: both bounded by the timeouts. */
 	CU_ASSERT(util_now_ms() - t0 < rconf.command_timeout_ms + rconf.connect_timeout_ms + 1000);
 	/* Immediate retries are refused during the backoff without touching the network. */
 	for (int i = 0; i < 3; i++)
-		rc = redisq_ensure(r, err, sizeof(err));
+		rc = redis_ensure(r, err, sizeof(err));
 	CU_ASSERT_EQUAL(rc, -1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "next attempt in"));
-	CU_ASSERT_EQUAL(redisq_lease(r, "lease", "x", 1000), -1);
+	CU_ASSERT_EQUAL(redis_agent_lease(r, "lease", "x", 1000), -1);
 
 	CU_ASSERT_FATAL(redis_start() == 0);
 	for (int i = 0; i < 200 && rc != 0; i++) {
-		rc = redisq_ensure(r, err, sizeof(err));
+		rc = redis_ensure(r, err, sizeof(err));
 		if (rc != 0)
 			usleep(50000);
 	}
@@ -658,40 +672,128 @@ test_redis_down(void)
 	cmd("XADD down * a 1");
 	cmd("XADD down * a 1");
 	cmd("XGROUP CREATE down g 0");
-	CU_ASSERT_EQUAL(redisq_sample(r, qs, 1, 3.0, &s, &trips, err, sizeof(err)), 0);
+	CU_ASSERT_EQUAL(redis_sample(r, qs, 1, 3.0, &s, &trips, err, sizeof(err)), 0);
 	CU_ASSERT(s.ok);
 	CU_ASSERT_EQUAL(s.lag, 2);
 	CU_ASSERT_EQUAL(trips, 3);	/* the new server had no script: NOSCRIPT path */
-	redisq_free(r);
+	redis_free(r);
+}
+
+/* The connection module itself: errors kept in the handle, commands, the script registry. */
+static void
+test_connection_module(void)
+{
+	struct redis_conf c = rconf;
+	struct redis_args a = REDIS_ARGS_INIT;
+	struct redis_reply *rep;
+	struct redis *r;
+	const char *key = "cm_lease";
+	char err[256] = "";
+	int64_t v = 0;
+
+	r = new_redis();
+	CU_ASSERT_STRING_EQUAL(redis_errstr(r), "");
+	redis_args_str(&a, "SET");
+	redis_args_key(&a, "cm_k");
+	redis_args_str(&a, "v");
+	CU_ASSERT_EQUAL(a.key, 1);	/* the send path knows the key it touches */
+	rep = redis_run(r, &a, true, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(rep);
+	CU_ASSERT(redis_reply_is_str(rep) && strcmp(rep->str, "OK") == 0);
+	redis_reply_free(rep);
+	CU_ASSERT(redis_connected(r));
+	CU_ASSERT_EQUAL(redis_err(r), 0);
+	/* An error reply is a failure only when asked. */
+	redis_args_str(&a, "INCR");
+	redis_args_key(&a, "cm_k");
+	CU_ASSERT_PTR_NULL(redis_run(r, &a, true, err, sizeof(err)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "not an integer"));
+	/* A vector that ran out of memory is never sent. */
+	a.oom = true;
+	redis_args_str(&a, "PING");
+	CU_ASSERT_PTR_NULL(redis_run(r, &a, false, err, sizeof(err)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "out of memory"));
+	/* A script by name, again after SCRIPT FLUSH (NOSCRIPT, reloaded). */
+	for (int i = 0; i < 2; i++) {
+		redis_args_str(&a, "me");
+		redis_args_str(&a, "5000");
+		rep = redis_run_script(r, "agent_lease", &key, 1, &a, NULL, err, sizeof(err));
+		CU_ASSERT_EQUAL(redis_int_reply(rep, "agent_lease", &v, err, sizeof(err)), 0);
+		CU_ASSERT_EQUAL(v, 1);
+		cmd("SCRIPT FLUSH");
+	}
+	CU_ASSERT_PTR_NULL(redis_eval(r, "nope", NULL, 0, NULL, NULL, err, sizeof(err)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no script named nope"));
+	redis_free(r);
+	/* A connection failure is kept in the handle. */
+	c.address = MUT("127.0.0.1:1");
+	r = redis_new_conf(&c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+	CU_ASSERT_EQUAL(redis_ensure(r, err, sizeof(err)), -1);
+	CU_ASSERT_EQUAL(redis_err(r), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(redis_errstr(r), "127.0.0.1:1"));
+	CU_ASSERT_FALSE(redis_connected(r));
+	redis_free(r);
+	CU_ASSERT_PTR_NOT_NULL(strstr(redis_version_string(), "hiredis "));
+}
+
+/* A partition lease fences acks, moves and halt records: REDIS_FENCED, never -1. */
+static void
+test_fenced(void)
+{
+	struct redis *r = new_redis();
+	struct redis_fields f = { 0 };
+	const char *id = "1-1";
+	char tok[320], err[256];
+	bool halted = true;
+
+	CU_ASSERT_EQUAL(redis_group_create(r, "fq", "g", err, sizeof(err)), 0);
+	cmd("XADD fq 1-1 a 1");
+	CU_ASSERT_EQUAL(redis_part_acquire(r, "fq:lease", "fq:lease:epoch", "fq:halt", "c1", 5000,
+	    tok, sizeof(tok), &halted, err, sizeof(err)), REDIS_DONE);
+	CU_ASSERT_FALSE(halted);
+	CU_ASSERT_PTR_NOT_NULL(strstr(tok, "c1#"));
+	CU_ASSERT_EQUAL(redis_part_acquire(r, "fq:lease", "fq:lease:epoch", "fq:halt", "c2", 5000,
+	    tok, sizeof(tok), NULL, err, sizeof(err)), REDIS_NONE);
+	CU_ASSERT_EQUAL(redis_stream_ack(r, "fq", "g", &id, 1, "fq:lease", "c2#99", err,
+	    sizeof(err)), REDIS_FENCED);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "FENCED"));
+	CU_ASSERT_EQUAL(redis_fields_addf(&f, "a", "%d", 1), 0);
+	CU_ASSERT_EQUAL(redis_stream_move(r, "fq", "fq:dlq", "g", id, false, "fq:lease", "c2#99",
+	    &f, NULL, err, sizeof(err)), REDIS_FENCED);
+	CU_ASSERT_EQUAL(redis_halt_set(r, "fq:halt", "fq:lease", "c2#99", &f, err, sizeof(err)),
+	    REDIS_FENCED);
+	redis_fields_free(&f);
+	redis_free(r);
 }
 
 static void
 test_bad_address(void)
 {
 	struct redis_conf c = rconf;
-	struct redisq *r;
+	struct redis *r;
 	char err[256];
 
 	c.address = MUT("no-port-here");
-	r = redisq_new(&c);
+	r = redis_new_conf(&c);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-	CU_ASSERT_EQUAL(redisq_ensure(r, err, sizeof(err)), -1);
+	CU_ASSERT_EQUAL(redis_ensure(r, err, sizeof(err)), -1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "no-port-here"));
-	redisq_free(r);
+	redis_free(r);
 	c.address = MUT("unix:/nonexistent/redis.sock");
 	c.password = MUT("s3cret-value");
-	r = redisq_new(&c);
+	r = redis_new_conf(&c);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
-	CU_ASSERT_EQUAL(redisq_ensure(r, err, sizeof(err)), -1);
+	CU_ASSERT_EQUAL(redis_ensure(r, err, sizeof(err)), -1);
 	CU_ASSERT_PTR_NULL(strstr(err, "s3cret"));
-	redisq_free(r);
+	redis_free(r);
 }
 
 static void
 test_auth_select(void)
 {
 	struct redis_conf c = rconf;
-	struct redisq *r;
+	struct redis *r;
 	struct queue_policy q = policy("indb3", 1);
 	struct raw_sample s;
 	char err[256];
@@ -699,11 +801,11 @@ test_auth_select(void)
 	cmd("ACL SETUSER scal on >pw-123 ~* &* +@all");
 	c.username = MUT("scal");
 	c.password = MUT("wrong-pw");
-	r = redisq_new(&c);
-	CU_ASSERT_EQUAL(redisq_ensure(r, err, sizeof(err)), -1);
+	r = redis_new_conf(&c);
+	CU_ASSERT_EQUAL(redis_ensure(r, err, sizeof(err)), -1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "AUTH"));
 	CU_ASSERT_PTR_NULL(strstr(err, "wrong-pw"));
-	redisq_free(r);
+	redis_free(r);
 
 	c.password = MUT("pw-123");
 	c.database = 3;
@@ -711,12 +813,12 @@ test_auth_select(void)
 	cmd("XADD indb3 * a 1");
 	cmd("XGROUP CREATE indb3 g 0");
 	cmd("SELECT 0");
-	r = redisq_new(&c);
+	r = redis_new_conf(&c);
 	s = sample_one(r, &q);
 	CU_ASSERT(s.ok);
 	CU_ASSERT_FALSE(s.stream_missing);
 	CU_ASSERT_EQUAL(s.lag, 1);
-	redisq_free(r);
+	redis_free(r);
 	cmd("ACL DELUSER scal");
 }
 
@@ -724,7 +826,7 @@ static void
 test_unix_socket(void)
 {
 	struct redis_conf c = rconf;
-	struct redisq *r;
+	struct redis *r;
 	struct queue_policy q = policy("viaunix", 1);
 	struct raw_sample s;
 	char addr[128];
@@ -733,14 +835,14 @@ test_unix_socket(void)
 	c.address = addr;
 	cmd("XADD viaunix * a 1");
 	cmd("XGROUP CREATE viaunix g $");
-	r = redisq_new(&c);
+	r = redis_new_conf(&c);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(r);
 	s = sample_one(r, &q);
 	CU_ASSERT(s.ok);
 	CU_ASSERT_EQUAL(s.length, 1);
 	CU_ASSERT_EQUAL(s.lag, 0);
-	CU_ASSERT(redisq_connected(r));
-	redisq_free(r);
+	CU_ASSERT(redis_connected(r));
+	redis_free(r);
 }
 
 int
@@ -752,7 +854,7 @@ main(void)
 	signal(SIGPIPE, SIG_IGN);
 	if (CU_initialize_registry() != CUE_SUCCESS)
 		return 1;
-	s = CU_add_suite("redisq", suite_init, suite_clean);
+	s = CU_add_suite("redis", suite_init, suite_clean);
 	if (s == NULL
 	    || !CU_add_test(s, "counts", test_counts)
 	    || !CU_add_test(s, "oldest age", test_oldest_age)
@@ -769,7 +871,9 @@ main(void)
 	    || !CU_add_test(s, "unix socket", test_unix_socket)
 	    || !CU_add_test(s, "absurd replies", test_absurd_replies)
 	    || !CU_add_test(s, "redis hung", test_redis_hung)
-	    || !CU_add_test(s, "redis down", test_redis_down)) {
+	    || !CU_add_test(s, "redis down", test_redis_down)
+	    || !CU_add_test(s, "the connection module", test_connection_module)
+	    || !CU_add_test(s, "fenced calls", test_fenced)) {
 		CU_cleanup_registry();
 		return 1;
 	}
