@@ -1216,20 +1216,6 @@ done:
 	return 0;
 }
 
-int
-config_load_report(const char *path, struct config **out, FILE *f)
-{
-	struct cfg_errors errs = { 0 };
-
-	if (config_load(path, out, &errs) == 0)
-		return 0;
-	for (size_t i = 0; i < errs.n; i++)
-		fprintf(f, "%s\n", errs.msgs[i]);
-	fprintf(f, "configuration invalid: %zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
-	cfg_errors_free(&errs);
-	return -1;
-}
-
 const struct queue_policy *
 config_queue(const struct config *cfg, const char *name)
 {

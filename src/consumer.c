@@ -26,8 +26,8 @@
 #include <unistd.h>
 
 #include "alert.h"
-#include "cli.h"
 #include "consumer.h"
+#include "exitcode.h"
 #include "handler.h"
 #include "log.h"
 #include "modes.h"

@@ -1,0 +1,37 @@
+/*
+ * cmd_version.c — `scaleno version`: the version of scaleno and of the
+ * libraries it was built with.
+ */
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <hiredis/hiredis.h>
+#include <libconfig.h>
+#include <microhttpd.h>
+
+#include "cli.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: scaleno version\n");
+}
+
+int
+cmd_version(int argc, char **argv)
+{
+	struct cli c = { .cmd = "version", .usage = usage, .max_args = 0 };
+	int ch;
+
+	/* argc is 0 for "scaleno -V": nothing to parse. */
+	while (argc > 0 && (ch = cli_next(&c, argc, argv)) != CLI_DONE)
+		if (ch == CLI_STOP)
+			return c.rc;
+	printf("scaleno %s\n", SCALENO_VERSION);
+	printf("  hiredis %d.%d.%d, libcurl %s, cJSON %s, libconfig %d.%d.%d, libmicrohttpd %s\n",
+	    HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, curl_version_info(CURLVERSION_NOW)->version,
+	    cJSON_Version(), LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION,
+	    MHD_get_version());
+	return EXIT_OK;
+}
