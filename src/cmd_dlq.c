@@ -6,12 +6,10 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "config.h"
-#include "redisq.h"
 #include "rstream.h"
 #include "util.h"
 
