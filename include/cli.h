@@ -82,6 +82,8 @@ struct cli {
  * or an extra operand (message and usage on stderr, EXIT_USAGE).
  */
 int cli_next(struct cli *c, int argc, char **argv);
+/* cli_next for a command with no options of its own: CLI_DONE or CLI_STOP. */
+int cli_parse(struct cli *c, int argc, char **argv);
 /*
  * A usage error the command found itself: "scaleno CMD: <message>" and the
  * usage on stderr. Returns EXIT_USAGE (also stored in c->rc).

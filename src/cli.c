@@ -193,6 +193,16 @@ cli_next(struct cli *c, int argc, char **argv)
 }
 
 int
+cli_parse(struct cli *c, int argc, char **argv)
+{
+	int ch;
+
+	while ((ch = cli_next(c, argc, argv)) > 0)
+		;	/* none: c->opts is empty */
+	return ch;
+}
+
+int
 cli_number(struct cli *c, long lo, long hi, long *out)
 {
 	const char *s = c->optarg != NULL ? c->optarg : "";

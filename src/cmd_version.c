@@ -22,12 +22,10 @@ int
 cmd_version(int argc, char **argv)
 {
 	struct cli c = { .cmd = "version", .usage = usage, .max_args = 0 };
-	int ch;
 
 	/* argc is 0 for "scaleno -V": nothing to parse. */
-	while (argc > 0 && (ch = cli_next(&c, argc, argv)) != CLI_DONE)
-		if (ch == CLI_STOP)
-			return c.rc;
+	if (argc > 0 && cli_parse(&c, argc, argv) == CLI_STOP)
+		return c.rc;
 	printf("scaleno %s\n", SCALENO_VERSION);
 	printf("  hiredis %d.%d.%d, libcurl %s, cJSON %s, libconfig %d.%d.%d, libmicrohttpd %s\n",
 	    HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, curl_version_info(CURLVERSION_NOW)->version,

@@ -92,11 +92,9 @@ cmd_worker(int argc, char **argv)
 	struct supervise_opts o;
 	struct httpd *http = NULL;
 	char err[256];
-	int ch, rc;
+	int rc;
 
-	while ((ch = cli_next(&c, argc, argv)) > 0)
-		;
-	if (ch == CLI_STOP)
+	if (cli_parse(&c, argc, argv) == CLI_STOP)
 		return c.rc;
 	if ((rc = cli_open(&c, &x)) != EXIT_OK)
 		goto out;

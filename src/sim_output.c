@@ -8,6 +8,7 @@
 
 #include "decide.h"
 #include "simulate.h"
+#include "util.h"
 
 #define SVG_POINTS 1000			/* points per line, at most */
 
@@ -39,24 +40,16 @@ sim_write_csv(FILE *f, const struct sim_result *r)
 static void
 xml_text(FILE *f, const char *s)
 {
+	static const char *const entity[] = { ['<'] = "&lt;", ['>'] = "&gt;", ['&'] = "&amp;",
+		['"'] = "&quot;" };
+
 	for (; *s; s++) {
-		switch (*s) {
-		case '<':
-			fputs("&lt;", f);
-			break;
-		case '>':
-			fputs("&gt;", f);
-			break;
-		case '&':
-			fputs("&amp;", f);
-			break;
-		case '"':
-			fputs("&quot;", f);
-			break;
-		default:
-			/* control characters are not allowed in XML 1.0 */
-			fputc((unsigned char)*s < 0x20 ? ' ' : *s, f);
-		}
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch < ARRAY_LEN(entity) && entity[ch] != NULL)
+			fputs(entity[ch], f);
+		else	/* control characters are not allowed in XML 1.0 */
+			fputc(ch < 0x20 ? ' ' : ch, f);
 	}
 }
 
