@@ -84,13 +84,16 @@ cmd_check(int argc, char **argv)
 			list_keys();
 			return EXIT_OK;
 		}
-		quiet = true;
+		if (ch == 'q')
+			quiet = true;
 	}
 	if (ch == CLI_STOP)
 		return c.rc;
 	log_init("scaleno", LOG_LVL_WARN, LOG_FMT_TEXT, false);
-	if (cli_open(&c, &x) != EXIT_OK)
+	if (cli_open(&c, &x) != EXIT_OK) {
+		cli_close(&x);
 		return EXIT_USAGE;
+	}
 	for (size_t i = 0; i < x.cfg->nqueues; i++) {
 		warn_handler(&x.cfg->queues[i]);
 		if (!quiet)
