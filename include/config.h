@@ -3,6 +3,10 @@
  * parsed through one table of keys into the structs below. Every mistake is
  * collected as "file:line: message"; nothing stops at the first one.
  *
+ * The loader: config.c (files, errors, the load), config_value.c (one
+ * setting through the table), config_validate.c (rules across keys),
+ * config_keys.c (the table itself). Documented in scaleno.conf(5).
+ *
  * Ownership: config_load returns a struct config the caller frees with
  * config_free. All strings inside belong to it.
  */
