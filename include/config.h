@@ -3,6 +3,10 @@
  * parsed through one table of keys into the structs below. Every mistake is
  * collected as "file:line: message"; nothing stops at the first one.
  *
+ * The loader: config.c (files, errors, the load), config_value.c (one
+ * setting through the table), config_validate.c (rules across keys),
+ * config_keys.c (the table itself). Documented in scaleno.conf(5).
+ *
  * Ownership: config_load returns a struct config the caller frees with
  * config_free. All strings inside belong to it.
  */
@@ -25,7 +29,7 @@ struct step_limit {
 enum scale_target { SCALE_TARGET_NOMAD = 0, SCALE_TARGET_NONE };
 enum handler_protocol { PROTO_PIPE = 0, PROTO_EXEC };
 
-/* The four error-handling modes of SPEC §5.2, from loss_critical x order_critical. */
+/* The four error-handling modes of scaleno-worker(8), from loss_critical x order_critical. */
 enum queue_mode {
 	MODE_DROP = 1,		/* loss ok, order irrelevant */
 	MODE_ORDERED_DROP = 2,	/* loss ok, order critical */
@@ -169,11 +173,6 @@ int config_load(const char *path, struct config **out, struct cfg_errors *errs);
 #define CONFIG_NO_NOMAD_SECRETS 0x1u
 int config_load_flags(const char *path, struct config **out, struct cfg_errors *errs,
     unsigned flags);
-/*
- * config_load for commands: on failure print every error to f, one per
- * line, then "configuration invalid: N errors". 0 with *out set, or -1.
- */
-int config_load_report(const char *path, struct config **out, FILE *f);
 /* Free everything config_load returned; NULL is a no-op. */
 void config_free(struct config *cfg);
 /* The queue called name, or NULL. */

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 /*
- * One reading of one queue (summed over partitions), as redisq_sample
+ * One reading of one queue (summed over partitions), as redis_sample
  * produces it and as `scaleno simulate --stdin` reads it (SPEC §8 names).
  */
 struct raw_sample {

@@ -6,6 +6,9 @@
  * workers then complete service_rate messages each in arrival order, a
  * requested worker consumes from `startup` after the scale call, and a
  * scale-in takes effect at once (workers still starting go first).
+ *
+ * sim_trace.c reads traces, sim_model.c runs the model, sim_output.c writes
+ * CSV and SVG, sim_stdin.c speaks --stdin; the command is cmd_simulate.c.
  */
 #ifndef SCALENO_SIMULATE_H
 #define SCALENO_SIMULATE_H

@@ -947,7 +947,7 @@ cmd_agent(int argc, char **argv)
 	}
 	if (a.config_path == NULL)
 		a.config_path = config_default_path();
-	if (config_load_report(a.config_path, &a.cfg, stderr) == -1)
+	if (cli_load_config_flags("agent", a.config_path, 0, &a.cfg) != EXIT_OK)
 		return EXIT_USAGE;
 	log_init("scaleno", verbose ? LOG_LVL_DEBUG : a.cfg->log.level, a.cfg->log.format,
 	    a.cfg->log.syslog);

@@ -3,13 +3,11 @@
  * and every policy, print every problem as "file:line: message".
  */
 #include <stdio.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "config.h"
 #include "log.h"
-#include "util.h"
 
 static void
 usage(FILE *f)
@@ -70,51 +68,39 @@ warn_handler(const struct queue_policy *q)
 int
 cmd_check(int argc, char **argv)
 {
-	const char *path = NULL;
+	static const struct cli_opt opts[] = {
+		{ 'q', NULL, NULL },
+		{ 'k', NULL, NULL },
+		{ 0, NULL, NULL },
+	};
+	struct cli c = { .cmd = "check", .usage = usage, .flags = CLI_CONFIG | CLI_NOMAD | CLI_IN_ORDER,
+		.opts = opts, .max_args = 0 };
+	struct cli_queue x = { 0 };
 	bool quiet = false;
-	struct config *cfg = NULL;
 	int ch;
 
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt(argc, argv, "+c:qkh")) != -1) {
-		switch (ch) {
-		case 'c':
-			path = optarg;
-			break;
-		case 'q':
-			quiet = true;
-			break;
-		case 'k':
+	while ((ch = cli_next(&c, argc, argv)) > 0) {
+		if (ch == 'k') {
 			list_keys();
 			return EXIT_OK;
-		case 'h':
-			usage(stdout);
-			return EXIT_OK;
-		default:
-			if (optopt == 'c')
-				fprintf(stderr, "scaleno check: -c needs a file name\n");
-			else
-				fprintf(stderr, "scaleno check: unknown option -%c\n", optopt);
-			usage(stderr);
-			return EXIT_USAGE;
 		}
+		if (ch == 'q')
+			quiet = true;
 	}
-	if (optind < argc) {
-		fprintf(stderr, "scaleno check: unexpected argument \"%s\"\n", argv[optind]);
-		usage(stderr);
-		return EXIT_USAGE;
-	}
+	if (ch == CLI_STOP)
+		return c.rc;
 	log_init("scaleno", LOG_LVL_WARN, LOG_FMT_TEXT, false);
-	if (config_load_report(path, &cfg, stderr) == -1)
+	if (cli_open(&c, &x) != EXIT_OK) {
+		cli_close(&x);
 		return EXIT_USAGE;
-	for (size_t i = 0; i < cfg->nqueues; i++) {
-		warn_handler(&cfg->queues[i]);
+	}
+	for (size_t i = 0; i < x.cfg->nqueues; i++) {
+		warn_handler(&x.cfg->queues[i]);
 		if (!quiet)
-			print_queue(&cfg->queues[i]);
+			print_queue(&x.cfg->queues[i]);
 	}
 	if (!quiet)
-		printf("configuration OK: %zu queue%s\n", cfg->nqueues, cfg->nqueues == 1 ? "" : "s");
-	config_free(cfg);
+		printf("configuration OK: %zu queue%s\n", x.cfg->nqueues, x.cfg->nqueues == 1 ? "" : "s");
+	cli_close(&x);
 	return EXIT_OK;
 }

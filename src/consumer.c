@@ -26,9 +26,9 @@
 #include <unistd.h>
 
 #include "alert.h"
-#include "cli.h"
 #include "consumer.h"
 #include "consumer_int.h"
+#include "exitcode.h"
 #include "handler.h"
 #include "log.h"
 #include "modes.h"

@@ -1,16 +1,11 @@
 /*
- * main.c — the scaleno binary: subcommand dispatch.
+ * main.c — the scaleno binary: dispatch to the command named by the first
+ * argument (cmd_*.c; the shared front end is cli.c).
  */
 #include <stdio.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-#include <curl/curl.h>
-#include <libconfig.h>
-#include <microhttpd.h>
-
 #include "cli.h"
-#include "redis.h"
 
 static const struct {
 	const char *name;
@@ -35,19 +30,6 @@ usage(FILE *f)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 	fprintf(f, "\nRun 'scaleno <command> -h' for a command's options; see scaleno(8).\n");
-}
-
-int
-cmd_version(int argc, char **argv)
-{
-	(void)argc;
-	(void)argv;
-	printf("scaleno %s\n", SCALENO_VERSION);
-	printf("  %s, libcurl %s, cJSON %s, libconfig %d.%d.%d, libmicrohttpd %s\n",
-	    redis_version_string(), curl_version_info(CURLVERSION_NOW)->version,
-	    cJSON_Version(), LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION,
-	    MHD_get_version());
-	return EXIT_OK;
 }
 
 int

@@ -312,7 +312,7 @@ cmd_status(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	log_init("scaleno", LOG_LVL_ERROR, LOG_FMT_TEXT, false);
-	if (config_load_report(path, &cfg, stderr) == -1)
+	if (cli_load_config_flags("status", path, 0, &cfg) != EXIT_OK)
 		return EXIT_USAGE;
 	if (only != NULL && config_queue(cfg, only) == NULL) {
 		fprintf(stderr, "scaleno status: no queue \"%s\" in %s\n", only, cfg->path);

@@ -899,7 +899,7 @@ test_check_exit_codes(void)
 	CU_ASSERT_EQUAL(run_check("-c tests/fixtures/config/bad-unknown.conf", out, sizeof(out), true), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "tests/fixtures/config/bad-unknown.conf:2: unknown key \"redis.adress\" "
 	    "(did you mean \"redis.address\"?)\n"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nconfiguration invalid: 10 errors\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\nscaleno check: configuration is invalid (10 errors)\n"));
 	CU_ASSERT_EQUAL(run_check("-c tests/fixtures/config/no-such.conf", NULL, 0, false), 1);
 	CU_ASSERT_EQUAL(run_check("-c tests/fixtures/config", NULL, 0, false), 1);
 	CU_ASSERT_EQUAL(run_check("-x", out, sizeof(out), true), 1);

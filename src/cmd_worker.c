@@ -1,10 +1,9 @@
 /*
- * worker.c — `scaleno worker -q QUEUE [-c FILE]`: load the configuration,
+ * cmd_worker.c — `scaleno worker -q QUEUE [-c FILE]`: load the configuration,
  * find the queue, create the shared counters, serve /metrics and /healthz,
  * and hand over to the supervisor (supervise.c), whose children run
  * consumer_main.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,71 +82,32 @@ worker_http(void *arg, const char *method, const char *path, struct httpd_reply 
 	r->body = strbuf_steal(&b);
 }
 
-/* The queue, or NULL after printing why it cannot be run by a worker. */
-static const struct queue_policy *
-worker_find_queue(const struct config *cfg, const char *name)
-{
-	const struct queue_policy *q = config_queue(cfg, name), *best = NULL;
-	unsigned bestd = 4;
-
-	if (q == NULL) {
-		for (size_t i = 0; i < cfg->nqueues; i++) {
-			unsigned d = util_edit_distance(name, cfg->queues[i].name);
-
-			if (d < bestd) {
-				bestd = d;
-				best = &cfg->queues[i];
-			}
-		}
-		fprintf(stderr, "scaleno worker: %s: no queue named \"%s\"%s%s%s\n", cfg->path, name,
-		    best != NULL ? " (did you mean \"" : "", best != NULL ? best->name : "",
-		    best != NULL ? "\"?)" : "");
-		return NULL;
-	}
-	if (q->worker.command == NULL || q->worker.command[0] == NULL) {
-		fprintf(stderr, "scaleno worker: %s:%d: queue \"%s\" has no worker.command; "
-		    "it cannot be run by a worker\n", q->file != NULL ? q->file : cfg->path, q->line,
-		    q->name);
-		return NULL;
-	}
-	return q;
-}
-
 int
 cmd_worker(int argc, char **argv)
 {
-	const char *path = NULL, *qname = NULL;
-	struct config *cfg = NULL;
+	struct cli c = { .cmd = "worker", .usage = worker_usage, .flags = CLI_CONFIG | CLI_QUEUE,
+		.max_args = 0 };
+	struct cli_queue x = { 0 };
 	struct worker w = { 0 };
 	struct supervise_opts o;
 	struct httpd *http = NULL;
 	char err[256];
-	int ch, rc = EXIT_USAGE;
+	int rc;
 
-	optind = 1;
-	while ((ch = getopt(argc, argv, "q:c:h")) != -1) {
-		switch (ch) {
-		case 'q':
-			qname = optarg;
-			break;
-		case 'c':
-			path = optarg;
-			break;
-		case 'h':
-			worker_usage(stdout);
-			return EXIT_OK;
-		default:
-			worker_usage(stderr);
-			return EXIT_USAGE;
-		}
-	}
-	if (cli_need_queue("worker", qname, optind != argc, worker_usage) != EXIT_OK ||
-	    cli_load_config("worker", path, &cfg) != EXIT_OK)
-		return EXIT_USAGE;
-	w.cfg = cfg;
-	if ((w.q = worker_find_queue(cfg, qname)) == NULL)
+	if (cli_parse(&c, argc, argv) == CLI_STOP)
+		return c.rc;
+	if ((rc = cli_open(&c, &x)) != EXIT_OK)
 		goto out;
-	log_init("scaleno", cfg->log.level, cfg->log.format, cfg->log.syslog);
+	w.cfg = x.cfg;
+	w.q = x.q;
+	if (w.q->worker.command == NULL || w.q->worker.command[0] == NULL) {
+		fprintf(stderr, "scaleno worker: %s:%d: queue \"%s\" has no worker.command; "
+		    "it cannot be run by a worker\n", w.q->file != NULL ? w.q->file : x.cfg->path,
+		    w.q->line, w.q->name);
+		rc = EXIT_USAGE;
+		goto out;
+	}
+	log_init("scaleno", x.cfg->log.level, x.cfg->log.format, x.cfg->log.syslog);
 	rc = EXIT_RUNTIME;
 	if ((w.stats = wstats_create(w.q->partitions)) == NULL) {
 		log_warn("worker %s: cannot map the shared counters", w.q->name);
@@ -178,6 +138,6 @@ cmd_worker(int argc, char **argv)
 out:
 	httpd_stop(http);
 	wstats_destroy(w.stats);
-	config_free(cfg);
+	cli_close(&x);
 	return rc;
 }

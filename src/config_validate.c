@@ -1,0 +1,179 @@
+/*
+ * config_validate.c — what spans several keys: the values derived from
+ * others (a policy's mode, stream, group, interval), the rules between
+ * keys, and the secrets read from files (scaleno.conf(5)).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "config.h"
+#include "config_int.h"
+#include "log.h"
+#include "util.h"
+
+#define MAX_SECRET_BYTES 4096
+
+static char *
+read_secret_key(struct loader *ld, const config_setting_t *root, const char *key, const char *file)
+{
+	char err[512], *v;
+	struct stat st;
+
+	if (file == NULL || *file == '\0')
+		return NULL;
+	if (stat(file, &st) == 0 && S_ISDIR(st.st_mode)) {
+		SERR(ld, config__where(root, key, NULL), "%s: %s is a directory, not a file", key, file);
+		return NULL;
+	}
+	if ((v = util_read_secret(file, MAX_SECRET_BYTES, err, sizeof(err))) == NULL) {
+		SERR(ld, config__where(root, key, NULL), "%s: %s", key, err);
+		return NULL;
+	}
+	if (*v == '\0') {
+		SERR(ld, config__where(root, key, NULL), "%s: %s is empty", key, file);
+		free(v);
+		return NULL;
+	}
+	return v;
+}
+
+void
+config__check_main(struct loader *ld, const config_setting_t *root, struct config *cfg)
+{
+	const char *env;
+
+	if (cfg->agent.lease_ttl_ms <= cfg->agent.interval_ms &&
+	    config__all_ok(ld, CFG_MAIN, "agent.lease_ttl", "agent.interval", (char *)NULL)) {
+		char a[32], b[32];
+
+		util_format_duration(cfg->agent.lease_ttl_ms, a, sizeof(a));
+		util_format_duration(cfg->agent.interval_ms, b, sizeof(b));
+		SERR(ld, config__where(root, "agent.lease_ttl", config__where(root, "agent.interval", NULL)),
+		    "agent.lease_ttl (%s) must be longer than agent.interval (%s), or the lease lapses between renewals",
+		    a, b);
+	}
+	cfg->redis.password = read_secret_key(ld, root, "redis.password_file", cfg->redis.password_file);
+	if (ld->flags & CONFIG_NO_NOMAD_SECRETS)
+		return;
+	if (cfg->nomad.token_file != NULL && *cfg->nomad.token_file != '\0')
+		cfg->nomad.token = read_secret_key(ld, root, "nomad.token_file", cfg->nomad.token_file);
+	else if ((env = getenv("NOMAD_TOKEN")) != NULL && *env != '\0' &&
+	    (cfg->nomad.token = strdup(env)) == NULL)
+		config__error(ld, ld->file, 0, "NOMAD_TOKEN: out of memory");
+	static const char *const tls[] = { "nomad.ca_file", "nomad.cert_file", "nomad.key_file" };
+	const char *vals[] = { cfg->nomad.ca_file, cfg->nomad.cert_file, cfg->nomad.key_file };
+	for (size_t i = 0; i < ARRAY_LEN(tls); i++)
+		if (vals[i] != NULL && *vals[i] != '\0' && access(vals[i], R_OK) == -1)
+			SERR(ld, config__where(root, tls[i], NULL), "%s: cannot read %s: %s", tls[i], vals[i],
+			    strerror(errno));
+}
+
+static enum queue_mode
+derive_mode(bool loss_critical, bool order_critical)
+{
+	if (!loss_critical)
+		return order_critical ? MODE_ORDERED_DROP : MODE_DROP;
+	return order_critical ? MODE_HALT : MODE_DLQ;
+}
+
+static void
+fmt_ms(int64_t ms, char *buf, size_t len)
+{
+	util_format_duration(ms, buf, len);
+}
+
+/* Durations of a policy that must stay in order. */
+struct duration_pair {
+	const char *lo, *hi;
+	size_t lo_off, hi_off;
+	bool strict;		/* lo < hi; else lo <= hi */
+	const char *why;
+};
+static const struct duration_pair duration_order[] = {
+	{ "worker.drain_timeout", "worker.kill_timeout", offsetof(struct queue_policy, worker.drain_timeout_ms),
+	  offsetof(struct queue_policy, worker.kill_timeout_ms), true,
+	  "Nomad kills the worker at the job's kill_timeout, before it has drained" },
+	{ "worker.block", "worker.drain_timeout", offsetof(struct queue_policy, worker.block_ms),
+	  offsetof(struct queue_policy, worker.drain_timeout_ms), true,
+	  "a draining consumer may sit in one read that long" },
+	{ "worker.backoff", "worker.max_backoff", offsetof(struct queue_policy, worker.backoff_ms),
+	  offsetof(struct queue_policy, worker.max_backoff_ms), false, "the first retry delay exceeds its cap" },
+};
+
+/* Fill the derived values of q and check what spans several keys. */
+void
+config__check_policy(struct loader *ld, const config_setting_t *qs, struct queue_policy *q)
+{
+	const struct config *cfg = ld->cfg;
+	char a[32], b[32];
+
+	if (q->name == NULL) {
+		if (!config__was_set(ld, "name", CFG_POLICY))
+			SERR(ld, qs, "queue: missing the required key \"name\"");
+	} else {
+		if (q->stream == NULL && !config__was_set(ld, "stream", CFG_POLICY))
+			q->stream = strdup(q->name);
+		if (q->group == NULL && !config__was_set(ld, "group", CFG_POLICY))
+			q->group = strdup(q->name);
+		if ((q->stream == NULL && !config__was_set(ld, "stream", CFG_POLICY)) ||
+		    (q->group == NULL && !config__was_set(ld, "group", CFG_POLICY)))
+			SERR(ld, qs, "out of memory");
+	}
+	if (q->scale.namespace == NULL && !config__was_set(ld, "scale.namespace", CFG_POLICY) &&
+	    cfg->nomad.namespace != NULL && (q->scale.namespace = strdup(cfg->nomad.namespace)) == NULL)
+		SERR(ld, qs, "out of memory");
+	if (!config__was_set(ld, "scale.interval", CFG_POLICY))
+		q->scale.interval_ms = cfg->agent.interval_ms;
+	if (q->order_critical && !config__was_set(ld, "scale.max", CFG_POLICY) && q->partitions > 0)
+		q->scale.max = q->partitions;
+	q->mode = derive_mode(q->loss_critical, q->order_critical);
+
+	const config_setting_t *scale = config__where(qs, "scale", qs);
+	if (q->scale.min > q->scale.max && config__all_ok(ld, CFG_POLICY, "scale.min", "scale.max", (char *)NULL))
+		SERR(ld, config__where(qs, "scale.min", config__where(qs, "scale.max", scale)),
+		    "scale.min (%d) is greater than scale.max (%d)", q->scale.min, q->scale.max);
+	if (q->order_critical && q->scale.max > q->partitions &&
+	    config__all_ok(ld, CFG_POLICY, "scale.max", "partitions", (char *)NULL))
+		SERR(ld, config__where(qs, "scale.max", config__where(qs, "partitions", qs)),
+		    "scale.max (%d) exceeds partitions (%d): an order-critical queue never runs more workers than partitions",
+		    q->scale.max, q->partitions);
+	if (q->scale.target == SCALE_TARGET_NOMAD && config__all_ok(ld, CFG_POLICY, "scale.target", (char *)NULL)) {
+		if (q->scale.job != NULL && *q->scale.job == '\0')
+			SERR(ld, config__where(qs, "scale.job", scale),
+			    "scale.job is required when scale.target is \"nomad\" (or set target = \"none\")");
+		if (q->scale.group != NULL && *q->scale.group == '\0')
+			SERR(ld, config__where(qs, "scale.group", scale),
+			    "scale.group is required when scale.target is \"nomad\" (the job's task group)");
+	}
+
+	const config_setting_t *worker = config_setting_lookup((config_setting_t *)(uintptr_t)qs, "worker");
+	if (worker != NULL && config_setting_is_group(worker) && !config__was_set(ld, "worker.command", CFG_POLICY))
+		SERR(ld, worker, "worker.command is required in a worker section (the handler's argv)");
+	for (size_t i = 0; i < ARRAY_LEN(duration_order); i++) {
+		const struct duration_pair *d = &duration_order[i];
+		int64_t lo = *(const int64_t *)(const void *)((const char *)q + d->lo_off);
+		int64_t hi = *(const int64_t *)(const void *)((const char *)q + d->hi_off);
+
+		if (lo < hi || (!d->strict && lo == hi) || !config__all_ok(ld, CFG_POLICY, d->lo, d->hi, (char *)NULL))
+			continue;
+		fmt_ms(lo, a, sizeof(a));
+		fmt_ms(hi, b, sizeof(b));
+		SERR(ld, config__where(qs, d->lo, config__where(qs, d->hi, qs)), "%s (%s) must %s %s (%s): %s", d->lo, a,
+		    d->strict ? "stay below" : "not exceed", d->hi, b, d->why);
+	}
+	if (worker != NULL && q->worker.claim_idle_ms > 0 && q->worker.claim_idle_ms <= q->worker.timeout_ms) {
+		const config_setting_t *s = config__where(qs, "worker.claim_idle", worker);
+
+		log_warnx("%s:%d: worker.claim_idle is not above worker.timeout: a slow message may be "
+		    "reclaimed by another consumer while its handler still runs", config__setting_file(ld, s),
+		    config__setting_line(s));
+	}
+}
+
