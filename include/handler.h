@@ -1,6 +1,6 @@
 /*
  * handler — runs the user's handler command for one message, with the two
- * protocols of SPEC §5.1: "exec" (one process per message, JSON on stdin,
+ * protocols of scaleno-worker(8): "exec" (one process per message, JSON on stdin,
  * exit code is the verdict) and "pipe" (one long-lived process per consumer,
  * one JSON line in, one reply line out, several lines in flight with
  * handler_run_batch). Started with execve, no shell;

@@ -12,7 +12,7 @@
 
 /*
  * One reading of one queue (summed over partitions), as redisq_sample
- * produces it and as `scaleno simulate --stdin` reads it (SPEC §8 names).
+ * produces it and as `scaleno simulate --stdin` reads it (the field names of scaleno-simulate(1), THE STDIN PROTOCOL).
  */
 struct raw_sample {
 	double t;		/* seconds on the engine's clock */

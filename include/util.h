@@ -5,6 +5,7 @@
 #ifndef SCALENO_UTIL_H
 #define SCALENO_UTIL_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,7 +38,7 @@ double util_rand01(void);
 int64_t util_backoff_ms(int64_t base, int64_t cap, unsigned attempt);
 
 /* Sleep for ms, restarting on EINTR unless *stop becomes non-zero. */
-void util_sleep_ms(int64_t ms, volatile int *stop);
+void util_sleep_ms(int64_t ms, volatile sig_atomic_t *stop);
 
 /* Growable NUL-terminated string. Zero-initialise; free with strbuf_free. */
 struct strbuf {

@@ -1,5 +1,5 @@
 /*
- * agent.c — `scaleno agent`: the control loop of SPEC §4. Each tick samples
+ * agent.c — `scaleno agent`: the control loop of scaleno(8), "The agent". Each tick samples
  * every due queue from Redis in one pipelined round trip, reads Nomad's
  * counts for their groups in one concurrent batch, runs the pure decision
  * engine, and sends the scale calls in a second batch. Nothing here blocks
@@ -34,7 +34,7 @@
 #include "sample.h"
 #include "util.h"
 
-/* Unreachable this long before an alert fires (SPEC §7). */
+/* Unreachable this long before an alert fires (scaleno(8), "Alerts"). */
 #define UNREACHABLE_ALERT_MS 60000
 /* A transient Nomad failure is logged again at most this often. */
 #define RELOG_MS 60000

@@ -1,5 +1,6 @@
 /*
- * alert.c — SPEC §7 alert delivery.
+ * alert.c — alert delivery (scaleno.conf(5) "alert", scaleno(8) and
+ * scaleno-worker(8) ALERTS).
  *
  * alert.command: the command is started from a short-lived intermediate
  * process that exits at once (the caller only waits for that fork), so the

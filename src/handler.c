@@ -1,5 +1,6 @@
 /*
- * handler.c — the two handler protocols of SPEC §5.1.
+ * handler.c — the two handler protocols of scaleno-worker(8),
+ * HANDLER PROTOCOLS.
  *
  * A handler process is forked into its own process group, with every
  * descriptor above 2 closed on exec, signals reset to their defaults and

@@ -3,7 +3,6 @@
  * concurrent batches on one curl multi handle. Replies are parsed with
  * cJSON; every reply is distrusted (wrong types, huge numbers, truncation,
  * oversized bodies all end as NOMAD_BAD_REPLY, never a crash).
- * See ../shared/reference/nomad-api.md §1, §2.1, §2.2 and §3.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -354,7 +353,7 @@ status_parse(struct nomad_call *call, const cJSON *root)
 			call_fail(call, NOMAD_BAD_REPLY, "scale status: Events is not an array");
 			return;
 		}
-		/* Nomad keeps events newest first (nomad-api.md §2.1). */
+		/* Nomad lists a group's scaling events newest first. */
 		if ((ev = cJSON_GetArrayItem(events, 0)) != NULL) {
 			t = cJSON_IsObject(ev) ? cJSON_GetObjectItemCaseSensitive(ev, "Time") : NULL;
 			if (!cJSON_IsNumber(t) || !isfinite(t->valuedouble) || t->valuedouble < 0 ||

@@ -130,7 +130,7 @@ util_backoff_ms(int64_t base, int64_t cap, unsigned attempt)
 }
 
 void
-util_sleep_ms(int64_t ms, volatile int *stop)
+util_sleep_ms(int64_t ms, volatile sig_atomic_t *stop)
 {
 	struct timespec ts, rem;
 
