@@ -68,4 +68,10 @@ void sample_state_init(struct sample_state *st, double tau_s);
  */
 void sample_update(struct sample_state *st, const struct raw_sample *in, struct signals *out);
 
+/*
+ * One reading alone as signals: its levels (backlog, ages, DLQ, halts),
+ * no rates (rates_valid false). For `scaleno status` without an agent.
+ */
+void sample_levels(const struct raw_sample *in, struct signals *out);
+
 #endif

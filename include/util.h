@@ -53,9 +53,6 @@ void strbuf_free(struct strbuf *b);
 /* Take ownership of the buffer (caller frees); b becomes empty. */
 char *strbuf_steal(struct strbuf *b);
 
-/* Append s as a Prometheus label value (escapes backslash, quote, newline). */
-void strbuf_prom_label(struct strbuf *b, const char *s);
-
 /* strdup that returns NULL for NULL. */
 char *util_strdup(const char *s);
 /*

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "agent_view.h"
 #include "cli.h"
 #include "config.h"
 #include "log.h"
@@ -165,6 +166,7 @@ status_direct(const struct config *cfg, const char *only, bool json)
 	struct redisq *rq = redisq_new(&cfg->redis);
 	struct nomad_client *nc = NULL;
 	cJSON *root = NULL, *arr = NULL;
+	struct signals sig;
 	char err[256];
 	int n = 0, ncalls = 0, rc = EXIT_OK;
 	bool redis_ok = false;
@@ -206,39 +208,29 @@ status_direct(const struct config *cfg, const char *only, bool json)
 	cJSON_AddBoolToObject(root, "from_agent", false);
 	cJSON_AddBoolToObject(root, "redis_ok", redis_ok);
 	for (int i = 0, k = 0; i < n; i++) {
-		cJSON *o = cJSON_CreateObject(), *smp, *nmd;
-		const struct raw_sample *r = &raw[i];
+		struct queue_view v = { .name = qv[i]->name, .q = qv[i], .sig = &sig };
+		cJSON *o;
 
-		if (o == NULL)
+		raw[i].ok = raw[i].ok && redis_ok;
+		sample_levels(&raw[i], &sig);
+		v.sample_ok = raw[i].ok;
+		v.stream_missing = raw[i].stream_missing;
+		v.group_missing = raw[i].group_missing;
+		if (qv[i]->scale.target == SCALE_TARGET_NOMAD && nc != NULL) {
+			const struct nomad_call *c = &calls[k++];
+
+			v.nomad_known = true;
+			v.nomad_ok = c->result == NOMAD_OK && c->group_found;
+			v.desired = c->desired;
+			v.running = c->running;
+			v.placed = c->placed;
+			v.job_stopped = c->job_stopped;
+			v.nomad_last = c->result;
+			v.nomad_error = c->error;
+		}
+		if ((o = agent_view_json(&v)) == NULL)
 			break;
 		cJSON_AddItemToArray(arr, o);
-		cJSON_AddStringToObject(o, "name", qv[i]->name);
-		cJSON_AddStringToObject(o, "mode", config_mode_name(qv[i]->mode));
-		if ((smp = cJSON_AddObjectToObject(o, "sample")) != NULL) {
-			cJSON_AddBoolToObject(smp, "ok", redis_ok && r->ok);
-			cJSON_AddNumberToObject(smp, "backlog", (double)(r->lag + r->pending));
-			cJSON_AddBoolToObject(smp, "backlog_estimated", r->lag_estimated);
-			cJSON_AddNumberToObject(smp, "undelivered", (double)r->lag);
-			cJSON_AddNumberToObject(smp, "pending", (double)r->pending);
-			cJSON_AddNumberToObject(smp, "oldest_age_s", (double)r->oldest_age_ms / 1000.0);
-			cJSON_AddNumberToObject(smp, "dlq_length", (double)r->dlq_length);
-			cJSON_AddNumberToObject(smp, "retry_length", (double)r->retry_length);
-			cJSON_AddNumberToObject(smp, "halted_partitions", r->halted);
-			cJSON_AddBoolToObject(smp, "stream_missing", r->stream_missing);
-			cJSON_AddBoolToObject(smp, "group_missing", r->group_missing);
-		}
-		if ((nmd = cJSON_AddObjectToObject(o, "nomad")) != NULL &&
-		    qv[i]->scale.target == SCALE_TARGET_NOMAD && nc != NULL) {
-			const struct nomad_call *c = &calls[k++];
-			bool ok = c->result == NOMAD_OK && c->group_found;
-
-			cJSON_AddBoolToObject(nmd, "ok", ok);
-			cJSON_AddNumberToObject(nmd, "desired", c->desired);
-			cJSON_AddNumberToObject(nmd, "running", c->running);
-			cJSON_AddBoolToObject(nmd, "job_stopped", c->job_stopped);
-			cJSON_AddStringToObject(nmd, "last_result", nomad_result_name(c->result));
-			cJSON_AddStringToObject(nmd, "error", c->error);
-		}
 	}
 	if (json) {
 		char *txt = cJSON_PrintUnformatted(root);

@@ -221,19 +221,6 @@ strbuf_steal(struct strbuf *b)
 	return s;
 }
 
-void
-strbuf_prom_label(struct strbuf *b, const char *s)
-{
-	for (; *s != '\0'; s++) {
-		if (*s == '\\' || *s == '"')
-			strbuf_printf(b, "\\%c", *s);
-		else if (*s == '\n')
-			strbuf_printf(b, "\\n");
-		else
-			strbuf_printf(b, "%c", *s);
-	}
-}
-
 int
 util_strv_push(char ***v, size_t *n, size_t *cap, char *s)
 {
