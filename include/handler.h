@@ -84,12 +84,6 @@ int handler_run_batch(struct handler *h, const struct message *ms, size_t n,
     volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
     struct handler_result *res, size_t *nrun);
 
-/*
- * "exited with status N" / "was killed by signal N (Name)" for a waitpid
- * status, into buf. Shared with the supervisor's logs.
- */
-void handler_describe_status(int status, char *buf, size_t len);
-
 /* JSON text of m as the protocols send it (one line, no newline). Caller frees. */
 char *handler_message_json(const struct message *m);
 

@@ -31,9 +31,11 @@
 
 #include "alert.h"
 #include "log.h"
+#include "spawn.h"
 #include "util.h"
 
-#define ALERT_CMD_LIMIT_MS 10000	/* an alert command runs at most this long */
+#define ALERT_CMD_LIMIT_MS 10000	/* an alert command runs at most this long ... */
+#define ALERT_CMD_TICK_MS 20		/* ... checked this often */
 #define ALERT_HTTP_TIMEOUT_MS 2000	/* whole webhook POST */
 #define ALERT_HTTP_CONNECT_MS 1000
 #define ALERT_SLOTS 64			/* remembered (queue, kind, subject) keys */
@@ -130,32 +132,24 @@ alert_json(const char *queue, enum alert_kind kind, const char *subject, const c
 static void __attribute__((noreturn))
 alert_monitor(char *const *argv, const char *json, size_t len)
 {
+	struct spawn_opts o = { .argv = argv, .stdout_fd = -1, .new_group = true };
+	struct timespec tick = { 0, ALERT_CMD_TICK_MS * 1000000L };
 	int in[2], st;
-	pid_t pid;
+	bool exec_failed;
 	size_t off = 0;
-	struct timespec tick = { 0, 20 * 1000000L };
+	pid_t pid;
 
 	/*
 	 * Keep nothing of the caller's (Redis connections, the supervisor's
-	 * listening socket) open for the command's lifetime.
+	 * listening socket) open for the command's lifetime. Only
+	 * async-signal-safe calls from here on: the caller may have threads.
 	 */
 	close_range(3, ~0U, 0);
 	if (pipe(in) == -1)
 		_exit(2);
-	pid = fork();
-	if (pid == -1)
-		_exit(2);
-	if (pid == 0) {
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_DFL);
-		dup2(in[0], 0);
-		if (in[0] != 0)
-			close(in[0]);
-		close(in[1]);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	setpgid(pid, pid);
+	o.stdin_fd = in[0];
+	if ((pid = spawn_exec(&o, &exec_failed)) == -1)
+		_exit(exec_failed ? SPAWN_EXIT_SETUP : 2);
 	close(in[0]);
 	signal(SIGPIPE, SIG_IGN);
 	while (off < len) {
@@ -167,7 +161,7 @@ alert_monitor(char *const *argv, const char *json, size_t len)
 			off += (size_t)n;
 	}
 	close(in[1]);
-	for (int i = 0; i < ALERT_CMD_LIMIT_MS / 20; i++) {
+	for (int i = 0; i < ALERT_CMD_LIMIT_MS / ALERT_CMD_TICK_MS; i++) {
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			_exit(0);
 		nanosleep(&tick, NULL);
