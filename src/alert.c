@@ -8,7 +8,7 @@
  * or init, which reap it. The monitor feeds the JSON on stdin, and kills
  * the command's process group after ALERT_CMD_LIMIT_MS.
  *
- * alert.webhook: a libcurl POST with a short timeout, made by the caller;
+ * alert.webhook: an HTTP POST (httpc) with a short timeout, made by the caller;
  * after a failure the webhook is paused for a while, so a dead endpoint
  * costs one timeout per pause and not one per alert.
  *
@@ -27,9 +27,9 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 
 #include "alert.h"
+#include "httpc.h"
 #include "log.h"
 #include "spawn.h"
 #include "util.h"
@@ -200,21 +200,13 @@ alert_run_command(char *const *argv, const char *json)
 	return 0;
 }
 
-static size_t
-discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	(void)ptr;
-	(void)userdata;
-	return size * nmemb;
-}
-
 static int
 alert_post(const char *url, const char *json)
 {
-	CURL *c;
-	struct curl_slist *hdr = NULL;
+	struct httpc_request r = { .url = url, .body = json, .content_type = "application/json",
+	    .timeout_ms = ALERT_HTTP_TIMEOUT_MS, .connect_timeout_ms = ALERT_HTTP_CONNECT_MS };
+	char err[256];
 	long code = 0;
-	CURLcode rc;
 	int ret = -1;
 	int64_t t0 = util_now_ms();
 
@@ -223,39 +215,16 @@ alert_post(const char *url, const char *json)
 		    ALERT_HOOK_PAUSE_MS / 1000);
 		return -1;
 	}
-	c = curl_easy_init();
-	if (c == NULL) {
-		log_warnx("alert: cannot initialise libcurl");
-		return -1;
-	}
-	hdr = curl_slist_append(NULL, "Content-Type: application/json");
-	if (hdr == NULL)
-		goto out;
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)ALERT_HTTP_TIMEOUT_MS);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)ALERT_HTTP_CONNECT_MS);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
-	rc = curl_easy_perform(c);
-	if (rc != CURLE_OK) {
-		log_warnx("alert: webhook POST failed: %s", curl_easy_strerror(rc));
-		goto out;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	if (code < 200 || code > 299) {
+	if (httpc_request(&r, &code, NULL, err, sizeof(err)) == -1)
+		log_warnx("alert: webhook POST failed: %s", err);
+	else if (code < 200 || code > 299)
 		log_warnx("alert: webhook answered HTTP %ld", code);
-		goto out;
-	}
-	ret = 0;
-out:
+	else
+		ret = 0;
 	if (ret == 0)
 		hook_paused_until = 0;
 	else if (util_now_ms() - t0 >= ALERT_HOOK_SLOW_MS)
 		hook_paused_until = util_now_ms() + ALERT_HOOK_PAUSE_MS;
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
 	return ret;
 }
 

@@ -5,12 +5,12 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <hiredis/hiredis.h>
 #include <libconfig.h>
 #include <microhttpd.h>
 
 #include "cli.h"
+#include "httpc.h"
 
 static const struct {
 	const char *name;
@@ -44,7 +44,7 @@ cmd_version(int argc, char **argv)
 	(void)argv;
 	printf("scaleno %s\n", SCALENO_VERSION);
 	printf("  hiredis %d.%d.%d, libcurl %s, cJSON %s, libconfig %d.%d.%d, libmicrohttpd %s\n",
-	    HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, curl_version_info(CURLVERSION_NOW)->version,
+	    HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, httpc_version(),
 	    cJSON_Version(), LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION,
 	    MHD_get_version());
 	return EXIT_OK;

@@ -11,55 +11,36 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 
 #include "agent_view.h"
 #include "cli.h"
 #include "config.h"
+#include "httpc.h"
 #include "log.h"
 #include "nomad.h"
 #include "redisq.h"
 #include "util.h"
 
 #define STATUS_MAX_BODY (8 << 20)
-
-static size_t
-status_collect(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-	struct strbuf *b = arg;
-	size_t n = size * nmemb;
-
-	if (b->len + n > STATUS_MAX_BODY)
-		return 0;
-	strbuf_printf(b, "%.*s", (int)n, ptr);
-	return b->oom ? 0 : n;
-}
+/* The agent answers from a snapshot: it is there at once or not at all. */
+#define STATUS_AGENT_TIMEOUT_MS 2000
+#define STATUS_AGENT_CONNECT_MS 500
 
 /* GET http://<listen>/v1/status from the agent; NULL when none answers. Caller frees. */
 static char *
 status_from_agent(const char *listen)
 {
+	struct httpc_request r = { .timeout_ms = STATUS_AGENT_TIMEOUT_MS,
+	    .connect_timeout_ms = STATUS_AGENT_CONNECT_MS, .reply_max = STATUS_MAX_BODY };
 	struct strbuf body = { 0 };
-	char url[300];
-	CURL *c;
-	CURLcode rc;
+	char url[300], err[256];
 	long code = 0;
 
 	if (listen == NULL || *listen == '\0')
 		return NULL;
-	if ((c = curl_easy_init()) == NULL)
-		return NULL;
 	snprintf(url, sizeof(url), "http://%s/v1/status", listen);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 500L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, status_collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(c);
-	if (rc != CURLE_OK || code != 200 || body.oom) {
+	r.url = url;
+	if (httpc_request(&r, &code, &body, err, sizeof(err)) == -1 || code != 200 || body.oom) {
 		strbuf_free(&body);
 		return NULL;
 	}
