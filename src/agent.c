@@ -382,20 +382,68 @@ agent_sample(struct agent *a, double now_s, int64_t now_ms)
 	free(raw);
 }
 
+/* One batch of Nomad calls, each for a queue (by index), with its Meta text. */
+struct agent_batch {
+	struct nomad_call *calls;
+	size_t *idx;
+	char **metas;
+	size_t n;
+};
+
+static void agent_batch_free(struct agent_batch *b);
+
+static int
+agent_batch_new(struct agent_batch *b, size_t cap)
+{
+	b->n = 0;
+	b->calls = calloc(cap ? cap : 1, sizeof(*b->calls));
+	b->idx = calloc(cap ? cap : 1, sizeof(*b->idx));
+	b->metas = calloc(cap ? cap : 1, sizeof(*b->metas));
+	if (b->calls == NULL || b->idx == NULL || b->metas == NULL) {
+		log_error("agent: out of memory for %zu nomad calls", cap);
+		agent_batch_free(b);
+		return -1;
+	}
+	return 0;
+}
+
+/* A call of kind for queue i, aimed at its scale section. */
+static struct nomad_call *
+agent_batch_add(struct agent_batch *b, size_t i, enum nomad_call_kind kind,
+    const struct scale_conf *sc)
+{
+	struct nomad_call *c = &b->calls[b->n];
+
+	nomad_call_init(c, kind, sc);
+	b->idx[b->n++] = i;
+	return c;
+}
+
+static void
+agent_batch_run(struct agent *a, struct agent_batch *b)
+{
+	if (b->n > 0)
+		nomad_perform(a->nc, b->calls, (int)b->n);
+}
+
+static void
+agent_batch_free(struct agent_batch *b)
+{
+	for (size_t k = 0; b->metas != NULL && k < b->n; k++)
+		cJSON_free(b->metas[k]);
+	free(b->calls);
+	free(b->idx);
+	free(b->metas);
+}
+
 /* Phase 2: Nomad's Desired/Running for every due queue that scales a job. */
 static void
 agent_nomad_status(struct agent *a, int64_t now_ms)
 {
-	struct nomad_call *calls;
-	size_t *idx, n = 0;
+	struct agent_batch b;
 
-	calls = calloc(a->nqs ? a->nqs : 1, sizeof(*calls));
-	idx = calloc(a->nqs ? a->nqs : 1, sizeof(*idx));
-	if (calls == NULL || idx == NULL) {
-		free(calls);
-		free(idx);
+	if (agent_batch_new(&b, a->nqs) == -1)
 		return;
-	}
 	for (size_t i = 0; i < a->nqs; i++) {
 		struct agent_queue *s = &a->qs[i];
 
@@ -405,14 +453,12 @@ agent_nomad_status(struct agent *a, int64_t now_ms)
 			s->nomad_ok = false;	/* unknown while we back off */
 			continue;
 		}
-		nomad_call_init(&calls[n], NOMAD_CALL_STATUS, &s->q->scale);
-		idx[n++] = i;
+		agent_batch_add(&b, i, NOMAD_CALL_STATUS, &s->q->scale);
 	}
-	if (n > 0)
-		nomad_perform(a->nc, calls, (int)n);
-	for (size_t k = 0; k < n; k++) {
-		struct agent_queue *s = &a->qs[idx[k]];
-		struct nomad_call *c = &calls[k];
+	agent_batch_run(a, &b);
+	for (size_t k = 0; k < b.n; k++) {
+		struct agent_queue *s = &a->qs[b.idx[k]];
+		struct nomad_call *c = &b.calls[k];
 
 		if (c->result == NOMAD_OK && !c->group_found) {
 			c->result = NOMAD_BAD_REQUEST;
@@ -434,28 +480,19 @@ agent_nomad_status(struct agent *a, int64_t now_ms)
 			    s->q->scale.job);
 		s->job_stopped = c->job_stopped;
 	}
-	free(calls);
-	free(idx);
+	agent_batch_free(&b);
 }
 
 /* Phase 3: decide for every due queue, then send the scale calls in one batch. */
 static void
 agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 {
-	struct nomad_call *calls;
 	struct queue_view view;
-	size_t *idx, n = 0;
-	char **metas;
+	struct agent_batch b;
+	struct nomad_call *c;
 
-	calls = calloc(a->nqs ? a->nqs : 1, sizeof(*calls));
-	idx = calloc(a->nqs ? a->nqs : 1, sizeof(*idx));
-	metas = calloc(a->nqs ? a->nqs : 1, sizeof(*metas));
-	if (calls == NULL || idx == NULL || metas == NULL) {
-		free(calls);
-		free(idx);
-		free(metas);
+	if (agent_batch_new(&b, a->nqs) == -1)
 		return;
-	}
 	for (size_t i = 0; i < a->nqs; i++) {
 		struct agent_queue *s = &a->qs[i];
 		const struct queue_policy *q = s->q;
@@ -498,20 +535,16 @@ agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 			continue;
 		}
 		agent_queue_view(s, now_s, &view);
-		metas[n] = agent_view_meta(&view);
-		nomad_call_init(&calls[n], NOMAD_CALL_SCALE, &q->scale);
-		calls[n].count = s->dec.count;
-		calls[n].message = s->dec.reason;
-		calls[n].meta_json = metas[n];
-		idx[n++] = i;
+		c = agent_batch_add(&b, i, NOMAD_CALL_SCALE, &q->scale);
+		c->count = s->dec.count;
+		c->message = s->dec.reason;
+		c->meta_json = b.metas[b.n - 1] = agent_view_meta(&view);
 	}
-	if (n > 0)
-		nomad_perform(a->nc, calls, (int)n);
-	for (size_t k = 0; k < n; k++) {
-		struct agent_queue *s = &a->qs[idx[k]];
-		struct nomad_call *c = &calls[k];
+	agent_batch_run(a, &b);
+	for (size_t k = 0; k < b.n; k++) {
+		struct agent_queue *s = &a->qs[b.idx[k]];
 
-		free(metas[k]);
+		c = &b.calls[k];
 		if (c->result == NOMAD_OK) {
 			log_info("queue %s: scaled: %s", s->name, s->dec.reason);
 			decide_applied(&s->ds, &s->dec, now_s);
@@ -531,9 +564,7 @@ agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 		} else
 			agent_queue_nomad_failed(s, "scale", c, now_ms);
 	}
-	free(calls);
-	free(idx);
-	free(metas);
+	agent_batch_free(&b);
 }
 
 static void agent_publish(struct agent *a);

@@ -3,7 +3,6 @@
  * reader can use: ages and seconds to the millisecond, rates to 1/100.
  */
 #include <math.h>
-#include <string.h>
 
 #include "agent.h"
 #include "agent_view.h"
@@ -132,29 +131,18 @@ agent_view_meta(const struct queue_view *v)
 void
 agent_queue_view(const struct agent_queue *s, double now, struct queue_view *v)
 {
-	memset(v, 0, sizeof(*v));
-	v->name = s->name;
-	v->q = s->q;
-	v->now = now;
-	v->sample_ok = s->have_raw && s->raw.ok;
-	v->sig = &s->ss.cur;
-	v->history = true;
-	v->stream_missing = s->raw.stream_missing;
-	v->group_missing = s->raw.group_missing;
-	v->nomad_known = true;
-	v->nomad_ok = s->nomad_ok;
-	v->desired = s->desired;
-	v->running = s->running;
-	v->placed = s->placed;
-	v->job_stopped = s->job_stopped;
-	v->nomad_last = s->nomad_last;
-	v->nomad_error = s->nomad_error;
-	v->dec = s->have_dec ? &s->dec : NULL;
-	v->ds = &s->ds;
-	v->counters = true;
-	v->actions_up = s->actions_up;
-	v->actions_down = s->actions_down;
-	v->nomad_errors = s->nomad_errors;
+	*v = (struct queue_view){
+		.name = s->name, .q = s->q, .now = now,
+		.sample_ok = s->have_raw && s->raw.ok, .sig = &s->ss.cur, .history = true,
+		.stream_missing = s->raw.stream_missing, .group_missing = s->raw.group_missing,
+		.nomad_known = true, .nomad_ok = s->nomad_ok,
+		.desired = s->desired, .running = s->running, .placed = s->placed,
+		.job_stopped = s->job_stopped, .nomad_last = s->nomad_last,
+		.nomad_error = s->nomad_error,
+		.dec = s->have_dec ? &s->dec : NULL, .ds = &s->ds,
+		.counters = true, .actions_up = s->actions_up, .actions_down = s->actions_down,
+		.nomad_errors = s->nomad_errors,
+	};
 }
 
 char *

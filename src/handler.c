@@ -754,6 +754,21 @@ exchange_read(struct handler *h, struct exchange *x, struct handler_result *res,
 }
 
 /*
+ * The handler died: the replies it wrote first still count. IO_DONE when
+ * every message has its reply, otherwise the io_end at message *at.
+ */
+static int
+exchange_dead(struct handler *h, struct exchange *x, struct handler_result *res, size_t *at)
+{
+	int rc;
+
+	if (x->nrep < x->n && (rc = exchange_read(h, x, res, at)) != IO_DONE && rc != IO_EOF)
+		return rc;
+	*at = exchange_current(x);
+	return *at >= x->n ? IO_DONE : IO_EOF;
+}
+
+/*
  * Write the lines and read the replies in one poll loop until every
  * message has its reply and is fully written, so that neither side can
  * block the other however large the messages. IO_DONE, or the io_end the
@@ -802,12 +817,7 @@ exchange_run(struct handler *h, struct exchange *x, volatile sig_atomic_t *drain
 		if (h->p.pidfd < 0 && !h->p.reaped &&
 		    waitpid(h->p.pid, &h->p.status, WNOHANG) == h->p.pid) {
 			h->p.reaped = 1;
-			if (x->nrep < x->n && (rc = exchange_read(h, x, res, at)) != IO_DONE &&
-			    rc != IO_EOF)
-				return rc;
-			if ((*at = exchange_current(x)) >= x->n)
-				return IO_DONE;
-			return IO_EOF;
+			return exchange_dead(h, x, res, at);
 		}
 		if (rc <= 0)
 			continue;
@@ -816,15 +826,8 @@ exchange_run(struct handler *h, struct exchange *x, volatile sig_atomic_t *drain
 			close_fd(&h->p.in_fd);
 		if (ir >= 0 && pfd[ir].revents != 0 && (rc = exchange_read(h, x, res, at)) != IO_DONE)
 			return rc;
-		if (ix >= 0 && pfd[ix].revents != 0) {
-			/* Dead: the replies it wrote first still count. */
-			if (x->nrep < x->n && (rc = exchange_read(h, x, res, at)) != IO_DONE &&
-			    rc != IO_EOF)
-				return rc;
-			if ((*at = exchange_current(x)) >= x->n)
-				return IO_DONE;
-			return IO_EOF;
-		}
+		if (ix >= 0 && pfd[ix].revents != 0)
+			return exchange_dead(h, x, res, at);
 	}
 }
 

@@ -30,10 +30,6 @@ struct httpc {
 	int npool;
 };
 
-struct httpc_headers {
-	struct curl_slist *list;
-};
-
 /* The engine's side of one transfer. */
 struct xfer_state {
 	struct httpc_xfer *x;
@@ -93,32 +89,28 @@ httpc_escape(struct strbuf *b, const char *s)
 	}
 }
 
+/* A header list is curl's own list behind an opaque name. */
 struct httpc_headers *
 httpc_headers_new(const char *const *lines, size_t n)
 {
-	struct httpc_headers *h = calloc(1, sizeof(*h));
+	struct curl_slist *list = NULL;
 
-	if (h == NULL)
-		return NULL;
 	for (size_t i = 0; i < n; i++) {
-		struct curl_slist *t = curl_slist_append(h->list, lines[i]);
+		struct curl_slist *t = curl_slist_append(list, lines[i]);
 
 		if (t == NULL) {
-			httpc_headers_free(h);
+			curl_slist_free_all(list);
 			return NULL;
 		}
-		h->list = t;
+		list = t;
 	}
-	return h;
+	return (struct httpc_headers *)(void *)list;
 }
 
 void
 httpc_headers_free(struct httpc_headers *h)
 {
-	if (h == NULL)
-		return;
-	curl_slist_free_all(h->list);
-	free(h);
+	curl_slist_free_all((struct curl_slist *)(void *)h);
 }
 
 struct httpc *
@@ -269,7 +261,7 @@ attempt_start(struct httpc *c, struct xfer_state *st, int64_t remaining_ms)
 	SET(CURLOPT_PRIVATE, st);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
 	if (x->headers != NULL)
-		SET(CURLOPT_HTTPHEADER, x->headers->list);
+		SET(CURLOPT_HTTPHEADER, (const struct curl_slist *)(const void *)x->headers);
 	if (c->ca_file != NULL && *c->ca_file != '\0')
 		SET(CURLOPT_CAINFO, c->ca_file);
 	if (c->cert_file != NULL && *c->cert_file != '\0')

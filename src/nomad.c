@@ -220,11 +220,7 @@ text_sanitize(char *dst, size_t dstlen, const char *src, size_t srclen, size_t c
 	dst[o] = '\0';
 }
 
-static void
-call_fail(struct nomad_call *call, enum nomad_result r, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
+static void __attribute__((format(printf, 3, 4)))
 call_fail(struct nomad_call *call, enum nomad_result r, const char *fmt, ...)
 {
 	va_list ap;
