@@ -1,10 +1,12 @@
 /*
- * agent.c — `scaleno agent`: the control loop of scaleno(8), "The agent". Each tick samples
- * every due queue from Redis in one pipelined round trip, reads Nomad's
- * counts for their groups in one concurrent batch, runs the pure decision
- * engine, and sends the scale calls in a second batch. Nothing here blocks
- * longer than redis.command_timeout or nomad.timeout per phase, and no
- * failure of Redis or Nomad ends the loop.
+ * agent.c — `scaleno agent`: the control loop of scaleno(8), "The agent".
+ * Each tick samples every due queue from Redis in one pipelined round trip,
+ * reads Nomad's counts for their groups in one concurrent batch, runs the
+ * pure decision engine, and sends the scale calls in a second batch.
+ * Nothing here blocks longer than redis.command_timeout or nomad.timeout
+ * per phase, and no failure of Redis or Nomad ends the loop. Also here:
+ * SIGHUP reload, the lease, the snapshots for the HTTP endpoint (written
+ * by agent_view.c and agent_metrics.c).
  *
  * Threads: the loop is single-threaded; the HTTP endpoint runs on
  * libmicrohttpd's thread and only reads the text snapshots published under
