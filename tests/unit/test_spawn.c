@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
@@ -141,13 +142,21 @@ test_fork_closes_and_dies_with_parent(void)
 	CU_ASSERT_EQUAL_FATAL(pipe(ids), 0);
 	mid = fork();
 	if (mid == 0) {
-		pid_t g = spawn_fork(true, SIGKILL);
+		struct timespec limit = { 5, 0 };
+		sigset_t usr1;
+		pid_t g;
 
-		if (g == 0) {
+		sigemptyset(&usr1);
+		sigaddset(&usr1, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &usr1, NULL);
+		if ((g = spawn_fork(true, SIGKILL)) == 0) {
+			/* Armed once spawn_fork has returned: tell the parent, then wait for the signal. */
+			kill(getppid(), SIGUSR1);
 			pause();
 			_exit(0);
 		}
 		(void)!write(ids[1], &g, sizeof(g));
+		sigtimedwait(&usr1, NULL, &limit);
 		_exit(0);	/* the grandchild must die with us */
 	}
 	close(ids[1]);
