@@ -1,5 +1,5 @@
 /*
- * alert — SPEC §7 alerts: alert.command gets the alert as JSON on stdin,
+ * alert — the alerts of scaleno.conf(5) "alert": alert.command gets the alert as JSON on stdin,
  * alert.webhook gets it POSTed. Rate-limited and deduplicated per
  * (kind, subject) within a process; delivery never blocks the caller for
  * long (the command runs detached with a time limit, the POST has a short

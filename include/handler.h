@@ -1,6 +1,6 @@
 /*
  * handler — runs the user's handler command for one message, with the two
- * protocols of SPEC §5.1: "exec" (one process per message, JSON on stdin,
+ * protocols of scaleno-worker(8): "exec" (one process per message, JSON on stdin,
  * exit code is the verdict) and "pipe" (one long-lived process per consumer,
  * one JSON line in, one reply line out, several lines in flight with
  * handler_run_batch). Started with execve, no shell;
@@ -73,12 +73,6 @@ int handler_run(struct handler *h, const struct message *m,
 int handler_run_batch(struct handler *h, const struct message *ms, size_t n,
     volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
     struct handler_result *res, size_t *nrun);
-
-/*
- * "exited with status N" / "was killed by signal N (Name)" for a waitpid
- * status, into buf. Shared with the supervisor's logs.
- */
-void handler_describe_status(int status, char *buf, size_t len);
 
 /* JSON text of m as the protocols send it (one line, no newline). Caller frees. */
 char *handler_message_json(const struct message *m);

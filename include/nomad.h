@@ -1,8 +1,9 @@
 /*
- * nomad — the Nomad HTTP API client (libcurl + cJSON), after
- * ../shared/reference/nomad-api.md. The only module that includes curl.
+ * nomad — the Nomad HTTP API client: the scale endpoints
+ * (GET and POST /v1/job/:job/scale), their JSON and their errors, on top of
+ * httpc (the HTTP transport).
  *
- * Calls are issued in batches that run concurrently on one curl multi handle
+ * Calls are issued in batches that run concurrently on one httpc client
  * (connections are reused across batches), so one slow job never holds the
  * others back: a whole batch finishes within the configured timeout.
  */

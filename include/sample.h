@@ -12,7 +12,7 @@
 
 /*
  * One reading of one queue (summed over partitions), as redis_sample
- * produces it and as `scaleno simulate --stdin` reads it (SPEC §8 names).
+ * produces it and as `scaleno simulate --stdin` reads it (the field names of scaleno-simulate(1), THE STDIN PROTOCOL).
  */
 struct raw_sample {
 	double t;		/* seconds on the engine's clock */
@@ -67,5 +67,11 @@ void sample_state_init(struct sample_state *st, double tau_s);
  * restarted without persistence) restart the rate estimation.
  */
 void sample_update(struct sample_state *st, const struct raw_sample *in, struct signals *out);
+
+/*
+ * One reading alone as signals: its levels (backlog, ages, DLQ, halts),
+ * no rates (rates_valid false). For `scaleno status` without an agent.
+ */
+void sample_levels(const struct raw_sample *in, struct signals *out);
 
 #endif

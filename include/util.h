@@ -5,6 +5,7 @@
 #ifndef SCALENO_UTIL_H
 #define SCALENO_UTIL_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,7 +38,7 @@ double util_rand01(void);
 int64_t util_backoff_ms(int64_t base, int64_t cap, unsigned attempt);
 
 /* Sleep for ms, restarting on EINTR unless *stop becomes non-zero. */
-void util_sleep_ms(int64_t ms, volatile int *stop);
+void util_sleep_ms(int64_t ms, volatile sig_atomic_t *stop);
 
 /* Growable NUL-terminated string. Zero-initialise; free with strbuf_free. */
 struct strbuf {
@@ -51,9 +52,6 @@ void strbuf_reset(struct strbuf *b);
 void strbuf_free(struct strbuf *b);
 /* Take ownership of the buffer (caller frees); b becomes empty. */
 char *strbuf_steal(struct strbuf *b);
-
-/* Append s as a Prometheus label value (escapes backslash, quote, newline). */
-void strbuf_prom_label(struct strbuf *b, const char *s);
 
 /* strdup that returns NULL for NULL. */
 char *util_strdup(const char *s);

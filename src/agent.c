@@ -1,18 +1,18 @@
 /*
- * agent.c — `scaleno agent`: the control loop of SPEC §4. Each tick samples
- * every due queue from Redis in one pipelined round trip, reads Nomad's
- * counts for their groups in one concurrent batch, runs the pure decision
- * engine, and sends the scale calls in a second batch. Nothing here blocks
- * longer than redis.command_timeout or nomad.timeout per phase, and no
- * failure of Redis or Nomad ends the loop.
+ * agent.c — `scaleno agent`: the control loop of scaleno(8), "The agent".
+ * Each tick samples every due queue from Redis in one pipelined round trip,
+ * reads Nomad's counts for their groups in one concurrent batch, runs the
+ * pure decision engine, and sends the scale calls in a second batch.
+ * Nothing here blocks longer than redis.command_timeout or nomad.timeout
+ * per phase, and no failure of Redis or Nomad ends the loop. Also here:
+ * SIGHUP reload, the lease, the snapshots for the HTTP endpoint (written
+ * by agent_view.c and agent_metrics.c).
  *
  * Threads: the loop is single-threaded; the HTTP endpoint runs on
  * libmicrohttpd's thread and only reads the text snapshots published under
  * snap_lock after each tick.
  */
-#include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +23,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "agent.h"
+#include "agent_view.h"
 #include "alert.h"
 #include "cli.h"
 #include "config.h"
@@ -32,138 +34,81 @@
 #include "nomad.h"
 #include "redis_sample.h"
 #include "sample.h"
+#include "selfpipe.h"
 #include "util.h"
 
-/* Unreachable this long before an alert fires (SPEC §7). */
+/* Unreachable this long before an alert fires (scaleno(8), "Alerts"). */
 #define UNREACHABLE_ALERT_MS 60000
 /* A transient Nomad failure is logged again at most this often. */
 #define RELOG_MS 60000
+/* The loop looks at its signals and timers at least this often. */
+#define AGENT_MAX_WAIT_MS 1000
+/* The rates are smoothed over this many evaluation intervals. */
+#define SMOOTHING_INTERVALS 3.0
+/* Retry backoff after a transient Nomad failure (timeout, 5xx, refused) ... */
+#define NOMAD_RETRY_BASE_MS 1000
+#define NOMAD_RETRY_CAP_MS 30000
+/* ... and after a policy error (403, 404, 400) that an operator may fix. */
+#define POLICY_RETRY_BASE_MS 15000
+#define POLICY_RETRY_CAP_MS 60000
+/* /healthz: a stall is no tick for this long plus twice the Nomad and Redis timeouts. */
+#define STALL_BASE_MS 5000
 
-/* The agent's memory of one queue; survives reloads when the name stays. */
-struct qstate {
-	char *name;
-	const struct queue_policy *q;	/* into agent->cfg */
-	struct sample_state ss;
-	struct decide_state ds;
-	struct raw_sample raw;
-	bool have_raw;
-	int64_t next_eval_ms;
-	bool due;
-
-	/* Nomad's view of the group */
-	bool nomad_ok;
-	int desired, running, placed;
-	bool job_stopped;
-	enum nomad_result nomad_last;
-	char nomad_error[256];
-	int64_t nomad_logged_ms;
-	unsigned nomad_failures;
-	int64_t nomad_retry_at_ms;
-	int64_t nomad_down_since_ms;
-	bool deployment_logged;
-
-	struct decision dec;
-	bool have_dec;
-	uint64_t actions_up, actions_down, nomad_errors;
-	bool missing_warned;
-	bool sample_err_warned;
-};
-
-struct agent {
-	const char *config_path;
-	struct config *cfg;
-	struct redis *rq;
-	struct nomad_client *nc;
-	struct httpd *http;
-	char *http_listen;
-	struct qstate *qs;
-	size_t nqs;
-	bool dry_run_flag;		/* --dry-run on the command line */
-	bool leader;
-	char owner[128];		/* lease owner id */
-	uint64_t redis_errors;
-	uint64_t reloads_ok, reloads_failed;
-	uint64_t ticks;
-	int64_t redis_down_since_ms;
-	int64_t last_tick_ms;
-	double last_tick_s;		/* duration of the last tick */
-
-	pthread_mutex_t snap_lock;
-	char *snap_metrics;
-	char *snap_status;
-	int64_t snap_ms;
-	int64_t snap_stall_ms;		/* /healthz: no tick for this long is a stall */
-};
-
-static volatile sig_atomic_t agent_stop, agent_reload;
-static int sig_pipe[2] = { -1, -1 };
-
-static void
-agent_on_signal(int sig)
-{
-	int saved = errno;
-	char c = (char)sig;
-
-	if (sig == SIGHUP)
-		agent_reload = 1;
-	else
-		agent_stop = 1;
-	if (sig_pipe[1] != -1)
-		(void)!write(sig_pipe[1], &c, 1);
-	errno = saved;
-}
-
+/* Catch the stop and reload signals into the self-pipe; ignore SIGPIPE. */
 static int
 agent_signals_setup(void)
 {
-	struct sigaction sa;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
 
-	if (pipe(sig_pipe) == -1)
+	if (selfpipe_open(sigs, ARRAY_LEN(sigs), 0) == -1)
 		return -1;
-	util_set_cloexec(sig_pipe[0]);
-	util_set_cloexec(sig_pipe[1]);
-	util_set_nonblock(sig_pipe[0]);
-	util_set_nonblock(sig_pipe[1]);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = agent_on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	return 0;
 }
 
-/* Wait for a signal or until ms have passed. */
+/* Wait until ms have passed (at most AGENT_MAX_WAIT_MS) or a signal came; note which. */
 static void
-agent_wait(int64_t ms)
+agent_wait(int64_t ms, bool *stop, bool *reload)
 {
-	struct pollfd pfd = { .fd = sig_pipe[0], .events = POLLIN };
-	char buf[64];
+	struct pollfd pfd = { .fd = selfpipe_fd(), .events = POLLIN };
+	int sigs[16];
+	size_t n;
 
 	if (ms < 0)
 		ms = 0;
-	if (ms > 1000)
-		ms = 1000;
-	if (poll(&pfd, 1, (int)ms) > 0)
-		while (read(sig_pipe[0], buf, sizeof(buf)) > 0)
-			;
+	if (ms > AGENT_MAX_WAIT_MS)
+		ms = AGENT_MAX_WAIT_MS;
+	if (poll(&pfd, 1, (int)ms) <= 0)
+		return;
+	while ((n = selfpipe_drain(sigs, ARRAY_LEN(sigs))) > 0)
+		for (size_t i = 0; i < n; i++) {
+			if (sigs[i] == SIGHUP)
+				*reload = true;
+			else
+				*stop = true;
+		}
 }
 
-static bool
+bool
 agent_dry_run(const struct agent *a)
 {
 	return a->dry_run_flag || a->cfg->agent.dry_run;
 }
 
+/* The smoothing time constant of q's rates, in seconds. */
+static double
+agent_tau_s(const struct queue_policy *q)
+{
+	return SMOOTHING_INTERVALS * (double)q->scale.interval_ms / 1000.0;
+}
+
 static void
-qstate_init(struct qstate *s, const struct queue_policy *q, int64_t now_ms)
+agent_queue_init(struct agent_queue *s, const struct queue_policy *q, int64_t now_ms)
 {
 	memset(s, 0, sizeof(*s));
 	s->name = util_strdup(q->name);
 	s->q = q;
-	sample_state_init(&s->ss, 3.0 * (double)q->scale.interval_ms / 1000.0);
+	sample_state_init(&s->ss, agent_tau_s(q));
 	decide_state_init(&s->ds);
 	s->next_eval_ms = now_ms;
 	if (q->scale.target == SCALE_TARGET_NONE) {
@@ -174,7 +119,7 @@ qstate_init(struct qstate *s, const struct queue_policy *q, int64_t now_ms)
 }
 
 static void
-agent_free_states(struct qstate *qs, size_t n)
+agent_free_states(struct agent_queue *qs, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		free(qs[i].name);
@@ -185,10 +130,10 @@ agent_free_states(struct qstate *qs, size_t n)
  * Build the per-queue states for cfg, carrying over the memory (samples,
  * decisions, cooldowns, Nomad view) of queues that keep their name.
  */
-static struct qstate *
-agent_build_states(const struct config *cfg, struct qstate *old, size_t nold, int64_t now_ms)
+static struct agent_queue *
+agent_build_states(const struct config *cfg, struct agent_queue *old, size_t nold, int64_t now_ms)
 {
-	struct qstate *qs = calloc(cfg->nqueues ? cfg->nqueues : 1, sizeof(*qs));
+	struct agent_queue *qs = calloc(cfg->nqueues ? cfg->nqueues : 1, sizeof(*qs));
 
 	if (qs == NULL)
 		return NULL;
@@ -203,9 +148,9 @@ agent_build_states(const struct config *cfg, struct qstate *old, size_t nold, in
 			qs[i] = old[j];
 			old[j].name = NULL;	/* moved */
 			qs[i].q = q;
-			qs[i].ss.tau_s = 3.0 * (double)q->scale.interval_ms / 1000.0;
+			qs[i].ss.tau_s = agent_tau_s(q);
 		} else
-			qstate_init(&qs[i], q, now_ms);
+			agent_queue_init(&qs[i], q, now_ms);
 	}
 	return qs;
 }
@@ -266,7 +211,7 @@ agent_reload_config(struct agent *a)
 	struct config *ocfg = a->cfg;
 	struct redis *rq = NULL;
 	struct nomad_client *nc = NULL;
-	struct qstate *nqs = NULL;
+	struct agent_queue *nqs = NULL;
 	char err[256] = "out of memory";
 
 	log_info("agent: SIGHUP: reloading %s", a->config_path);
@@ -306,7 +251,7 @@ agent_reload_config(struct agent *a)
 
 /* Log a Nomad problem when it is new, or again after RELOG_MS. */
 static void
-qstate_note_nomad(struct qstate *s, const char *what, const struct nomad_call *c, int64_t now_ms)
+agent_queue_note_nomad(struct agent_queue *s, const char *what, const struct nomad_call *c, int64_t now_ms)
 {
 	bool same = s->nomad_last == c->result && strcmp(s->nomad_error, c->error) == 0;
 
@@ -326,17 +271,17 @@ qstate_note_nomad(struct qstate *s, const char *what, const struct nomad_call *c
 
 /* Record a failed Nomad call: errors counted, retry after a backoff. */
 static void
-qstate_nomad_failed(struct qstate *s, const char *what, const struct nomad_call *c, int64_t now_ms)
+agent_queue_nomad_failed(struct agent_queue *s, const char *what, const struct nomad_call *c, int64_t now_ms)
 {
 	s->nomad_errors++;
 	s->nomad_failures++;
 	if (s->nomad_down_since_ms == 0)
 		s->nomad_down_since_ms = now_ms;
-	qstate_note_nomad(s, what, c, now_ms);
+	agent_queue_note_nomad(s, what, c, now_ms);
 	/* Policy errors (403/404/400) are retried slowly: an operator may fix them. */
 	s->nomad_retry_at_ms = now_ms + (nomad_result_transient(c->result)
-	    ? util_backoff_ms(1000, 30000, s->nomad_failures - 1)
-	    : util_backoff_ms(15000, 60000, s->nomad_failures - 1));
+	    ? util_backoff_ms(NOMAD_RETRY_BASE_MS, NOMAD_RETRY_CAP_MS, s->nomad_failures - 1)
+	    : util_backoff_ms(POLICY_RETRY_BASE_MS, POLICY_RETRY_CAP_MS, s->nomad_failures - 1));
 	if (now_ms - s->nomad_down_since_ms >= UNREACHABLE_ALERT_MS &&
 	    nomad_result_transient(c->result)) {
 		char text[512];
@@ -348,7 +293,7 @@ qstate_nomad_failed(struct qstate *s, const char *what, const struct nomad_call 
 }
 
 static void
-qstate_nomad_ok(struct qstate *s, int64_t now_ms)
+agent_queue_nomad_ok(struct agent_queue *s, int64_t now_ms)
 {
 	if (s->nomad_failures > 0 && s->nomad_last != NOMAD_OK)
 		log_info("queue %s: nomad answers again for job %s", s->name, s->q->scale.job);
@@ -409,7 +354,7 @@ agent_sample(struct agent *a, double now_s, int64_t now_ms)
 	}
 	k = 0;
 	for (size_t i = 0; i < a->nqs; i++) {
-		struct qstate *s = &a->qs[i];
+		struct agent_queue *s = &a->qs[i];
 		struct signals sig;
 
 		if (!s->due)
@@ -439,22 +384,70 @@ agent_sample(struct agent *a, double now_s, int64_t now_ms)
 	free(raw);
 }
 
+/* One batch of Nomad calls, each for a queue (by index), with its Meta text. */
+struct agent_batch {
+	struct nomad_call *calls;
+	size_t *idx;
+	char **metas;
+	size_t n;
+};
+
+static void agent_batch_free(struct agent_batch *b);
+
+static int
+agent_batch_new(struct agent_batch *b, size_t cap)
+{
+	b->n = 0;
+	b->calls = calloc(cap ? cap : 1, sizeof(*b->calls));
+	b->idx = calloc(cap ? cap : 1, sizeof(*b->idx));
+	b->metas = calloc(cap ? cap : 1, sizeof(*b->metas));
+	if (b->calls == NULL || b->idx == NULL || b->metas == NULL) {
+		log_error("agent: out of memory for %zu nomad calls", cap);
+		agent_batch_free(b);
+		return -1;
+	}
+	return 0;
+}
+
+/* A call of kind for queue i, aimed at its scale section. */
+static struct nomad_call *
+agent_batch_add(struct agent_batch *b, size_t i, enum nomad_call_kind kind,
+    const struct scale_conf *sc)
+{
+	struct nomad_call *c = &b->calls[b->n];
+
+	nomad_call_init(c, kind, sc);
+	b->idx[b->n++] = i;
+	return c;
+}
+
+static void
+agent_batch_run(struct agent *a, struct agent_batch *b)
+{
+	if (b->n > 0)
+		nomad_perform(a->nc, b->calls, (int)b->n);
+}
+
+static void
+agent_batch_free(struct agent_batch *b)
+{
+	for (size_t k = 0; b->metas != NULL && k < b->n; k++)
+		cJSON_free(b->metas[k]);
+	free(b->calls);
+	free(b->idx);
+	free(b->metas);
+}
+
 /* Phase 2: Nomad's Desired/Running for every due queue that scales a job. */
 static void
 agent_nomad_status(struct agent *a, int64_t now_ms)
 {
-	struct nomad_call *calls;
-	size_t *idx, n = 0;
+	struct agent_batch b;
 
-	calls = calloc(a->nqs ? a->nqs : 1, sizeof(*calls));
-	idx = calloc(a->nqs ? a->nqs : 1, sizeof(*idx));
-	if (calls == NULL || idx == NULL) {
-		free(calls);
-		free(idx);
+	if (agent_batch_new(&b, a->nqs) == -1)
 		return;
-	}
 	for (size_t i = 0; i < a->nqs; i++) {
-		struct qstate *s = &a->qs[i];
+		struct agent_queue *s = &a->qs[i];
 
 		if (!s->due || s->q->scale.target != SCALE_TARGET_NOMAD)
 			continue;
@@ -462,14 +455,12 @@ agent_nomad_status(struct agent *a, int64_t now_ms)
 			s->nomad_ok = false;	/* unknown while we back off */
 			continue;
 		}
-		nomad_call_init(&calls[n], NOMAD_CALL_STATUS, &s->q->scale);
-		idx[n++] = i;
+		agent_batch_add(&b, i, NOMAD_CALL_STATUS, &s->q->scale);
 	}
-	if (n > 0)
-		nomad_perform(a->nc, calls, (int)n);
-	for (size_t k = 0; k < n; k++) {
-		struct qstate *s = &a->qs[idx[k]];
-		struct nomad_call *c = &calls[k];
+	agent_batch_run(a, &b);
+	for (size_t k = 0; k < b.n; k++) {
+		struct agent_queue *s = &a->qs[b.idx[k]];
+		struct nomad_call *c = &b.calls[k];
 
 		if (c->result == NOMAD_OK && !c->group_found) {
 			c->result = NOMAD_BAD_REQUEST;
@@ -478,10 +469,10 @@ agent_nomad_status(struct agent *a, int64_t now_ms)
 		}
 		if (c->result != NOMAD_OK) {
 			s->nomad_ok = false;
-			qstate_nomad_failed(s, "status", c, now_ms);
+			agent_queue_nomad_failed(s, "status", c, now_ms);
 			continue;
 		}
-		qstate_nomad_ok(s, now_ms);
+		agent_queue_nomad_ok(s, now_ms);
 		s->nomad_ok = true;
 		s->desired = c->desired;
 		s->running = c->running;
@@ -491,53 +482,21 @@ agent_nomad_status(struct agent *a, int64_t now_ms)
 			    s->q->scale.job);
 		s->job_stopped = c->job_stopped;
 	}
-	free(calls);
-	free(idx);
-}
-
-/* JSON text of the decision inputs, sent as the scaling event's Meta. Caller frees. */
-static char *
-agent_meta_json(const struct qstate *s)
-{
-	const struct signals *g = &s->ss.cur;
-	cJSON *o = cJSON_CreateObject();
-	char *txt;
-
-	if (o == NULL)
-		return NULL;
-	cJSON_AddStringToObject(o, "scaleno_queue", s->name);
-	cJSON_AddNumberToObject(o, "backlog", (double)g->backlog);
-	cJSON_AddNumberToObject(o, "undelivered", (double)g->undelivered);
-	cJSON_AddNumberToObject(o, "pending", (double)g->pending);
-	cJSON_AddNumberToObject(o, "oldest_age_s", round(g->oldest_age_s * 1000) / 1000);
-	cJSON_AddNumberToObject(o, "arrival_rate", round(g->arrival_rate * 100) / 100);
-	cJSON_AddNumberToObject(o, "completion_rate", round(g->completion_rate * 100) / 100);
-	cJSON_AddNumberToObject(o, "need", s->dec.need);
-	cJSON_AddStringToObject(o, "rule", s->dec.rule ? s->dec.rule : "");
-	txt = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	return txt;
+	agent_batch_free(&b);
 }
 
 /* Phase 3: decide for every due queue, then send the scale calls in one batch. */
 static void
 agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 {
-	struct nomad_call *calls;
-	size_t *idx, n = 0;
-	char **metas;
+	struct queue_view view;
+	struct agent_batch b;
+	struct nomad_call *c;
 
-	calls = calloc(a->nqs ? a->nqs : 1, sizeof(*calls));
-	idx = calloc(a->nqs ? a->nqs : 1, sizeof(*idx));
-	metas = calloc(a->nqs ? a->nqs : 1, sizeof(*metas));
-	if (calls == NULL || idx == NULL || metas == NULL) {
-		free(calls);
-		free(idx);
-		free(metas);
+	if (agent_batch_new(&b, a->nqs) == -1)
 		return;
-	}
 	for (size_t i = 0; i < a->nqs; i++) {
-		struct qstate *s = &a->qs[i];
+		struct agent_queue *s = &a->qs[i];
 		const struct queue_policy *q = s->q;
 		struct decide_input in;
 
@@ -577,20 +536,17 @@ agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 				s->desired = s->running = s->placed = s->dec.count;
 			continue;
 		}
-		metas[n] = agent_meta_json(s);
-		nomad_call_init(&calls[n], NOMAD_CALL_SCALE, &q->scale);
-		calls[n].count = s->dec.count;
-		calls[n].message = s->dec.reason;
-		calls[n].meta_json = metas[n];
-		idx[n++] = i;
+		agent_queue_view(s, now_s, &view);
+		c = agent_batch_add(&b, i, NOMAD_CALL_SCALE, &q->scale);
+		c->count = s->dec.count;
+		c->message = s->dec.reason;
+		c->meta_json = b.metas[b.n - 1] = agent_view_meta(&view);
 	}
-	if (n > 0)
-		nomad_perform(a->nc, calls, (int)n);
-	for (size_t k = 0; k < n; k++) {
-		struct qstate *s = &a->qs[idx[k]];
-		struct nomad_call *c = &calls[k];
+	agent_batch_run(a, &b);
+	for (size_t k = 0; k < b.n; k++) {
+		struct agent_queue *s = &a->qs[b.idx[k]];
 
-		free(metas[k]);
+		c = &b.calls[k];
 		if (c->result == NOMAD_OK) {
 			log_info("queue %s: scaled: %s", s->name, s->dec.reason);
 			decide_applied(&s->ds, &s->dec, now_s);
@@ -600,7 +556,7 @@ agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 				s->actions_down++;
 			s->desired = s->dec.count;
 			s->deployment_logged = false;
-			qstate_nomad_ok(s, now_ms);
+			agent_queue_nomad_ok(s, now_ms);
 		} else if (c->result == NOMAD_DEPLOYMENT_ACTIVE) {
 			/* Not an error and no cooldown: Nomad takes the count once the deployment ends. */
 			if (!s->deployment_logged)
@@ -608,11 +564,9 @@ agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 				    "again next tick", s->name, s->q->scale.job, s->dec.count);
 			s->deployment_logged = true;
 		} else
-			qstate_nomad_failed(s, "scale", c, now_ms);
+			agent_queue_nomad_failed(s, "scale", c, now_ms);
 	}
-	free(calls);
-	free(idx);
-	free(metas);
+	agent_batch_free(&b);
 }
 
 static void agent_publish(struct agent *a);
@@ -625,7 +579,7 @@ agent_tick(struct agent *a)
 	bool any = false;
 
 	for (size_t i = 0; i < a->nqs; i++) {
-		struct qstate *s = &a->qs[i];
+		struct agent_queue *s = &a->qs[i];
 
 		s->due = now_ms >= s->next_eval_ms;
 		if (s->due) {
@@ -661,7 +615,7 @@ agent_tick(struct agent *a)
 static int64_t
 agent_next_due(const struct agent *a)
 {
-	int64_t next = util_now_ms() + 1000;
+	int64_t next = util_now_ms() + AGENT_MAX_WAIT_MS;
 
 	for (size_t i = 0; i < a->nqs; i++)
 		if (a->qs[i].next_eval_ms < next)
@@ -672,189 +626,12 @@ agent_next_due(const struct agent *a)
 /* --- snapshots for the HTTP endpoint ------------------------------------ */
 
 static void
-metric_head(struct strbuf *b, const char *name, const char *type, const char *help)
-{
-	strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void
-metric_queue(struct strbuf *b, const char *name, const char *queue, const char *extra, double v)
-{
-	strbuf_printf(b, "%s{queue=\"", name);
-	strbuf_prom_label(b, queue);
-	strbuf_printf(b, "\"%s} %.17g\n", extra ? extra : "", v);
-}
-
-static void
-agent_render_metrics(const struct agent *a, struct strbuf *b)
-{
-	static const struct {
-		const char *name, *help;
-		int field;
-	} gauges[] = {
-		{ "scaleno_queue_backlog", "Undelivered plus pending entries.", 0 },
-		{ "scaleno_queue_undelivered", "Entries not yet delivered to the group (lag).", 1 },
-		{ "scaleno_queue_pending", "Entries delivered but not acknowledged.", 2 },
-		{ "scaleno_queue_oldest_age_seconds", "Age of the oldest waiting entry, by Redis server time.", 3 },
-		{ "scaleno_queue_arrival_rate", "Smoothed arrivals, messages per second.", 4 },
-		{ "scaleno_queue_completion_rate", "Smoothed completions, messages per second.", 5 },
-		{ "scaleno_workers_desired", "Nomad's desired count for the worker group.", 6 },
-		{ "scaleno_workers_running", "Nomad's running allocations of the worker group.", 7 },
-		{ "scaleno_queue_dlq_length", "Entries in the dead-letter stream.", 8 },
-		{ "scaleno_queue_retry_length", "Entries waiting in the delayed retry stages.", 9 },
-		{ "scaleno_queue_halted_partitions", "Partitions halted by a failing message.", 10 },
-		{ "scaleno_queue_sample_ok", "1 when the last Redis sample of the queue was usable.", 11 },
-		{ "scaleno_decision_count", "The count the last decision asked for.", 12 },
-	};
-
-	for (size_t g = 0; g < ARRAY_LEN(gauges); g++) {
-		metric_head(b, gauges[g].name, "gauge", gauges[g].help);
-		for (size_t i = 0; i < a->nqs; i++) {
-			const struct qstate *s = &a->qs[i];
-			const struct signals *sg = &s->ss.cur;
-			double v;
-
-			if (!s->have_raw)
-				continue;
-			switch (gauges[g].field) {
-			case 0: v = (double)sg->backlog; break;
-			case 1: v = (double)sg->undelivered; break;
-			case 2: v = (double)sg->pending; break;
-			case 3: v = sg->oldest_age_s; break;
-			case 4: v = sg->arrival_rate; break;
-			case 5: v = sg->completion_rate; break;
-			case 6: v = s->desired; break;
-			case 7: v = s->running; break;
-			case 8: v = (double)sg->dlq_length; break;
-			case 9: v = (double)sg->retry_length; break;
-			case 10: v = sg->halted; break;
-			case 11: v = s->raw.ok; break;
-			default: v = s->have_dec ? s->dec.count : s->desired; break;
-			}
-			if ((gauges[g].field == 6 || gauges[g].field == 7) && !s->nomad_ok)
-				continue;
-			metric_queue(b, gauges[g].name, s->name, NULL, v);
-		}
-	}
-	metric_head(b, "scaleno_scale_actions_total", "counter", "Scale calls Nomad accepted.");
-	for (size_t i = 0; i < a->nqs; i++) {
-		metric_queue(b, "scaleno_scale_actions_total", a->qs[i].name, ",direction=\"up\"",
-		    (double)a->qs[i].actions_up);
-		metric_queue(b, "scaleno_scale_actions_total", a->qs[i].name, ",direction=\"down\"",
-		    (double)a->qs[i].actions_down);
-	}
-	metric_head(b, "scaleno_nomad_errors_total", "counter", "Failed Nomad calls.");
-	for (size_t i = 0; i < a->nqs; i++)
-		metric_queue(b, "scaleno_nomad_errors_total", a->qs[i].name, NULL,
-		    (double)a->qs[i].nomad_errors);
-	metric_head(b, "scaleno_redis_errors_total", "counter", "Failed Redis sampling round trips.");
-	strbuf_printf(b, "scaleno_redis_errors_total %llu\n", (unsigned long long)a->redis_errors);
-	metric_head(b, "scaleno_agent_leader", "gauge", "1 when this agent holds the lease and acts.");
-	strbuf_printf(b, "scaleno_agent_leader %d\n", a->leader ? 1 : 0);
-	metric_head(b, "scaleno_agent_ticks_total", "counter", "Ticks that evaluated at least one queue.");
-	strbuf_printf(b, "scaleno_agent_ticks_total %llu\n", (unsigned long long)a->ticks);
-	metric_head(b, "scaleno_agent_tick_seconds", "gauge", "Wall time of the last tick.");
-	strbuf_printf(b, "scaleno_agent_tick_seconds %.6f\n", a->last_tick_s);
-	metric_head(b, "scaleno_config_reloads_total", "counter", "SIGHUP reloads by result.");
-	strbuf_printf(b, "scaleno_config_reloads_total{result=\"ok\"} %llu\n",
-	    (unsigned long long)a->reloads_ok);
-	strbuf_printf(b, "scaleno_config_reloads_total{result=\"failed\"} %llu\n",
-	    (unsigned long long)a->reloads_failed);
-}
-
-static double
-cooldown_left(double last, int64_t cooldown_ms, double now)
-{
-	double left;
-
-	if (!isfinite(last))
-		return 0;
-	left = last + (double)cooldown_ms / 1000.0 - now;
-	return left > 0 ? round(left * 1000) / 1000 : 0;
-}
-
-static char *
-agent_render_status(const struct agent *a)
-{
-	cJSON *root = cJSON_CreateObject(), *arr;
-	double now = util_now_s();
-	char *txt;
-
-	if (root == NULL)
-		return NULL;
-	cJSON_AddBoolToObject(root, "leader", a->leader);
-	cJSON_AddBoolToObject(root, "dry_run", agent_dry_run(a));
-	cJSON_AddBoolToObject(root, "redis_ok", a->redis_down_since_ms == 0);
-	arr = cJSON_AddArrayToObject(root, "queues");
-	for (size_t i = 0; arr != NULL && i < a->nqs; i++) {
-		const struct qstate *s = &a->qs[i];
-		const struct signals *g = &s->ss.cur;
-		cJSON *o = cJSON_CreateObject(), *smp, *nmd, *dec, *cd;
-
-		if (o == NULL)
-			break;
-		cJSON_AddItemToArray(arr, o);
-		cJSON_AddStringToObject(o, "name", s->name);
-		cJSON_AddStringToObject(o, "mode", config_mode_name(s->q->mode));
-		cJSON_AddStringToObject(o, "target", s->q->scale.target == SCALE_TARGET_NOMAD ?
-		    "nomad" : "none");
-		if ((smp = cJSON_AddObjectToObject(o, "sample")) != NULL) {
-			cJSON_AddBoolToObject(smp, "ok", s->have_raw && s->raw.ok);
-			cJSON_AddBoolToObject(smp, "valid", g->valid);
-			cJSON_AddNumberToObject(smp, "age_s", g->valid ? round((now - g->t) * 1000) / 1000 : -1);
-			cJSON_AddNumberToObject(smp, "backlog", (double)g->backlog);
-			cJSON_AddBoolToObject(smp, "backlog_estimated", g->backlog_estimated);
-			cJSON_AddNumberToObject(smp, "undelivered", (double)g->undelivered);
-			cJSON_AddNumberToObject(smp, "pending", (double)g->pending);
-			cJSON_AddNumberToObject(smp, "oldest_age_s", round(g->oldest_age_s * 1000) / 1000);
-			cJSON_AddNumberToObject(smp, "arrival_rate", round(g->arrival_rate * 100) / 100);
-			cJSON_AddNumberToObject(smp, "completion_rate", round(g->completion_rate * 100) / 100);
-			cJSON_AddNumberToObject(smp, "trend", round(g->trend * 100) / 100);
-			cJSON_AddNumberToObject(smp, "dlq_length", (double)g->dlq_length);
-			cJSON_AddNumberToObject(smp, "retry_length", (double)g->retry_length);
-			cJSON_AddNumberToObject(smp, "halted_partitions", g->halted);
-			cJSON_AddBoolToObject(smp, "stream_missing", s->raw.stream_missing);
-			cJSON_AddBoolToObject(smp, "group_missing", s->raw.group_missing);
-		}
-		if ((nmd = cJSON_AddObjectToObject(o, "nomad")) != NULL) {
-			cJSON_AddBoolToObject(nmd, "ok", s->nomad_ok);
-			cJSON_AddNumberToObject(nmd, "desired", s->desired);
-			cJSON_AddNumberToObject(nmd, "running", s->running);
-			cJSON_AddNumberToObject(nmd, "placed", s->placed);
-			cJSON_AddBoolToObject(nmd, "job_stopped", s->job_stopped);
-			cJSON_AddStringToObject(nmd, "last_result", nomad_result_name(s->nomad_last));
-			cJSON_AddStringToObject(nmd, "error", s->nomad_error);
-		}
-		if (s->have_dec && (dec = cJSON_AddObjectToObject(o, "decision")) != NULL) {
-			cJSON_AddNumberToObject(dec, "count", s->dec.count);
-			cJSON_AddStringToObject(dec, "direction", decide_direction_name(s->dec.dir));
-			cJSON_AddNumberToObject(dec, "need", s->dec.need);
-			cJSON_AddStringToObject(dec, "rule", s->dec.rule ? s->dec.rule : "");
-			cJSON_AddStringToObject(dec, "reason", s->dec.reason);
-			cJSON_AddNumberToObject(dec, "age_s", round((now - s->dec.t) * 1000) / 1000);
-		}
-		if ((cd = cJSON_AddObjectToObject(o, "cooldown")) != NULL) {
-			cJSON_AddNumberToObject(cd, "up_remaining_s",
-			    cooldown_left(s->ds.last_up_t, s->q->scale.up_cooldown_ms, now));
-			cJSON_AddNumberToObject(cd, "down_remaining_s",
-			    cooldown_left(s->ds.last_down_t, s->q->scale.down_cooldown_ms, now));
-		}
-		cJSON_AddNumberToObject(o, "scale_actions_up", (double)s->actions_up);
-		cJSON_AddNumberToObject(o, "scale_actions_down", (double)s->actions_down);
-		cJSON_AddNumberToObject(o, "nomad_errors", (double)s->nomad_errors);
-	}
-	txt = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
-	return txt;
-}
-
-static void
 agent_publish(struct agent *a)
 {
 	struct strbuf b = { 0 };
-	char *status = agent_render_status(a);
+	char *status = agent_status_json(a, util_now_s());
 
-	agent_render_metrics(a, &b);
+	agent_metrics_render(a, &b);
 	if (b.oom || status == NULL) {
 		strbuf_free(&b);
 		cJSON_free(status);
@@ -867,7 +644,8 @@ agent_publish(struct agent *a)
 	a->snap_status = status;
 	a->snap_ms = a->last_tick_ms;
 	/* A tick is bounded by the timeouts; computed here so the HTTP thread never reads the config. */
-	a->snap_stall_ms = 5000 + a->cfg->nomad.timeout_ms * 2 + a->cfg->redis.command_timeout_ms * 2;
+	a->snap_stall_ms = STALL_BASE_MS + a->cfg->nomad.timeout_ms * 2 +
+	    a->cfg->redis.command_timeout_ms * 2;
 	pthread_mutex_unlock(&a->snap_lock);
 }
 
@@ -926,7 +704,7 @@ cmd_agent(int argc, char **argv)
 	};
 	struct agent a;
 	char err[256], host[64];
-	bool verbose = false;
+	bool verbose = false, stop = false, reload = false;
 	int ch;
 
 	memset(&a, 0, sizeof(a));
@@ -973,15 +751,13 @@ cmd_agent(int argc, char **argv)
 	    a.nqs == 1 ? "" : "s", agent_dry_run(&a) ? ", dry-run" : "",
 	    a.cfg->redis.address, a.cfg->nomad.address);
 
-	while (!agent_stop) {
-		if (agent_reload) {
-			agent_reload = 0;
+	while (!stop) {
+		if (reload) {
+			reload = false;
 			agent_reload_config(&a);
 		}
 		agent_tick(&a);
-		if (agent_stop || agent_reload)
-			continue;
-		agent_wait(agent_next_due(&a) - util_now_ms());
+		agent_wait(agent_next_due(&a) - util_now_ms(), &stop, &reload);
 	}
 
 	log_info("agent: signal received, exiting");
@@ -997,8 +773,6 @@ cmd_agent(int argc, char **argv)
 	free(a.snap_metrics);
 	cJSON_free(a.snap_status);
 	pthread_mutex_destroy(&a.snap_lock);
-	close(sig_pipe[0]);
-	close(sig_pipe[1]);
-	sig_pipe[0] = sig_pipe[1] = -1;
+	selfpipe_close();
 	return EXIT_OK;
 }

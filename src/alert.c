@@ -1,5 +1,6 @@
 /*
- * alert.c — SPEC §7 alert delivery.
+ * alert.c — alert delivery (scaleno.conf(5) "alert", scaleno(8) and
+ * scaleno-worker(8) ALERTS).
  *
  * alert.command: the command is started from a short-lived intermediate
  * process that exits at once (the caller only waits for that fork), so the
@@ -7,7 +8,7 @@
  * or init, which reap it. The monitor feeds the JSON on stdin, and kills
  * the command's process group after ALERT_CMD_LIMIT_MS.
  *
- * alert.webhook: a libcurl POST with a short timeout, made by the caller;
+ * alert.webhook: an HTTP POST (httpc) with a short timeout, made by the caller;
  * after a failure the webhook is paused for a while, so a dead endpoint
  * costs one timeout per pause and not one per alert.
  *
@@ -26,13 +27,15 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 
 #include "alert.h"
+#include "httpc.h"
 #include "log.h"
+#include "spawn.h"
 #include "util.h"
 
-#define ALERT_CMD_LIMIT_MS 10000	/* an alert command runs at most this long */
+#define ALERT_CMD_LIMIT_MS 10000	/* an alert command runs at most this long ... */
+#define ALERT_CMD_TICK_MS 20		/* ... checked this often */
 #define ALERT_HTTP_TIMEOUT_MS 2000	/* whole webhook POST */
 #define ALERT_HTTP_CONNECT_MS 1000
 #define ALERT_SLOTS 64			/* remembered (queue, kind, subject) keys */
@@ -129,32 +132,24 @@ alert_json(const char *queue, enum alert_kind kind, const char *subject, const c
 static void __attribute__((noreturn))
 alert_monitor(char *const *argv, const char *json, size_t len)
 {
+	struct spawn_opts o = { .argv = argv, .stdout_fd = -1, .new_group = true };
+	struct timespec tick = { 0, ALERT_CMD_TICK_MS * 1000000L };
 	int in[2], st;
-	pid_t pid;
+	bool exec_failed;
 	size_t off = 0;
-	struct timespec tick = { 0, 20 * 1000000L };
+	pid_t pid;
 
 	/*
 	 * Keep nothing of the caller's (Redis connections, the supervisor's
-	 * listening socket) open for the command's lifetime.
+	 * listening socket) open for the command's lifetime. Only
+	 * async-signal-safe calls from here on: the caller may have threads.
 	 */
 	close_range(3, ~0U, 0);
 	if (pipe(in) == -1)
 		_exit(2);
-	pid = fork();
-	if (pid == -1)
-		_exit(2);
-	if (pid == 0) {
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_DFL);
-		dup2(in[0], 0);
-		if (in[0] != 0)
-			close(in[0]);
-		close(in[1]);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	setpgid(pid, pid);
+	o.stdin_fd = in[0];
+	if ((pid = spawn_exec(&o, &exec_failed)) == -1)
+		_exit(exec_failed ? SPAWN_EXIT_SETUP : 2);
 	close(in[0]);
 	signal(SIGPIPE, SIG_IGN);
 	while (off < len) {
@@ -166,7 +161,7 @@ alert_monitor(char *const *argv, const char *json, size_t len)
 			off += (size_t)n;
 	}
 	close(in[1]);
-	for (int i = 0; i < ALERT_CMD_LIMIT_MS / 20; i++) {
+	for (int i = 0; i < ALERT_CMD_LIMIT_MS / ALERT_CMD_TICK_MS; i++) {
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			_exit(0);
 		nanosleep(&tick, NULL);
@@ -205,21 +200,13 @@ alert_run_command(char *const *argv, const char *json)
 	return 0;
 }
 
-static size_t
-discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	(void)ptr;
-	(void)userdata;
-	return size * nmemb;
-}
-
 static int
 alert_post(const char *url, const char *json)
 {
-	CURL *c;
-	struct curl_slist *hdr = NULL;
+	struct httpc_request r = { .url = url, .body = json, .content_type = "application/json",
+	    .timeout_ms = ALERT_HTTP_TIMEOUT_MS, .connect_timeout_ms = ALERT_HTTP_CONNECT_MS };
+	char err[256];
 	long code = 0;
-	CURLcode rc;
 	int ret = -1;
 	int64_t t0 = util_now_ms();
 
@@ -228,39 +215,16 @@ alert_post(const char *url, const char *json)
 		    ALERT_HOOK_PAUSE_MS / 1000);
 		return -1;
 	}
-	c = curl_easy_init();
-	if (c == NULL) {
-		log_warnx("alert: cannot initialise libcurl");
-		return -1;
-	}
-	hdr = curl_slist_append(NULL, "Content-Type: application/json");
-	if (hdr == NULL)
-		goto out;
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)ALERT_HTTP_TIMEOUT_MS);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)ALERT_HTTP_CONNECT_MS);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
-	rc = curl_easy_perform(c);
-	if (rc != CURLE_OK) {
-		log_warnx("alert: webhook POST failed: %s", curl_easy_strerror(rc));
-		goto out;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	if (code < 200 || code > 299) {
+	if (httpc_request(&r, &code, NULL, err, sizeof(err)) == -1)
+		log_warnx("alert: webhook POST failed: %s", err);
+	else if (code < 200 || code > 299)
 		log_warnx("alert: webhook answered HTTP %ld", code);
-		goto out;
-	}
-	ret = 0;
-out:
+	else
+		ret = 0;
 	if (ret == 0)
 		hook_paused_until = 0;
 	else if (util_now_ms() - t0 >= ALERT_HOOK_SLOW_MS)
 		hook_paused_until = util_now_ms() + ALERT_HOOK_PAUSE_MS;
-	curl_slist_free_all(hdr);
-	curl_easy_cleanup(c);
 	return ret;
 }
 

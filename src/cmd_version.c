@@ -5,11 +5,11 @@
 #include <stdio.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <libconfig.h>
 #include <microhttpd.h>
 
 #include "cli.h"
+#include "httpc.h"
 #include "redis.h"
 
 static void
@@ -28,7 +28,7 @@ cmd_version(int argc, char **argv)
 		return c.rc;
 	printf("scaleno %s\n", SCALENO_VERSION);
 	printf("  %s, libcurl %s, cJSON %s, libconfig %d.%d.%d, libmicrohttpd %s\n",
-	    redis_version_string(), curl_version_info(CURLVERSION_NOW)->version,
+	    redis_version_string(), httpc_version(),
 	    cJSON_Version(), LIBCONFIG_VER_MAJOR, LIBCONFIG_VER_MINOR, LIBCONFIG_VER_REVISION,
 	    MHD_get_version());
 	return EXIT_OK;

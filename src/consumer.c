@@ -187,7 +187,7 @@ trouble(struct consumer *c, unsigned *streak, const char *what, const char *err)
 		(*streak)++;
 	log_warnx("%s: consumer %s: %s: %s (retrying in %" PRId64 "ms)", c->q->name, c->name, what,
 	    err, ms);
-	util_sleep_ms(ms, (volatile int *)c->stop);
+	util_sleep_ms(ms, c->stop);
 }
 
 void
@@ -385,7 +385,7 @@ fetch(struct consumer *c)
 		}
 	if (nk == 0) {
 		/* Nothing we may read (no lease, or halted): wait for a change. */
-		util_sleep_ms(block > 0 ? block : 1, (volatile int *)c->stop);
+		util_sleep_ms(block > 0 ? block : 1, c->stop);
 		return 0;
 	}
 	if (block < 1)
@@ -565,7 +565,7 @@ backoff_sleep(struct consumer *c, int part, int64_t ms)
 
 		if (c->ordered && slice > 1000)
 			slice = 1000;
-		util_sleep_ms(slice, (volatile int *)c->stop);
+		util_sleep_ms(slice, c->stop);
 		if (c->ordered && consumer_lease_ensure(c, part) < 0)
 			return -1;
 	}

@@ -1,11 +1,11 @@
 /*
- * handler.c — the two handler protocols of SPEC §5.1.
+ * handler.c — the two handler protocols of scaleno-worker(8),
+ * HANDLER PROTOCOLS.
  *
- * A handler process is forked into its own process group, with every
- * descriptor above 2 closed on exec, signals reset to their defaults and
- * PR_SET_PDEATHSIG so it dies with its consumer. An exec failure is sent
- * back through a close-on-exec pipe (as libuv does), so "command not found"
- * is a clear error and not an exit status 127 that looks like a crash.
+ * A handler process is started by spawn_exec: its own process group, no
+ * inherited descriptor, signals reset, killed with its consumer, and an
+ * exec failure reported as a clear error ("command not found"), not as an
+ * exit status 127 that looks like a crash.
  *
  * Writing the messages and reading the replies (or the exit) happen in one
  * poll loop, so multi-megabyte messages never deadlock against a handler
@@ -23,8 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +31,7 @@
 
 #include "handler.h"
 #include "log.h"
+#include "spawn.h"
 #include "util.h"
 
 extern char **environ;
@@ -118,21 +117,6 @@ close_fd(int *fd)
 	}
 }
 
-static int
-open_pidfd(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-
-	if (fd >= 0)
-		util_set_cloexec(fd);
-	return fd;
-#else
-	(void)pid;
-	return -1;
-#endif
-}
-
 /* Kill the whole process group (when asked), reap the leader, close its pipes. */
 static int
 proc_reap(struct proc *p, int kill_it)
@@ -140,10 +124,8 @@ proc_reap(struct proc *p, int kill_it)
 	int st = p->reaped ? p->status : 0;
 
 	if (p->pid > 0) {
-		if (kill_it) {
-			kill(-p->pid, SIGKILL);
-			kill(p->pid, SIGKILL);
-		}
+		if (kill_it)
+			spawn_kill_group(p->pid);
 		while (!p->reaped && waitpid(p->pid, &st, 0) == -1 && errno == EINTR)
 			;
 	}
@@ -155,93 +137,41 @@ proc_reap(struct proc *p, int kill_it)
 	return st;
 }
 
-/* Child side of proc_spawn: never returns. Only async-signal-safe calls. */
-static void __attribute__((noreturn))
-child_exec(char *const *argv, char **envp, int in_rd, int out_wr, int err_wr, pid_t parent)
-{
-	sigset_t none;
-	int e;
-
-	setpgid(0, 0);
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)
-		_exit(127);
-	/*
-	 * Started with 0 or 1 closed, the worker may have got its pipes there:
-	 * move them above 2 first, so the dup2 calls below cannot clobber them.
-	 */
-	if ((in_rd = fcntl(in_rd, F_DUPFD_CLOEXEC, 3)) == -1 ||
-	    (out_wr >= 0 && (out_wr = fcntl(out_wr, F_DUPFD_CLOEXEC, 3)) == -1))
-		goto fail;
-	if (dup2(in_rd, 0) == -1 || (out_wr >= 0 && dup2(out_wr, 1) == -1))
-		goto fail;
-	/* Everything else (Redis sockets, other pipes) must not leak. */
-	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == -1) {
-		long max = sysconf(_SC_OPEN_MAX);
-
-		if (max < 0 || max > 65536)
-			max = 65536;
-		for (int fd = 3; fd < max; fd++)
-			if (fd != err_wr)
-				fcntl(fd, F_SETFD, FD_CLOEXEC);
-	}
-	execvpe(argv[0], argv, envp);
-fail:
-	e = errno;
-	while (write(err_wr, &e, sizeof(e)) == -1 && errno == EINTR)
-		;
-	_exit(127);
-}
-
 /*
- * Start argv with stdin (and stdout when want_stdout) connected to pipes.
- * envp is built by the caller before the fork. 0, or -1 with err filled.
+ * Start argv with stdin (and stdout when want_stdout) connected to pipes,
+ * in its own process group, killed with its consumer. envp is built by the
+ * caller before the fork. 0, or -1 with err filled.
  */
 static int
 proc_spawn(char *const *argv, char **envp, int want_stdout, struct proc *p,
     char *err, size_t errlen)
 {
-	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, ep[2] = { -1, -1 };
-	int child_errno = 0;
-	ssize_t n;
+	struct spawn_opts o = { .argv = argv, .envp = envp, .new_group = true,
+	    .pdeathsig = SIGKILL };
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	bool exec_failed;
 	pid_t pid;
 
 	proc_init(p);
-	if (pipe2(in, O_CLOEXEC) == -1 || (want_stdout && pipe2(out, O_CLOEXEC) == -1) ||
-	    pipe2(ep, O_CLOEXEC) == -1) {
+	if (pipe2(in, O_CLOEXEC) == -1 || (want_stdout && pipe2(out, O_CLOEXEC) == -1)) {
 		snprintf(err, errlen, "cannot create pipes for the handler: %s", strerror(errno));
 		goto fail;
 	}
-	pid = fork();
-	if (pid == -1) {
-		snprintf(err, errlen, "cannot fork the handler: %s", strerror(errno));
+	o.stdin_fd = in[0];
+	o.stdout_fd = out[1];
+	if ((pid = spawn_exec(&o, &exec_failed)) == -1) {
+		if (exec_failed)
+			snprintf(err, errlen, "cannot run handler \"%s\": %s", argv[0], strerror(errno));
+		else
+			snprintf(err, errlen, "cannot fork the handler: %s", strerror(errno));
 		goto fail;
 	}
-	if (pid == 0)
-		child_exec(argv, envp, in[0], out[1], ep[1], getppid());
-	setpgid(pid, pid);	/* both sides set it: no window where a kill misses */
-	p->pid = pid;
 	close_fd(&in[0]);
 	close_fd(&out[1]);
-	close_fd(&ep[1]);
-	do
-		n = read(ep[0], &child_errno, sizeof(child_errno));
-	while (n == -1 && errno == EINTR);
-	close_fd(&ep[0]);
+	p->pid = pid;
 	p->in_fd = in[1];
 	p->out_fd = out[0];
-	if (n > 0) {
-		snprintf(err, errlen, "cannot run handler \"%s\": %s", argv[0],
-		    strerror(n == (ssize_t)sizeof(child_errno) ? child_errno : EIO));
-		proc_reap(p, 0);
-		return -1;
-	}
-	p->pidfd = open_pidfd(pid);
+	p->pidfd = spawn_pidfd(pid);
 	util_set_nonblock(p->in_fd);
 	if (p->out_fd >= 0)
 		util_set_nonblock(p->out_fd);
@@ -251,8 +181,6 @@ fail:
 	close_fd(&in[1]);
 	close_fd(&out[0]);
 	close_fd(&out[1]);
-	close_fd(&ep[0]);
-	close_fd(&ep[1]);
 	return -1;
 }
 
@@ -355,17 +283,6 @@ io_run(struct handler *h, struct proc *p, struct io *io, int64_t start,
 				return IO_ERROR;
 		}
 	}
-}
-
-void
-handler_describe_status(int st, char *buf, size_t len)
-{
-	if (WIFEXITED(st))
-		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
-	else if (WIFSIGNALED(st))
-		snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-	else
-		snprintf(buf, len, "ended with wait status 0x%x", (unsigned)st);
 }
 
 static void
@@ -612,7 +529,7 @@ run_exec(struct handler *h, const struct message *m, const char *line, size_t le
 		res->outcome = HANDLER_OK;
 		return 0;
 	}
-	handler_describe_status(io.status, how, sizeof(how));
+	spawn_status_text(io.status, how, sizeof(how));
 	if (WIFEXITED(io.status) && WEXITSTATUS(io.status) == 65)
 		set_result(res, HANDLER_FAIL, "handler %s (permanent failure)", how);
 	else
@@ -837,6 +754,21 @@ exchange_read(struct handler *h, struct exchange *x, struct handler_result *res,
 }
 
 /*
+ * The handler died: the replies it wrote first still count. IO_DONE when
+ * every message has its reply, otherwise the io_end at message *at.
+ */
+static int
+exchange_dead(struct handler *h, struct exchange *x, struct handler_result *res, size_t *at)
+{
+	int rc;
+
+	if (x->nrep < x->n && (rc = exchange_read(h, x, res, at)) != IO_DONE && rc != IO_EOF)
+		return rc;
+	*at = exchange_current(x);
+	return *at >= x->n ? IO_DONE : IO_EOF;
+}
+
+/*
  * Write the lines and read the replies in one poll loop until every
  * message has its reply and is fully written, so that neither side can
  * block the other however large the messages. IO_DONE, or the io_end the
@@ -885,12 +817,7 @@ exchange_run(struct handler *h, struct exchange *x, volatile sig_atomic_t *drain
 		if (h->p.pidfd < 0 && !h->p.reaped &&
 		    waitpid(h->p.pid, &h->p.status, WNOHANG) == h->p.pid) {
 			h->p.reaped = 1;
-			if (x->nrep < x->n && (rc = exchange_read(h, x, res, at)) != IO_DONE &&
-			    rc != IO_EOF)
-				return rc;
-			if ((*at = exchange_current(x)) >= x->n)
-				return IO_DONE;
-			return IO_EOF;
+			return exchange_dead(h, x, res, at);
 		}
 		if (rc <= 0)
 			continue;
@@ -899,15 +826,8 @@ exchange_run(struct handler *h, struct exchange *x, volatile sig_atomic_t *drain
 			close_fd(&h->p.in_fd);
 		if (ir >= 0 && pfd[ir].revents != 0 && (rc = exchange_read(h, x, res, at)) != IO_DONE)
 			return rc;
-		if (ix >= 0 && pfd[ix].revents != 0) {
-			/* Dead: the replies it wrote first still count. */
-			if (x->nrep < x->n && (rc = exchange_read(h, x, res, at)) != IO_DONE &&
-			    rc != IO_EOF)
-				return rc;
-			if ((*at = exchange_current(x)) >= x->n)
-				return IO_DONE;
-			return IO_EOF;
-		}
+		if (ix >= 0 && pfd[ix].revents != 0)
+			return exchange_dead(h, x, res, at);
 	}
 }
 
@@ -931,7 +851,7 @@ pipe_fail(struct handler *h, const struct exchange *x, int rc, struct handler_re
 		    "\"fail <reason>\"; handler restarted");
 		break;
 	case IO_EOF:
-		handler_describe_status(st, how, sizeof(how));
+		spawn_status_text(st, how, sizeof(how));
 		set_result(res, HANDLER_RETRY, "handler %s before replying", how);
 		break;
 	default:

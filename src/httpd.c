@@ -14,6 +14,11 @@
 
 #include "httpd.h"
 
+/* An idle client connection is closed after this many seconds ... */
+#define HTTPD_IDLE_TIMEOUT_S 10
+/* ... and at most this many are open at once (a scraper needs one or two). */
+#define HTTPD_MAX_CONNECTIONS 64
+
 #if MHD_VERSION < 0x00097002
 typedef int httpd_result;
 #else
@@ -113,8 +118,8 @@ httpd_start_flags(const char *listen, httpd_handler fn, void *arg, unsigned int 
 	h->d = MHD_start_daemon(flags | MHD_USE_ERROR_LOG,
 	    ntohs(sa.sin_port), NULL, NULL, httpd_answer, h,
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTPD_IDLE_TIMEOUT_S,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTPD_MAX_CONNECTIONS,
 	    MHD_OPTION_END);
 	if (h->d == NULL) {
 		snprintf(err, errlen, "cannot listen on %s (address in use or not local?)", listen);

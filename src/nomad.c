@@ -1,9 +1,8 @@
 /*
  * nomad — the Nomad HTTP API client: GET/POST /v1/job/:job/scale, run in
- * concurrent batches on one curl multi handle. Replies are parsed with
- * cJSON; every reply is distrusted (wrong types, huge numbers, truncation,
+ * concurrent batches on one httpc client. Replies are parsed with cJSON;
+ * every reply is distrusted (wrong types, huge numbers, truncation,
  * oversized bodies all end as NOMAD_BAD_REPLY, never a crash).
- * See ../shared/reference/nomad-api.md §1, §2.1, §2.2 and §3.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -15,8 +14,8 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 
+#include "httpc.h"
 #include "log.h"
 #include "nomad.h"
 #include "util.h"
@@ -26,49 +25,31 @@
 /* One batch issues at most this many HTTP attempts per call. */
 #define NOMAD_MAX_ATTEMPTS	4
 #define NOMAD_BACKOFF_BASE_MS	100
-/* Concurrent connections to the one Nomad address; more calls queue in curl. */
+/* Concurrent connections to the one Nomad address; more calls wait their turn. */
 #define NOMAD_HOST_CONNS	16
-/* Idle easy handles kept between batches. */
-#define NOMAD_POOL_MAX		64
-/*
- * Attempts handed to curl at once. More would only queue inside curl for the
- * NOMAD_HOST_CONNS connections, each holding an easy handle and its buffers:
- * a batch of 10,000 calls must not cost 10,000 handles.
- */
-#define NOMAD_MAX_INFLIGHT	NOMAD_POOL_MAX
 /* A retry needs at least this much of the batch left to be worth starting. */
 #define NOMAD_MIN_ATTEMPT_MS	50
 #define NOMAD_BODY_SHOWN	160
+/* nomad.timeout when the configuration gives none. */
+#define NOMAD_DEFAULT_TIMEOUT_MS 10000
 
 #define DEPLOYMENT_ACTIVE_TEXT	"job scaling blocked due to active deployment"
 
 struct nomad_client {
-	CURLM *multi;
+	struct httpc *http;
 	char *address;		/* no trailing slash */
 	char *namespace, *region;
-	char *ca_file, *cert_file, *key_file;
 	int64_t timeout_ms;
-	struct curl_slist *get_headers, *post_headers;	/* hold the token: never log */
-	CURL *pool[NOMAD_POOL_MAX];
-	int npool;
+	struct httpc_headers *get_headers, *post_headers;	/* hold the token: never log */
 };
 
-/* Per-call state for one batch. */
-struct call_state {
+/* What one call of a batch needs beyond the call itself. */
+struct call_req {
 	struct nomad_call *call;
-	CURL *easy;		/* non-NULL while an attempt is in flight */
+	struct nomad_client *client;
 	char *url;
 	char *body;		/* SCALE request body */
-	char *reply;
-	size_t reply_len, reply_cap;
-	bool reply_too_big;
-	bool done;
-	bool waiting;		/* a retry waiting out its backoff */
-	int64_t next_start_ms;
-	char curl_err[CURL_ERROR_SIZE];
 };
-
-static bool curl_ready;
 
 void
 nomad_call_init(struct nomad_call *c, enum nomad_call_kind kind, const struct scale_conf *sc)
@@ -125,64 +106,41 @@ header_safe(const char *s)
 	return strpbrk(s, "\r\n") == NULL;
 }
 
-static struct curl_slist *
+static struct httpc_headers *
 headers_build(const char *token, bool json_body)
 {
-	struct curl_slist *h = NULL, *t;
-	struct strbuf line = { 0 };
+	const char *lines[4];
+	struct httpc_headers *h;
+	struct strbuf tok = { 0 };
+	size_t n = 0;
 
-	if ((h = curl_slist_append(NULL, "Accept: application/json")) == NULL)
-		return NULL;
+	lines[n++] = "Accept: application/json";
 	/* Small bodies; a 100-continue round trip only adds latency. */
-	if ((t = curl_slist_append(h, "Expect:")) == NULL)
-		goto fail;
-	h = t;
-	if (json_body) {
-		if ((t = curl_slist_append(h, "Content-Type: application/json")) == NULL)
-			goto fail;
-		h = t;
-	}
+	lines[n++] = "Expect:";
+	if (json_body)
+		lines[n++] = "Content-Type: application/json";
 	if (token != NULL && *token != '\0') {
-		strbuf_printf(&line, "X-Nomad-Token: %s", token);
-		if (line.oom || (t = curl_slist_append(h, line.s)) == NULL)
-			goto fail;
-		h = t;
-		/* Don't leave the secret lying around in freed heap memory. */
-		memset(line.s, 0, line.len);
-		strbuf_free(&line);
+		strbuf_printf(&tok, "X-Nomad-Token: %s", token);
+		if (tok.oom) {
+			strbuf_free(&tok);
+			return NULL;
+		}
+		lines[n++] = tok.s;
 	}
+	h = httpc_headers_new(lines, n);
+	/* Don't leave the secret lying around in freed heap memory. */
+	if (tok.s != NULL)
+		memset(tok.s, 0, tok.len);
+	strbuf_free(&tok);
 	return h;
-fail:
-	if (line.s != NULL)
-		memset(line.s, 0, line.len);
-	strbuf_free(&line);
-	curl_slist_free_all(h);
-	return NULL;
-}
-
-/* Catch a malformed address at start-up rather than on every call. */
-static int
-url_check(const char *addr, char *err, size_t errlen)
-{
-	CURLU *u = curl_url();
-	CURLUcode rc;
-
-	if (u == NULL) {
-		snprintf(err, errlen, "out of memory creating the nomad client");
-		return -1;
-	}
-	rc = curl_url_set(u, CURLUPART_URL, addr, 0);
-	curl_url_cleanup(u);
-	if (rc != CURLUE_OK) {
-		snprintf(err, errlen, "nomad address \"%.100s\" is not a valid URL", addr);
-		return -1;
-	}
-	return 0;
 }
 
 struct nomad_client *
 nomad_client_new(const struct nomad_conf *conf, char *err, size_t errlen)
 {
+	struct httpc_conf hc = { .ca_file = conf->ca_file, .cert_file = conf->cert_file,
+	    .key_file = conf->key_file, .host_conns = NOMAD_HOST_CONNS,
+	    .reply_max = NOMAD_REPLY_MAX };
 	struct nomad_client *c = NULL;
 	const char *addr = conf->address != NULL ? conf->address : "";
 	size_t alen;
@@ -196,39 +154,27 @@ nomad_client_new(const struct nomad_conf *conf, char *err, size_t errlen)
 		    header_safe(addr) ? "token" : "address");
 		return NULL;
 	}
-	if (!curl_ready) {
-		if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK) {
-			snprintf(err, errlen, "curl_global_init failed");
-			return NULL;
-		}
-		curl_ready = true;
-	}
-	if (url_check(addr, err, errlen) < 0)
-		return NULL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto oom;
+	/* The client first: it sets up curl, which must happen before threads start. */
+	if ((c->http = httpc_new(&hc, err, errlen)) == NULL)
+		goto fail;
+	if (httpc_url_check(addr) < 0) {
+		snprintf(err, errlen, "nomad address \"%.100s\" is not a valid URL", addr);
+		goto fail;
+	}
 	if ((c->address = strdup(addr)) == NULL)
 		goto oom;
 	alen = strlen(c->address);
 	while (alen > 0 && c->address[alen - 1] == '/')
 		c->address[--alen] = '\0';
 	if ((conf->namespace != NULL && (c->namespace = strdup(conf->namespace)) == NULL) ||
-	    (conf->region != NULL && (c->region = strdup(conf->region)) == NULL) ||
-	    (conf->ca_file != NULL && (c->ca_file = strdup(conf->ca_file)) == NULL) ||
-	    (conf->cert_file != NULL && (c->cert_file = strdup(conf->cert_file)) == NULL) ||
-	    (conf->key_file != NULL && (c->key_file = strdup(conf->key_file)) == NULL))
+	    (conf->region != NULL && (c->region = strdup(conf->region)) == NULL))
 		goto oom;
-	c->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : 10000;
+	c->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : NOMAD_DEFAULT_TIMEOUT_MS;
 	if ((c->get_headers = headers_build(conf->token, false)) == NULL ||
 	    (c->post_headers = headers_build(conf->token, true)) == NULL)
 		goto oom;
-	if ((c->multi = curl_multi_init()) == NULL) {
-		snprintf(err, errlen, "curl_multi_init failed");
-		goto fail;
-	}
-	curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)NOMAD_HOST_CONNS);
-	/* The connection cache outlives the easy handles: reuse across batches. */
-	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, (long)NOMAD_HOST_CONNS);
 	return c;
 oom:
 	snprintf(err, errlen, "out of memory creating the nomad client");
@@ -242,20 +188,15 @@ nomad_client_free(struct nomad_client *c)
 {
 	if (c == NULL)
 		return;
-	for (int i = 0; i < c->npool; i++)
-		curl_easy_cleanup(c->pool[i]);
-	if (c->multi != NULL)
-		curl_multi_cleanup(c->multi);
-	curl_slist_free_all(c->get_headers);
-	curl_slist_free_all(c->post_headers);
+	httpc_free(c->http);
+	httpc_headers_free(c->get_headers);
+	httpc_headers_free(c->post_headers);
 	free(c->address);
 	free(c->namespace);
 	free(c->region);
-	free(c->ca_file);
-	free(c->cert_file);
-	free(c->key_file);
 	free(c);
 }
+
 
 /* Copy text into dst as printable ASCII on one line, trimmed and capped. */
 static void
@@ -279,11 +220,7 @@ text_sanitize(char *dst, size_t dstlen, const char *src, size_t srclen, size_t c
 	dst[o] = '\0';
 }
 
-static void
-call_fail(struct nomad_call *call, enum nomad_result r, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
+static void __attribute__((format(printf, 3, 4)))
 call_fail(struct nomad_call *call, enum nomad_result r, const char *fmt, ...)
 {
 	va_list ap;
@@ -354,7 +291,7 @@ status_parse(struct nomad_call *call, const cJSON *root)
 			call_fail(call, NOMAD_BAD_REPLY, "scale status: Events is not an array");
 			return;
 		}
-		/* Nomad keeps events newest first (nomad-api.md §2.1). */
+		/* Nomad lists a group's scaling events newest first. */
 		if ((ev = cJSON_GetArrayItem(events, 0)) != NULL) {
 			t = cJSON_IsObject(ev) ? cJSON_GetObjectItemCaseSensitive(ev, "Time") : NULL;
 			if (!cJSON_IsNumber(t) || !isfinite(t->valuedouble) || t->valuedouble < 0 ||
@@ -397,12 +334,13 @@ scale_parse(struct nomad_call *call, const cJSON *root)
 	call->result = NOMAD_OK;
 }
 
-/* Classify a completed HTTP exchange. */
+/* Classify an HTTP answer. */
 static void
-reply_classify(struct call_state *st, long code)
+reply_classify(struct nomad_call *call, const struct httpc_xfer *x)
 {
-	struct nomad_call *call = st->call;
+	const char *reply = x->reply != NULL ? x->reply : "";
 	char shown[NOMAD_BODY_SHOWN + 3];
+	long code = x->status;
 	cJSON *root;
 
 	call->http_status = code;
@@ -410,11 +348,10 @@ reply_classify(struct call_state *st, long code)
 		/* Nomad's error bodies are text/plain; show them as one safe line. */
 		shown[0] = ':';
 		shown[1] = ' ';
-		text_sanitize(shown + 2, sizeof(shown) - 2, st->reply != NULL ? st->reply : "", st->reply_len,
-		    NOMAD_BODY_SHOWN);
+		text_sanitize(shown + 2, sizeof(shown) - 2, reply, x->reply_len, NOMAD_BODY_SHOWN);
 		if (shown[2] == '\0')
 			shown[0] = '\0';
-		if (code == 400 && st->reply != NULL && strstr(st->reply, DEPLOYMENT_ACTIVE_TEXT) != NULL)
+		if (code == 400 && strstr(reply, DEPLOYMENT_ACTIVE_TEXT) != NULL)
 			call_fail(call, NOMAD_DEPLOYMENT_ACTIVE, "HTTP 400%s", shown);
 		else if (code == 403 || code == 401)
 			call_fail(call, NOMAD_FORBIDDEN, "HTTP %ld%s", code, shown);
@@ -429,9 +366,10 @@ reply_classify(struct call_state *st, long code)
 		return;
 	}
 	/* Strict: trailing bytes after the JSON value make the reply unusable. */
-	root = st->reply == NULL ? NULL : cJSON_ParseWithLengthOpts(st->reply, st->reply_len + 1, NULL, true);
+	root = x->reply == NULL ? NULL :
+	    cJSON_ParseWithLengthOpts(x->reply, x->reply_len + 1, NULL, true);
 	if (root == NULL) {
-		call_fail(call, NOMAD_BAD_REPLY, "reply is not JSON (%zu bytes)", st->reply_len);
+		call_fail(call, NOMAD_BAD_REPLY, "reply is not JSON (%zu bytes)", x->reply_len);
 		return;
 	}
 	if (call->kind == NOMAD_CALL_STATUS)
@@ -441,126 +379,58 @@ reply_classify(struct call_state *st, long code)
 	cJSON_Delete(root);
 }
 
-static bool
-curl_code_retryable(CURLcode rc)
-{
-	switch (rc) {
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_GOT_NOTHING:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-		return true;
-	default:
-		return false;
-	}
-}
-
+/* Classify an attempt that got no HTTP answer. */
 static void
-transport_classify(struct call_state *st, CURLcode rc)
+transport_classify(struct nomad_call *call, const struct httpc_xfer *x)
 {
-	struct nomad_call *call = st->call;
-	const char *detail = st->curl_err[0] != '\0' ? st->curl_err : curl_easy_strerror(rc);
-	enum nomad_result r;
+	static const enum nomad_result results[] = {
+		[HTTPC_FAIL_NONE] = NOMAD_INTERNAL,
+		[HTTPC_FAIL_TIMEOUT] = NOMAD_TIMEOUT,
+		[HTTPC_FAIL_CONNECT] = NOMAD_CONNECT,
+		[HTTPC_FAIL_TOO_BIG] = NOMAD_BAD_REPLY,
+		[HTTPC_FAIL_BAD_REPLY] = NOMAD_BAD_REPLY,
+		[HTTPC_FAIL_INTERNAL] = NOMAD_INTERNAL,
+	};
 
-	switch (rc) {
-	case CURLE_OPERATION_TIMEDOUT:
-		r = NOMAD_TIMEOUT;
-		break;
-	case CURLE_WRITE_ERROR:
-	case CURLE_FILESIZE_EXCEEDED:
-		if (st->reply_too_big || rc == CURLE_FILESIZE_EXCEEDED) {
-			call_fail(call, NOMAD_BAD_REPLY, "reply larger than %u bytes refused", NOMAD_REPLY_MAX);
-			return;
-		}
-		r = NOMAD_INTERNAL;
-		break;
-	case CURLE_PARTIAL_FILE:
-	case CURLE_BAD_CONTENT_ENCODING:
-	case CURLE_WEIRD_SERVER_REPLY:
-	case CURLE_UNSUPPORTED_PROTOCOL:
-	case CURLE_TOO_MANY_REDIRECTS:
-		r = NOMAD_BAD_REPLY;
-		break;
-	case CURLE_OUT_OF_MEMORY:
-		r = NOMAD_INTERNAL;
-		break;
-	default:
-		/* Refused, DNS, TLS, reset: the server could not be talked to. */
-		r = NOMAD_CONNECT;
-		break;
-	}
-	call_fail(call, r, "%s", detail);
-}
-
-static size_t
-reply_write(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	struct call_state *st = userdata;
-	size_t n = size * nmemb;
-	char *p;
-
-	if (n > NOMAD_REPLY_MAX || st->reply_len + n > NOMAD_REPLY_MAX) {
-		st->reply_too_big = true;
-		return 0;
-	}
-	if (st->reply_len + n + 1 > st->reply_cap) {
-		size_t cap = st->reply_cap ? st->reply_cap : 4096;
-
-		while (cap < st->reply_len + n + 1)
-			cap *= 2;
-		if ((p = realloc(st->reply, cap)) == NULL)
-			return 0;
-		st->reply = p;
-		st->reply_cap = cap;
-	}
-	memcpy(st->reply + st->reply_len, ptr, n);
-	st->reply_len += n;
-	st->reply[st->reply_len] = '\0';
-	return n;
+	call->http_status = 0;
+	if (x->fail == HTTPC_FAIL_TOO_BIG)
+		call_fail(call, NOMAD_BAD_REPLY, "reply larger than %u bytes refused", NOMAD_REPLY_MAX);
+	else
+		call_fail(call, results[x->fail], "%s", x->error);
 }
 
 /* Append "name=value" (value percent-encoded) to a query string. */
 static void
-query_add(struct strbuf *b, CURL *esc, bool *first, const char *name, const char *value)
+query_add(struct strbuf *b, bool *first, const char *name, const char *value)
 {
-	char *v;
-
 	if (value == NULL || *value == '\0')
 		return;
-	if ((v = curl_easy_escape(esc, value, 0)) == NULL) {
-		b->oom = true;
-		return;
-	}
-	strbuf_printf(b, "%c%s=%s", *first ? '?' : '&', name, v);
+	strbuf_printf(b, "%c%s=", *first ? '?' : '&', name);
+	httpc_escape(b, value);
 	*first = false;
-	curl_free(v);
 }
 
 /* Build the URL (and body for SCALE) of one call. 0, or -1 with call->error. */
 static int
-call_prepare(struct nomad_client *c, struct call_state *st, CURL *esc)
+call_prepare(struct nomad_client *c, struct call_req *rq)
 {
-	struct nomad_call *call = st->call;
+	struct nomad_call *call = rq->call;
 	struct strbuf url = { 0 };
 	cJSON *root = NULL, *target, *meta = NULL;
-	char *job = NULL;
 	bool first = true;
 
 	if (call->job == NULL || *call->job == '\0' || call->group == NULL || *call->group == '\0') {
 		call_fail(call, NOMAD_BAD_REQUEST, "job and group must be set");
 		return -1;
 	}
-	if ((job = curl_easy_escape(esc, call->job, 0)) == NULL)
-		goto oom;
-	strbuf_printf(&url, "%s/v1/job/%s/scale", c->address, job);
-	curl_free(job);
-	query_add(&url, esc, &first, "namespace", call->namespace != NULL ? call->namespace : c->namespace);
-	query_add(&url, esc, &first, "region", c->region);
+	strbuf_printf(&url, "%s/v1/job/", c->address);
+	httpc_escape(&url, call->job);
+	strbuf_printf(&url, "/scale");
+	query_add(&url, &first, "namespace", call->namespace != NULL ? call->namespace : c->namespace);
+	query_add(&url, &first, "region", c->region);
 	if (url.oom)
 		goto oom;
-	st->url = strbuf_steal(&url);
+	rq->url = strbuf_steal(&url);
 	if (call->kind != NOMAD_CALL_SCALE)
 		return 0;
 
@@ -588,7 +458,7 @@ call_prepare(struct nomad_client *c, struct call_state *st, CURL *esc)
 			goto oom;
 		meta = NULL;
 	}
-	if ((st->body = cJSON_PrintUnformatted(root)) == NULL)
+	if ((rq->body = cJSON_PrintUnformatted(root)) == NULL)
 		goto oom;
 	cJSON_Delete(root);
 	return 0;
@@ -600,104 +470,10 @@ oom:
 	return -1;
 }
 
-static CURL *
-easy_get(struct nomad_client *c)
-{
-	if (c->npool > 0)
-		return c->pool[--c->npool];
-	return curl_easy_init();
-}
-
-static void
-easy_put(struct nomad_client *c, CURL *e)
-{
-	if (c->npool < NOMAD_POOL_MAX) {
-		curl_easy_reset(e);
-		c->pool[c->npool++] = e;
-	} else {
-		curl_easy_cleanup(e);
-	}
-}
-
-/* Start one HTTP attempt with what is left of the batch as its time limit. */
-static int
-attempt_start(struct nomad_client *c, struct call_state *st, int64_t remaining_ms)
-{
-	CURL *e;
-	CURLcode rc = CURLE_OK;
-	/*
-	 * Connecting gets a share of the time so that a dropped SYN still
-	 * leaves room for a retry; the whole attempt may use all that is left.
-	 */
-	int64_t connect_ms = remaining_ms / 3 > 1000 ? remaining_ms / 3 : remaining_ms;
-
-	if ((e = easy_get(c)) == NULL) {
-		call_fail(st->call, NOMAD_INTERNAL, "curl_easy_init failed");
-		return -1;
-	}
-	st->reply_len = 0;
-	st->reply_too_big = false;
-	if (st->reply != NULL)
-		st->reply[0] = '\0';
-	st->curl_err[0] = '\0';
-#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
-	SET(CURLOPT_URL, st->url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	SET(CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-	SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	SET(CURLOPT_NOSIGNAL, 1L);
-	SET(CURLOPT_USERAGENT, "scaleno/" SCALENO_VERSION);
-	SET(CURLOPT_ACCEPT_ENCODING, "");
-	SET(CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
-	SET(CURLOPT_TIMEOUT_MS, (long)remaining_ms);
-	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)NOMAD_REPLY_MAX);
-	SET(CURLOPT_WRITEFUNCTION, reply_write);
-	SET(CURLOPT_WRITEDATA, st);
-	SET(CURLOPT_ERRORBUFFER, st->curl_err);
-	SET(CURLOPT_PRIVATE, st);
-	SET(CURLOPT_TCP_KEEPALIVE, 1L);
-	if (c->ca_file != NULL && *c->ca_file != '\0')
-		SET(CURLOPT_CAINFO, c->ca_file);
-	if (c->cert_file != NULL && *c->cert_file != '\0')
-		SET(CURLOPT_SSLCERT, c->cert_file);
-	if (c->key_file != NULL && *c->key_file != '\0')
-		SET(CURLOPT_SSLKEY, c->key_file);
-	if (st->call->kind == NOMAD_CALL_SCALE) {
-		SET(CURLOPT_HTTPHEADER, c->post_headers);
-		SET(CURLOPT_POSTFIELDS, st->body);
-	} else {
-		SET(CURLOPT_HTTPHEADER, c->get_headers);
-		SET(CURLOPT_HTTPGET, 1L);
-	}
-#undef SET
-	if (rc != CURLE_OK) {
-		call_fail(st->call, NOMAD_INTERNAL, "curl setup: %s", curl_easy_strerror(rc));
-		easy_put(c, e);
-		return -1;
-	}
-	if (curl_multi_add_handle(c->multi, e) != CURLM_OK) {
-		call_fail(st->call, NOMAD_INTERNAL, "curl_multi_add_handle failed");
-		easy_put(c, e);
-		return -1;
-	}
-	st->easy = e;
-	st->call->attempts++;
-	return 0;
-}
-
-static void
-attempt_end(struct nomad_client *c, struct call_state *st)
-{
-	curl_multi_remove_handle(c->multi, st->easy);
-	easy_put(c, st->easy);
-	st->easy = NULL;
-}
-
 /*
- * An attempt finished: classify it, then either end the call or schedule a
- * retry when the failure may pass and the batch has time for another try.
+ * An attempt finished: classify it, then either end the call (-1) or ask
+ * for a retry after a delay when the failure may pass and the batch has
+ * time for another try.
  *
  * A SCALE whose attempt timed out or lost its connection may have been
  * applied by Nomad. Retrying it is still safe: the body carries an absolute
@@ -705,48 +481,30 @@ attempt_end(struct nomad_client *c, struct call_state *st)
  * version and scaling event), which is better than leaving a decision
  * unapplied until the next tick.
  */
-static void
-attempt_done(struct nomad_client *c, struct call_state *st, CURLcode rc, int64_t deadline)
+static int64_t
+attempt_done(void *arg, struct httpc_xfer *x, int64_t deadline)
 {
-	struct nomad_call *call = st->call;
-	bool retry = false;
-	long code = 0;
-	int64_t now, delay;
+	struct call_req *rq = x->arg;
+	struct nomad_call *call = rq->call;
+	bool retry;
+	int64_t delay;
 
-	if (rc == CURLE_OK) {
-		curl_easy_getinfo(st->easy, CURLINFO_RESPONSE_CODE, &code);
-		reply_classify(st, code);
+	(void)arg;
+	call->attempts = x->attempts;
+	if (x->fail == HTTPC_FAIL_NONE) {
+		reply_classify(call, x);
 		retry = call->result == NOMAD_SERVER_ERROR;
 	} else {
-		call->http_status = 0;
-		transport_classify(st, rc);
-		retry = curl_code_retryable(rc);
+		transport_classify(call, x);
+		retry = x->retryable;
 	}
-	attempt_end(c, st);
-	if (!retry || call->attempts >= NOMAD_MAX_ATTEMPTS) {
-		st->done = true;
-		return;
-	}
-	now = util_now_ms();
-	delay = util_backoff_ms(NOMAD_BACKOFF_BASE_MS, c->timeout_ms / 4, (unsigned)(call->attempts - 1));
-	if (now + delay + NOMAD_MIN_ATTEMPT_MS >= deadline) {
-		st->done = true;
-		return;
-	}
-	st->next_start_ms = now + delay;
-}
-
-static void
-states_free(struct nomad_client *c, struct call_state *states, int n)
-{
-	for (int i = 0; i < n; i++) {
-		if (states[i].easy != NULL)
-			attempt_end(c, &states[i]);
-		free(states[i].url);
-		cJSON_free(states[i].body);
-		free(states[i].reply);
-	}
-	free(states);
+	if (!retry || call->attempts >= NOMAD_MAX_ATTEMPTS)
+		return -1;
+	delay = util_backoff_ms(NOMAD_BACKOFF_BASE_MS, rq->client->timeout_ms / 4,
+	    (unsigned)(call->attempts - 1));
+	if (util_now_ms() + delay + NOMAD_MIN_ATTEMPT_MS >= deadline)
+		return -1;
+	return delay;
 }
 
 static void
@@ -767,116 +525,47 @@ call_reset(struct nomad_call *call)
 int
 nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n)
 {
-	struct call_state *states;
-	CURL *esc;
-	CURLMsg *msg;
-	int64_t start, deadline, now, wake;
-	int pending = 0, running, left, ok = 0, inflight = 0, nwaiting = 0;
-	int *ready = NULL;
-	size_t qhead = 0, qtail = 0;
+	struct call_req *reqs;
+	struct httpc_xfer *xs;
+	int64_t start;
+	size_t nx = 0;
+	int ok = 0;
 
 	if (n <= 0)
 		return 0;
 	for (int i = 0; i < n; i++)
 		call_reset(&calls[i]);
 	start = util_now_ms();
-	deadline = start + c->timeout_ms;
-	if ((states = calloc((size_t)n, sizeof(*states))) == NULL || (esc = easy_get(c)) == NULL) {
-		free(states);
+	reqs = calloc((size_t)n, sizeof(*reqs));
+	xs = calloc((size_t)n, sizeof(*xs));
+	if (reqs == NULL || xs == NULL) {
 		for (int i = 0; i < n; i++)
 			call_fail(&calls[i], NOMAD_INTERNAL, "out of memory starting the batch");
-		return 0;
-	}
-	/* A ring of calls ready for an attempt: each call sits in it at most once. */
-	if ((ready = calloc((size_t)n, sizeof(*ready))) == NULL) {
-		easy_put(c, esc);
-		free(states);
-		for (int i = 0; i < n; i++)
-			call_fail(&calls[i], NOMAD_INTERNAL, "out of memory starting the batch");
+		free(reqs);
+		free(xs);
 		return 0;
 	}
 	for (int i = 0; i < n; i++) {
-		states[i].call = &calls[i];
-		states[i].next_start_ms = start;
-		if (call_prepare(c, &states[i], esc) < 0)
-			states[i].done = true;
-		else {
-			ready[qtail++ % n] = i;
-			pending++;
-		}
-	}
-	easy_put(c, esc);
+		struct call_req *rq = &reqs[i];
 
-	/* Bounded by the deadline: every wait below ends at it at the latest. */
-	while (pending > 0) {
-		now = util_now_ms();
-		if (now >= deadline)
-			break;
-		wake = deadline;
-		/* Retries whose backoff has passed join the ready ring (rare: scan only then). */
-		for (int i = 0; nwaiting > 0 && i < n; i++) {
-			struct call_state *st = &states[i];
-
-			if (!st->waiting)
-				continue;
-			if (st->next_start_ms <= now) {
-				st->waiting = false;
-				nwaiting--;
-				ready[qtail++ % n] = i;
-			} else if (st->next_start_ms < wake)
-				wake = st->next_start_ms;
-		}
-		while (inflight < NOMAD_MAX_INFLIGHT && qhead < qtail) {
-			struct call_state *st = &states[ready[qhead++ % n]];
-
-			if (attempt_start(c, st, deadline - now) < 0) {
-				st->done = true;
-				pending--;
-			} else
-				inflight++;
-		}
-		curl_multi_perform(c->multi, &running);
-		while ((msg = curl_multi_info_read(c->multi, &left)) != NULL) {
-			struct call_state *st;
-			void *priv = NULL;
-
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-			st = priv;
-			if (st == NULL || st->easy != msg->easy_handle)
-				continue;
-			inflight--;
-			attempt_done(c, st, msg->data.result, deadline);
-			if (st->done)
-				pending--;
-			else {
-				st->waiting = true;
-				nwaiting++;
-				if (st->next_start_ms < wake)
-					wake = st->next_start_ms;
-			}
-		}
-		if (pending == 0)
-			break;
-		now = util_now_ms();
-		/* Free slots and calls ready for them: go round again at once. */
-		if (inflight < NOMAD_MAX_INFLIGHT && qhead < qtail)
+		rq->call = &calls[i];
+		rq->client = c;
+		if (call_prepare(c, rq) < 0)
 			continue;
-		if (wake > now)
-			curl_multi_poll(c->multi, NULL, 0, (int)(wake - now > 1000 ? 1000 : wake - now), NULL);
+		xs[nx].url = rq->url;
+		xs[nx].body = rq->body;
+		xs[nx].headers = calls[i].kind == NOMAD_CALL_SCALE ? c->post_headers : c->get_headers;
+		xs[nx++].arg = rq;
 	}
+	httpc_run(c->http, xs, nx, start + c->timeout_ms, attempt_done, NULL);
+	/* Out of time: whatever was still in flight (or never started) has timed out. */
+	for (size_t k = 0; k < nx; k++) {
+		struct call_req *rq = xs[k].arg;
 
-	/* Out of time: whatever is still in flight has timed out. */
-	for (int i = 0; i < n; i++) {
-		struct call_state *st = &states[i];
-
-		if (st->done)
-			continue;
-		if (st->easy != NULL || st->call->attempts == 0)
-			call_fail(st->call, NOMAD_TIMEOUT, "no answer within %lldms",
+		rq->call->attempts = xs[k].attempts;
+		if (xs[k].cut)
+			call_fail(rq->call, NOMAD_TIMEOUT, "no answer within %lldms",
 			    (long long)c->timeout_ms);
-		st->done = true;
 	}
 	for (int i = 0; i < n; i++) {
 		struct nomad_call *call = &calls[i];
@@ -888,9 +577,11 @@ nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n)
 		    call->group ? call->group : "", nomad_result_name(call->result),
 		    call->error[0] ? ": " : "", call->error, call->http_status, call->attempts,
 		    call->attempts == 1 ? "" : "s");
+		free(reqs[i].url);
+		cJSON_free(reqs[i].body);
 	}
-	states_free(c, states, n);
-	free(ready);
+	free(reqs);
+	free(xs);
 	log_debug("nomad: batch of %d calls, %d ok, %lldms", n, ok, (long long)(util_now_ms() - start));
 	return ok;
 }

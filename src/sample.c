@@ -44,6 +44,15 @@ levels_from(struct signals *s, const struct raw_sample *in)
 	s->halted = in->halted;
 }
 
+void
+sample_levels(const struct raw_sample *in, struct signals *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (in->ok)
+		levels_from(out, in);
+	out->valid = in->ok;
+}
+
 /* Completed messages so far: read by the group and no longer pending. */
 static int64_t
 completed_total(const struct raw_sample *s)

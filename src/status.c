@@ -11,54 +11,36 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 
+#include "agent_view.h"
 #include "cli.h"
 #include "config.h"
+#include "httpc.h"
 #include "log.h"
 #include "nomad.h"
 #include "redis_sample.h"
 #include "util.h"
 
 #define STATUS_MAX_BODY (8 << 20)
-
-static size_t
-status_collect(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-	struct strbuf *b = arg;
-	size_t n = size * nmemb;
-
-	if (b->len + n > STATUS_MAX_BODY)
-		return 0;
-	strbuf_printf(b, "%.*s", (int)n, ptr);
-	return b->oom ? 0 : n;
-}
+/* The agent answers from a snapshot: it is there at once or not at all. */
+#define STATUS_AGENT_TIMEOUT_MS 2000
+#define STATUS_AGENT_CONNECT_MS 500
 
 /* GET http://<listen>/v1/status from the agent; NULL when none answers. Caller frees. */
 static char *
 status_from_agent(const char *listen)
 {
+	struct httpc_request r = { .timeout_ms = STATUS_AGENT_TIMEOUT_MS,
+	    .connect_timeout_ms = STATUS_AGENT_CONNECT_MS, .reply_max = STATUS_MAX_BODY };
 	struct strbuf body = { 0 };
-	char url[300];
-	CURL *c;
-	CURLcode rc;
+	char url[300], err[256];
 	long code = 0;
 
 	if (listen == NULL || *listen == '\0')
 		return NULL;
-	if ((c = curl_easy_init()) == NULL)
-		return NULL;
 	snprintf(url, sizeof(url), "http://%s/v1/status", listen);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 500L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, status_collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(c);
-	if (rc != CURLE_OK || code != 200 || body.oom) {
+	r.url = url;
+	if (httpc_request(&r, &code, &body, err, sizeof(err)) == -1 || code != 200 || body.oom) {
 		strbuf_free(&body);
 		return NULL;
 	}
@@ -165,6 +147,7 @@ status_direct(const struct config *cfg, const char *only, bool json)
 	struct redis *rq = redis_new_conf(&cfg->redis);
 	struct nomad_client *nc = NULL;
 	cJSON *root = NULL, *arr = NULL;
+	struct signals sig;
 	char err[256];
 	int n = 0, ncalls = 0, rc = EXIT_OK;
 	bool redis_ok = false;
@@ -206,39 +189,29 @@ status_direct(const struct config *cfg, const char *only, bool json)
 	cJSON_AddBoolToObject(root, "from_agent", false);
 	cJSON_AddBoolToObject(root, "redis_ok", redis_ok);
 	for (int i = 0, k = 0; i < n; i++) {
-		cJSON *o = cJSON_CreateObject(), *smp, *nmd;
-		const struct raw_sample *r = &raw[i];
+		struct queue_view v = { .name = qv[i]->name, .q = qv[i], .sig = &sig };
+		cJSON *o;
 
-		if (o == NULL)
+		raw[i].ok = raw[i].ok && redis_ok;
+		sample_levels(&raw[i], &sig);
+		v.sample_ok = raw[i].ok;
+		v.stream_missing = raw[i].stream_missing;
+		v.group_missing = raw[i].group_missing;
+		if (qv[i]->scale.target == SCALE_TARGET_NOMAD && nc != NULL) {
+			const struct nomad_call *c = &calls[k++];
+
+			v.nomad_known = true;
+			v.nomad_ok = c->result == NOMAD_OK && c->group_found;
+			v.desired = c->desired;
+			v.running = c->running;
+			v.placed = c->placed;
+			v.job_stopped = c->job_stopped;
+			v.nomad_last = c->result;
+			v.nomad_error = c->error;
+		}
+		if ((o = agent_view_json(&v)) == NULL)
 			break;
 		cJSON_AddItemToArray(arr, o);
-		cJSON_AddStringToObject(o, "name", qv[i]->name);
-		cJSON_AddStringToObject(o, "mode", config_mode_name(qv[i]->mode));
-		if ((smp = cJSON_AddObjectToObject(o, "sample")) != NULL) {
-			cJSON_AddBoolToObject(smp, "ok", redis_ok && r->ok);
-			cJSON_AddNumberToObject(smp, "backlog", (double)(r->lag + r->pending));
-			cJSON_AddBoolToObject(smp, "backlog_estimated", r->lag_estimated);
-			cJSON_AddNumberToObject(smp, "undelivered", (double)r->lag);
-			cJSON_AddNumberToObject(smp, "pending", (double)r->pending);
-			cJSON_AddNumberToObject(smp, "oldest_age_s", (double)r->oldest_age_ms / 1000.0);
-			cJSON_AddNumberToObject(smp, "dlq_length", (double)r->dlq_length);
-			cJSON_AddNumberToObject(smp, "retry_length", (double)r->retry_length);
-			cJSON_AddNumberToObject(smp, "halted_partitions", r->halted);
-			cJSON_AddBoolToObject(smp, "stream_missing", r->stream_missing);
-			cJSON_AddBoolToObject(smp, "group_missing", r->group_missing);
-		}
-		if ((nmd = cJSON_AddObjectToObject(o, "nomad")) != NULL &&
-		    qv[i]->scale.target == SCALE_TARGET_NOMAD && nc != NULL) {
-			const struct nomad_call *c = &calls[k++];
-			bool ok = c->result == NOMAD_OK && c->group_found;
-
-			cJSON_AddBoolToObject(nmd, "ok", ok);
-			cJSON_AddNumberToObject(nmd, "desired", c->desired);
-			cJSON_AddNumberToObject(nmd, "running", c->running);
-			cJSON_AddBoolToObject(nmd, "job_stopped", c->job_stopped);
-			cJSON_AddStringToObject(nmd, "last_result", nomad_result_name(c->result));
-			cJSON_AddStringToObject(nmd, "error", c->error);
-		}
 	}
 	if (json) {
 		char *txt = cJSON_PrintUnformatted(root);

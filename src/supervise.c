@@ -11,7 +11,6 @@
  * they exit and killed at the end of the drain.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,8 +21,9 @@
 #include <unistd.h>
 
 #include "alert.h"
-#include "handler.h"
 #include "log.h"
+#include "selfpipe.h"
+#include "spawn.h"
 #include "supervise.h"
 #include "util.h"
 
@@ -59,21 +59,9 @@ struct sup {
 	int status;		/* ... and its wait status */
 };
 
-static int sig_pipe[2] = { -1, -1 };
+static const int caught_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGCHLD };
 static volatile sig_atomic_t draining_flag;
 static volatile sig_atomic_t child_stop;
-
-static void
-on_signal(int sig)
-{
-	int saved = errno;
-	unsigned char c = (unsigned char)sig;
-
-	if (write(sig_pipe[1], &c, 1) == -1) {
-		/* Pipe full: a wake-up is already pending, which is all we need. */
-	}
-	errno = saved;
-}
 
 static void
 on_child_stop(int sig)
@@ -148,54 +136,13 @@ publish_gauges(const struct sup *sp)
 	wstats_set(&sp->o->stats->consumers_running, count_alive(sp));
 }
 
-static int
-install_handlers(void)
-{
-	struct sigaction sa;
-	const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGCHLD };
-
-	if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) == -1)
-		return -1;
-	memset(&sa, 0, sizeof(sa));
-	sigemptyset(&sa.sa_mask);
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
-		if (sigaction(sigs[i], &sa, NULL) == -1)
-			return -1;
-	signal(SIGPIPE, SIG_IGN);
-	return 0;
-}
-
-static void
-restore_handlers(void)
-{
-	const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGCHLD };
-
-	for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
-		signal(sigs[i], SIG_DFL);
-	if (sig_pipe[0] >= 0) {
-		close(sig_pipe[0]);
-		close(sig_pipe[1]);
-		sig_pipe[0] = sig_pipe[1] = -1;
-	}
-}
-
 /* In the forked child: become a consumer. Never returns. */
 static void __attribute__((noreturn))
-child_run(const struct supervise_opts *o, int slot, pid_t parent, const sigset_t *oldmask)
+child_run(const struct supervise_opts *o, int slot, const sigset_t *oldmask)
 {
 	struct sigaction sa;
 	int rc;
 
-	close(sig_pipe[0]);
-	close(sig_pipe[1]);
-	/* Nothing inherited is the consumer's: not the endpoint's sockets, nor any other. */
-	close_range(3, ~0U, 0);
-	setpgid(0, 0);
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != parent)	/* the supervisor died before prctl */
-		_exit(EXIT_FAILURE);
 	memset(&sa, 0, sizeof(sa));
 	sigemptyset(&sa.sa_mask);
 	sa.sa_handler = on_child_stop;
@@ -217,20 +164,23 @@ slot_fork(struct sup *sp, int i)
 	const struct supervise_opts *o = sp->o;
 	struct slot *sl = &sp->slots[i];
 	sigset_t all, old;
-	pid_t parent = getpid(), pid;
+	pid_t pid;
 
-	/* Blocked across fork: the child must not run our handlers before it resets them. */
+	/*
+	 * Blocked across fork: the child must not run our handlers before it
+	 * resets them. Nothing inherited is the consumer's (not the endpoint's
+	 * sockets, nor the self-pipe), and it dies with the supervisor.
+	 */
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
-	pid = fork();
+	pid = spawn_fork(true, SIGKILL);
 	if (pid == 0)
-		child_run(o, i, parent, &old);
+		child_run(o, i, &old);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	if (pid == -1) {
 		log_warn("%s: cannot fork consumer %d", o->name, i);
 		return -1;
 	}
-	setpgid(pid, pid);
 	sl->pid = pid;
 	sl->started_ms = sp->now;
 	log_info("%s: consumer %d started, pid %d", o->name, i, (int)pid);
@@ -335,7 +285,7 @@ act_died(struct sup *sp, int i)
 	struct slot *sl = &sp->slots[i];
 	char how[96];
 
-	handler_describe_status(sp->status, how, sizeof(how));
+	spawn_status_text(sp->status, how, sizeof(how));
 	log_warnx("%s: consumer %d (pid %d) %s after %lld ms", sp->o->name, i, (int)sp->pid, how,
 	    (long long)(sp->now - sl->started_ms));
 	if (sl->state == SLOT_RUNNING || sp->now - sl->started_ms >= sp->o->stable_ms)
@@ -368,7 +318,7 @@ act_drained(struct sup *sp, int i)
 	if (WIFEXITED(sp->status) && WEXITSTATUS(sp->status) == 0) {
 		log_info("%s: consumer %d drained and exited", sp->o->name, i);
 	} else {
-		handler_describe_status(sp->status, how, sizeof(how));
+		spawn_status_text(sp->status, how, sizeof(how));
 		log_warnx("%s: consumer %d %s while draining", sp->o->name, i, how);
 		sp->drain_failed++;
 	}
@@ -450,8 +400,9 @@ kill_own_children(void)
 			if (pid <= 1)
 				continue;
 			if (getpgid(pid) == pid)
-				kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
+				spawn_kill_group(pid);
+			else
+				kill(pid, SIGKILL);
 			n++;
 		}
 	}
@@ -474,8 +425,7 @@ kill_leftovers(struct sup *sp)
 	for (int i = 0; i < o->nslots; i++) {
 		if (slots[i].pid > 0) {
 			log_warnx("%s: consumer %d did not drain in time; killing it", o->name, i);
-			kill(-slots[i].pid, SIGKILL);
-			kill(slots[i].pid, SIGKILL);
+			spawn_kill_group(slots[i].pid);
 			slots[i].pid = 0;
 			set_state(sp, i, SLOT_STOPPED);
 			sp->drain_failed++;
@@ -529,11 +479,11 @@ next_wake(const struct sup *sp)
 static void
 read_signals(struct sup *sp)
 {
-	unsigned char sigs[64];
-	ssize_t n;
+	int sigs[64];
+	size_t n;
 
-	while ((n = read(sig_pipe[0], sigs, sizeof(sigs))) > 0) {
-		for (ssize_t k = 0; k < n; k++) {
+	while ((n = selfpipe_drain(sigs, ARRAY_LEN(sigs))) > 0) {
+		for (size_t k = 0; k < n; k++) {
 			int sig = sigs[k];
 
 			if (sig == SIGHUP) {
@@ -571,12 +521,12 @@ supervise_run(const struct supervise_opts *o)
 	}
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) == -1)
 		log_warn("%s: cannot become a child subreaper; orphans go to init", o->name);
-	if (install_handlers() == -1) {
+	if (selfpipe_open(caught_signals, ARRAY_LEN(caught_signals), SA_RESTART) == -1) {
 		log_warn("%s: cannot install signal handlers", o->name);
 		free(sp.slots);
-		restore_handlers();
 		return 2;
 	}
+	signal(SIGPIPE, SIG_IGN);
 	sp.now = util_now_ms();
 	for (int i = 0; i < o->nslots; i++) {
 		sp.slots[i].state = SLOT_BACKOFF;	/* due now */
@@ -588,7 +538,7 @@ supervise_run(const struct supervise_opts *o)
 		 * forked while another thread holds a lock could hang on it.
 		 */
 		struct pollfd pfd[2] = {
-			{ .fd = sig_pipe[0], .events = POLLIN },
+			{ .fd = selfpipe_fd(), .events = POLLIN },
 			{ .fd = httpd_fd(o->http), .events = POLLIN },
 		};
 		int wait;
@@ -612,7 +562,7 @@ supervise_run(const struct supervise_opts *o)
 	/* Whatever did not drain, and anything adopted and still alive, goes with us. */
 	kill_leftovers(&sp);
 	publish_gauges(&sp);
-	restore_handlers();
+	selfpipe_close();
 	free(sp.slots);
 	if (sp.drain_failed > 0) {
 		log_warnx("%s: worker stopped; %d consumer(s) did not drain cleanly", o->name,

@@ -130,7 +130,7 @@ util_backoff_ms(int64_t base, int64_t cap, unsigned attempt)
 }
 
 void
-util_sleep_ms(int64_t ms, volatile int *stop)
+util_sleep_ms(int64_t ms, volatile sig_atomic_t *stop)
 {
 	struct timespec ts, rem;
 
@@ -219,19 +219,6 @@ strbuf_steal(struct strbuf *b)
 	b->len = b->cap = 0;
 	b->oom = false;
 	return s;
-}
-
-void
-strbuf_prom_label(struct strbuf *b, const char *s)
-{
-	for (; *s != '\0'; s++) {
-		if (*s == '\\' || *s == '"')
-			strbuf_printf(b, "\\%c", *s);
-		else if (*s == '\n')
-			strbuf_printf(b, "\\n");
-		else
-			strbuf_printf(b, "%c", *s);
-	}
 }
 
 int

@@ -4,12 +4,13 @@
  * /metrics. A consumer killed mid-update can at worst lose its own
  * increment: every field is one aligned word, so no reader sees a torn value.
  */
-#include <stdarg.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "expo.h"
 #include "util.h"
 #include "wstats.h"
 
@@ -92,31 +93,6 @@ wstats_set_halted(struct worker_stats *s, int partition, int halted)
 	__atomic_store_n(&s->halted[partition], (uint8_t)(halted != 0), __ATOMIC_RELAXED);
 }
 
-static void
-render_sample(struct strbuf *buf, const char *name, const char *queue, const char *extra,
-    const char *fmt_value, ...) __attribute__((format(printf, 5, 6)));
-
-static void
-render_sample(struct strbuf *buf, const char *name, const char *queue, const char *extra,
-    const char *fmt_value, ...)
-{
-	va_list ap;
-
-	strbuf_printf(buf, "%s{queue=\"", name);
-	strbuf_prom_label(buf, queue);
-	strbuf_printf(buf, "\"%s} ", extra != NULL ? extra : "");
-	va_start(ap, fmt_value);
-	strbuf_vprintf(buf, fmt_value, ap);
-	va_end(ap);
-	strbuf_printf(buf, "\n");
-}
-
-static void
-render_head(struct strbuf *buf, const char *name, const char *type, const char *help)
-{
-	strbuf_printf(buf, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 static uint64_t
 load_u64(const uint64_t *p)
 {
@@ -133,60 +109,61 @@ void
 wstats_render(const struct worker_stats *s, const char *queue, struct strbuf *buf)
 {
 	const struct {
-		const char *name, *type, *help;
-		long long value;
+		const char *name, *help;
+		enum expo_type type;
+		int64_t value;
 	} singles[] = {
-		{ "scaleno_consumer_restarts_total", "counter", "Consumer processes restarted.",
-		  (long long)load_u64(&s->consumer_restarts) },
-		{ "scaleno_consumer_crash_loop", "gauge", "Consumer slots in a crash loop.",
-		  (long long)load_i64(&s->crash_loop) },
-		{ "scaleno_consumers_running", "gauge", "Consumer processes alive.",
-		  (long long)load_i64(&s->consumers_running) },
-		{ "scaleno_claimed_total", "counter", "Pending entries reclaimed from other consumers.",
-		  (long long)load_u64(&s->claimed) },
-		{ "scaleno_worker_redis_errors_total", "counter", "Redis errors seen by consumers.",
-		  (long long)load_u64(&s->redis_errors) },
+		{ "scaleno_consumer_restarts_total", "Consumer processes restarted.", EXPO_COUNTER,
+		  (int64_t)load_u64(&s->consumer_restarts) },
+		{ "scaleno_consumer_crash_loop", "Consumer slots in a crash loop.", EXPO_GAUGE,
+		  load_i64(&s->crash_loop) },
+		{ "scaleno_consumers_running", "Consumer processes alive.", EXPO_GAUGE,
+		  load_i64(&s->consumers_running) },
+		{ "scaleno_claimed_total", "Pending entries reclaimed from other consumers.", EXPO_COUNTER,
+		  (int64_t)load_u64(&s->claimed) },
+		{ "scaleno_worker_redis_errors_total", "Redis errors seen by consumers.", EXPO_COUNTER,
+		  (int64_t)load_u64(&s->redis_errors) },
 	};
-	char extra[64];
+	struct expo_label l[2] = { { "queue", queue }, { NULL, NULL } };
+	char bound[40], part[16];
 	uint64_t cum = 0;
 	int i;
 
-	render_head(buf, "scaleno_messages_total", "counter", "Messages handled, by result.");
+	expo_family(buf, "scaleno_messages_total", EXPO_COUNTER, "Messages handled, by result.");
+	l[1].name = "result";
 	for (i = 0; i < WS_NRESULTS; i++) {
-		snprintf(extra, sizeof(extra), ",result=\"%s\"", result_names[i]);
-		render_sample(buf, "scaleno_messages_total", queue, extra, "%llu",
-		    (unsigned long long)load_u64(&s->messages[i]));
+		l[1].value = result_names[i];
+		expo_sample_u64(buf, "scaleno_messages_total", l, 2, load_u64(&s->messages[i]));
 	}
 
-	render_head(buf, "scaleno_handler_duration_seconds", "histogram", "Handler run time per attempt.");
+	expo_family(buf, "scaleno_handler_duration_seconds", EXPO_HISTOGRAM,
+	    "Handler run time per attempt.");
+	l[1] = (struct expo_label){ "le", bound };
 	for (i = 0; i < WSTATS_NBUCKETS; i++) {
 		cum += load_u64(&s->duration_buckets[i]);
-		if (i == WSTATS_NBUCKETS - 1)
-			snprintf(extra, sizeof(extra), ",le=\"+Inf\"");
-		else
-			snprintf(extra, sizeof(extra), ",le=\"%g\"", wstats_buckets[i]);
-		render_sample(buf, "scaleno_handler_duration_seconds_bucket", queue, extra, "%llu",
-		    (unsigned long long)cum);
+		expo_format_double(i == WSTATS_NBUCKETS - 1 ? INFINITY : wstats_buckets[i], bound,
+		    sizeof(bound));
+		expo_sample_u64(buf, "scaleno_handler_duration_seconds_bucket", l, 2, cum);
 	}
-	render_sample(buf, "scaleno_handler_duration_seconds_sum", queue, NULL, "%.6f",
+	expo_sample(buf, "scaleno_handler_duration_seconds_sum", l, 1,
 	    (double)load_u64(&s->duration_sum_us) / 1e6);
-	render_sample(buf, "scaleno_handler_duration_seconds_count", queue, NULL, "%llu",
-	    (unsigned long long)load_u64(&s->duration_count));
+	expo_sample_u64(buf, "scaleno_handler_duration_seconds_count", l, 1,
+	    load_u64(&s->duration_count));
 
-	render_head(buf, "scaleno_partition_halted", "gauge", "1 while a partition is halted.");
+	expo_family(buf, "scaleno_partition_halted", EXPO_GAUGE, "1 while a partition is halted.");
+	l[1] = (struct expo_label){ "partition", part };
 	for (i = 0; i < s->npartitions && i < WSTATS_MAX_PARTITIONS; i++) {
-		snprintf(extra, sizeof(extra), ",partition=\"%d\"", i);
-		render_sample(buf, "scaleno_partition_halted", queue, extra, "%d",
-		    (int)__atomic_load_n(&s->halted[i], __ATOMIC_RELAXED));
+		snprintf(part, sizeof(part), "%d", i);
+		expo_sample(buf, "scaleno_partition_halted", l, 2,
+		    __atomic_load_n(&s->halted[i], __ATOMIC_RELAXED));
 	}
 
 	if (load_i64(&s->dlq_depth) >= 0) {
-		render_head(buf, "scaleno_dlq_depth", "gauge", "Entries in the dead-letter stream.");
-		render_sample(buf, "scaleno_dlq_depth", queue, NULL, "%lld",
-		    (long long)load_i64(&s->dlq_depth));
+		expo_family(buf, "scaleno_dlq_depth", EXPO_GAUGE, "Entries in the dead-letter stream.");
+		expo_sample(buf, "scaleno_dlq_depth", l, 1, (double)load_i64(&s->dlq_depth));
 	}
 	for (i = 0; i < (int)ARRAY_LEN(singles); i++) {
-		render_head(buf, singles[i].name, singles[i].type, singles[i].help);
-		render_sample(buf, singles[i].name, queue, NULL, "%lld", singles[i].value);
+		expo_family(buf, singles[i].name, singles[i].type, singles[i].help);
+		expo_sample(buf, singles[i].name, l, 1, (double)singles[i].value);
 	}
 }

@@ -209,7 +209,7 @@ fault_handler(void *cls, struct MHD_Connection *conn, const char *url, const cha
 		goto send;
 	}
 	if (strcmp(job, "gzipped") == 0) {
-		/* Real Nomad compresses when asked (nomad-api.md §1.1). */
+		/* Real Nomad compresses when asked (Accept-Encoding: gzip). */
 		const char *ae = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding");
 
 		if (ae != NULL && strstr(ae, "gzip") != NULL) {

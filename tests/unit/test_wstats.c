@@ -67,7 +67,7 @@ test_render_values(void)
 	CU_ASSERT_TRUE(has_line(t, "scaleno_handler_duration_seconds_bucket{queue=\"jobs\",le=\"10\"} 2"));
 	CU_ASSERT_TRUE(has_line(t, "scaleno_handler_duration_seconds_bucket{queue=\"jobs\",le=\"+Inf\"} 3"));
 	CU_ASSERT_TRUE(has_line(t, "scaleno_handler_duration_seconds_count{queue=\"jobs\"} 3"));
-	CU_ASSERT_TRUE(has_line(t, "scaleno_handler_duration_seconds_sum{queue=\"jobs\"} 20.301000"));
+	CU_ASSERT_TRUE(has_line(t, "scaleno_handler_duration_seconds_sum{queue=\"jobs\"} 20.301"));
 	CU_ASSERT_TRUE(has_line(t, "scaleno_partition_halted{queue=\"jobs\",partition=\"0\"} 0"));
 	CU_ASSERT_TRUE(has_line(t, "scaleno_partition_halted{queue=\"jobs\",partition=\"1\"} 1"));
 	CU_ASSERT_TRUE(has_line(t, "scaleno_partition_halted{queue=\"jobs\",partition=\"2\"} 0"));
