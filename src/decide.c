@@ -367,6 +367,23 @@ reason_rules(char *buf, const struct demand *d, const struct signals *s)
 		reason_add(buf, "; rates still settling, rate rule off");
 }
 
+/*
+ * max_age as a budget: the fewest workers that still clear today's backlog,
+ * beside the arrivals, within what is left of half of max_age (the oldest
+ * message has used part of it). 0 when there is no backlog or no rate.
+ */
+static int
+budget_keep(const struct demand *d, const struct signals *s, double max_age)
+{
+	double left = DRAIN_FRACTION * max_age - s->oldest_age_s;
+
+	if (s->backlog <= 0 || d->mu <= 0 || !s->rates_valid || max_age <= 0)
+		return 0;
+	if (left <= 0)
+		return (int)NEED_CAP;
+	return ceil_count((s->arrival_rate + (double)s->backlog / left) / d->mu);
+}
+
 static void
 step_name(char *buf, size_t len, const struct step_limit *l)
 {
@@ -384,6 +401,7 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	double stab = (double)sc->down_stabilization_ms / 1000.0;
 	double since_action, obs, slope;
 	bool settled;
+	int keep;
 	int cur = in->desired, lo = sc->min, hi = sc->max, target, next, allowed, wmax;
 	struct demand d;
 	char step[32];
@@ -472,8 +490,14 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		st->win_since = in->now;
 		st->win_len = 0;
 	}
+	/*
+	 * The window holds sustained demand: what the arrivals need, and the
+	 * age rule. Draining a spike's backlog is a transient; it holds the
+	 * count through the budget check of the scale-down instead. With no
+	 * rate at all, the backlog rule is all there is.
+	 */
 	if (st->win_open)
-		window_push(st, sc, in->now, d.need);
+		window_push(st, sc, in->now, d.mu > 0 && !d.settling ? (d.arrivals > d.age ? d.arrivals : d.age) : d.need);
 
 	if (order_critical && partitions > 0 && partitions < hi)
 		hi = partitions;
@@ -574,6 +598,15 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		}
 		allowed = config_step_allowed(&sc->down_max_step, cur);
 		next = wmax > cur - allowed ? wmax : cur - allowed;
+		keep = budget_keep(&d, s, max_age);
+		if (keep >= cur) {
+			hold(out, "budget", "fewer than %d workers would not clear the backlog of %lld within half "
+			    "of max_age (oldest %.1fs); wants ", cur, (long long)s->backlog, s->oldest_age_s);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		if (keep > next)
+			next = keep;
 		out->count = next;
 		out->dir = DIR_DOWN;
 		out->rule = "stabilization";
@@ -582,6 +615,8 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		reason_rules(out->reason, &d, s);
 		step_name(step, sizeof(step), &sc->down_max_step);
 		reason_add(out->reason, "; step limit %s allows %d", step, cur - allowed < 0 ? 0 : cur - allowed);
+		if (keep == next && keep > wmax && keep > cur - allowed)
+			reason_add(out->reason, "; budget: %d clear the backlog within half of max_age", keep);
 		return;
 	}
 

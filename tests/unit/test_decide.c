@@ -885,6 +885,53 @@ test_rates_settle_first(void)
 }
 
 /*
+ * max_age as a budget on the way down: the window holds sustained demand
+ * (here 2 workers' worth of arrivals), and a scale-down keeps as many
+ * workers as clear the backlog left, beside the arrivals, within what is
+ * left of half of max_age. Table: backlog, oldest, step; the count asked.
+ */
+static void
+test_down_budget(void)
+{
+	static const struct {
+		int64_t backlog;
+		double oldest_s;
+		struct step_limit step;
+		int want;
+		enum direction dir;
+		const char *why;
+	} cases[] = {
+		{ 0, 0, { 1, false }, 19, DIR_DOWN, "down 20->19" },
+		{ 600, 2, { 1, false }, 19, DIR_DOWN, "down 20->19" },		/* 7 clear it in time */
+		{ 3000, 5, { 1, false }, 20, DIR_NONE, "would not clear the backlog of 3000" },	/* 32 needed */
+		{ 1200, 3, { 50, true }, 12, DIR_DOWN, "budget: 12 clear the backlog" },	/* 10 allowed, 12 needed */
+		{ 0, 0, { 50, true }, 10, DIR_DOWN, "down 20->10" },
+	};
+	size_t c;
+
+	for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct scale_conf sc = policy();
+		struct decide_state st;
+		struct signals low = sig(0, 20, 0, 0, 0), drain;
+		struct decision d;
+		double t;
+
+		sc.down_max_step = cases[c].step;
+		decide_state_init(&st);
+		st.mu_hat = 10;
+		for (t = 0; t < SETTLE + 180; t += 1) {
+			d = eval(&st, &sc, t, &low, 20, 20);
+			CU_ASSERT_EQUAL_FATAL(d.dir, DIR_NONE);
+		}
+		drain = sig(cases[c].backlog, 20, 0, cases[c].backlog > 0 ? -80 : 0, cases[c].oldest_s);
+		d = eval(&st, &sc, t, &drain, 20, 20);
+		CU_ASSERT_EQUAL(d.dir, cases[c].dir);
+		CU_ASSERT_EQUAL(d.count, cases[c].want);
+		ASSERT_REASON(d, cases[c].why);
+	}
+}
+
+/*
  * The documented defaults (down: cooldown 30s, stabilization 1m, max_step
  * 50%): after a surge the count halves every 30 s once the lower demand has
  * held for a minute, and never before.
@@ -995,6 +1042,7 @@ main(void)
 	CU_add_test(suite, "a steady group found at start: no action", test_steady_start_no_action);
 	CU_add_test(suite, "a scale-up on a lower-bound mu needs messages waiting", test_bound_needs_queueing);
 	CU_add_test(suite, "rates settle before the rate rule and the window count", test_rates_settle_first);
+	CU_add_test(suite, "max_age as a budget on the way down", test_down_budget);
 	CU_add_test(suite, "drain with the documented down defaults", test_drain_defaults);
 	CU_add_test(suite, "scale to zero and back", test_scale_to_zero_and_back);
 	CU_add_test(suite, "deterministic", test_deterministic);
