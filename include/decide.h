@@ -29,6 +29,11 @@ struct decide_input {
 #define DECIDE_WINDOW 512		/* demand history slots (stabilization) */
 #define DECIDE_REASON_LEN 512
 #define DECIDE_RATE_HIST 64		/* arrival-rate history slots (projection) */
+/*
+ * Intervals of valid samples before the smoothed rates count (the EWMA's
+ * warm-up), and of stable Running / busy workers before mu is learnt.
+ */
+#define DECIDE_SETTLE_INTERVALS 6
 
 /*
  * Per-policy memory of the engine. Initialise with decide_state_init; keep
@@ -38,10 +43,11 @@ struct decide_state {
 	double last_up_t, last_down_t;	/* time of the last applied action per direction; -inf if none */
 	int last_up_target;		/* count requested by the last scale-up */
 	double mu_hat;			/* per-worker service rate, msgs/s; 0 = unknown */
+	double mu_floor;		/* highest settled completion rate per worker seen: mu >= this; 0 = none */
+	double rates_since;		/* rates valid without a break since then; +inf when not valid */
 	int seen_running;		/* Running at the last evaluation ... */
 	double running_since;		/* ... and since when it has had that value */
 	double saturated_since;		/* start of the current busy spell; +inf when not busy */
-	double last_busy_t;		/* last evaluation with more backlog than running workers; -inf if none */
 	/* the smoothed arrival rate over the last `startup`, for the projection */
 	double rate_t[DECIDE_RATE_HIST];
 	double rate_v[DECIDE_RATE_HIST];
@@ -49,8 +55,9 @@ struct decide_state {
 	double last_oldest_s;		/* oldest age at the last evaluation */
 	/*
 	 * Highest demand per time slot, for the stabilization window. The
-	 * window only counts from win_since: the first good evaluation after
-	 * missing data, so a gap is never read as "demand was low".
+	 * window only counts from win_since: the first evaluation with settled
+	 * rates after the start or after missing data, so neither a gap nor
+	 * the rates' warm-up is ever read as "demand was low".
 	 */
 	bool win_open;
 	double win_since;

@@ -24,16 +24,18 @@
 #define UP_NOISE_SIGMAS 2.0
 /*
  * The per-worker rate is only learnt once the workers have been busy, and
- * Running stable, for this many intervals: the completion rate is an EWMA
- * (tau = 3 intervals) and lags both a change of the worker count and the
- * start of a busy spell.
+ * Running stable, for DECIDE_SETTLE_INTERVALS: the completion rate is an
+ * EWMA (tau = 3 intervals) and lags both a change of the worker count and
+ * the start of a busy spell.
  */
-#define MU_SETTLE_INTERVALS 6
 /*
  * Before the first busy spell the completion rate per worker is only a lower
- * bound of mu; it takes a clear surge (50% over the current count) to act on it.
+ * bound of mu; it takes a clear surge (50% over the current count) with
+ * messages waiting to act on it.
  */
 #define BOUND_MARGIN 0.5
+/* A wait of this fraction of max_age is queueing, whatever the backlog. */
+#define WAIT_FRACTION 0.1
 /* A rise of the arrival rate counts once it is this many standard deviations clear of noise. */
 #define NOISE_SIGMAS 3.0
 /* A sample older than this many intervals is stale. */
@@ -49,7 +51,7 @@ decide_state_init(struct decide_state *st)
 	st->last_down_t = -INFINITY;
 	st->running_since = -INFINITY;
 	st->saturated_since = INFINITY;
-	st->last_busy_t = -INFINITY;
+	st->rates_since = INFINITY;
 	st->seen_running = -1;
 }
 
@@ -229,6 +231,19 @@ hold(struct decision *out, const char *rule, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * Evidence that messages queue: more backlog than the running workers hold,
+ * some of it not even delivered yet, or a wait of WAIT_FRACTION of max_age.
+ * A backlog of one message on two idle workers is neither.
+ */
+static bool
+queueing(const struct signals *s, int running, double max_age)
+{
+	if (s->undelivered > 0 && s->backlog > (running > 0 ? running : 0))
+		return true;
+	return max_age > 0 && s->oldest_age_s > WAIT_FRACTION * max_age;
+}
+
 /* The demand of each rule, kept together so the reason can name the losers. */
 struct demand {
 	int backlog, rate, age, arrivals;	/* arrivals: rate rule without the backlog term */
@@ -237,13 +252,14 @@ struct demand {
 	double clears_in;			/* age rule: seconds the asked-for count needs to clear the backlog */
 	double mu;				/* per-worker rate used */
 	bool mu_is_bound;			/* mu is only a lower bound */
+	bool settling;				/* rates valid but not settled: the rate rule is off */
 	int need;
 	const char *rule;
 };
 
 static void
 demand_compute(const struct decide_state *st, const struct scale_conf *sc,
-    const struct signals *s, int cur, int running, double slope, bool busy_recently, struct demand *d)
+    const struct signals *s, int cur, int running, double slope, bool settled, struct demand *d)
 {
 	double bpw = sc->backlog_per_worker > 0 ? sc->backlog_per_worker : 1.0;
 	double max_age = (double)sc->max_age_ms / 1000.0;
@@ -255,17 +271,16 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 	d->slope = slope;
 	d->backlog = ceil_count((double)s->backlog / bpw);
 	d->mu = st->mu_hat;
-	if (d->mu <= 0 && s->rates_valid && running > 0 && s->completion_rate > 0) {
+	if (d->mu <= 0 && st->mu_floor > 0) {
 		/*
-		 * Never saturated yet: the workers do at least what they
-		 * completed. That bound may only push up (a surge before the
-		 * first saturation); at steady state it just echoes the
-		 * current count, so it must not hold the count up either.
+		 * Never saturated yet: the workers do at least the most they
+		 * were seen to complete each (mu_floor), and perhaps much more.
 		 */
-		d->mu = s->completion_rate / running;
+		d->mu = st->mu_floor;
 		d->mu_is_bound = true;
 	}
-	if (d->mu > 0 && s->rates_valid) {
+	d->settling = s->rates_valid && !settled;
+	if (d->mu > 0 && s->rates_valid && settled) {
 		lp = s->arrival_rate + fmax(0.0, slope) * startup;
 		if (drain <= 0)
 			drain = 1.0;
@@ -279,22 +294,21 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 		d->x = (lp + fmax(0.0, (double)s->backlog - held) / drain) / d->mu;
 		d->rate = ceil_count(d->x);
 		d->arrivals = ceil_count(lp / d->mu);
-		if (d->mu_is_bound && d->x <= (double)cur * (1.0 + BOUND_MARGIN)) {
+		if (d->mu_is_bound &&
+		    (d->x <= (double)cur * (1.0 + BOUND_MARGIN) || !queueing(s, running, max_age))) {
 			/*
-			 * No clear surge. Workers that had to queue within the
-			 * stabilization window are not proven idle: the bound
-			 * (what they completed) then holds the count they have,
-			 * so a guess cannot halve a busy group. Workers never
-			 * busy in the window may go as low as the backlog says.
+			 * No clear surge with messages waiting: a lower bound
+			 * is no reason for more workers. It is demand all the
+			 * same: the count the proven rate needs, up to the
+			 * count there is, so an unknown rate never reads as
+			 * idle workers (a steady group is not halved on a
+			 * guess) while a group the proven rate shows too big
+			 * comes down to what it proves.
 			 */
-			d->rate = d->arrivals = 0;
-			d->x = 0;
-			if (busy_recently) {
-				d->rate = d->arrivals = ceil_count(lp / d->mu);
-				if (d->rate > cur)
-					d->rate = d->arrivals = cur;
-				d->x = d->rate;
-			}
+			d->rate = d->arrivals = ceil_count(lp / d->mu);
+			if (d->rate > cur)
+				d->rate = d->arrivals = cur;
+			d->x = d->rate;
 		}
 	}
 	/*
@@ -349,6 +363,25 @@ reason_rules(char *buf, const struct demand *d, const struct signals *s)
 	if (d->age == 0 && d->clears_in > 0)
 		reason_add(buf, "; oldest over max_age but the backlog clears in %.0fs, before a new worker starts",
 		    d->clears_in);
+	if (d->settling)
+		reason_add(buf, "; rates still settling, rate rule off");
+}
+
+/*
+ * max_age as a budget: the fewest workers that still clear today's backlog,
+ * beside the arrivals, within what is left of half of max_age (the oldest
+ * message has used part of it). 0 when there is no backlog or no rate.
+ */
+static int
+budget_keep(const struct demand *d, const struct signals *s, double max_age)
+{
+	double left = DRAIN_FRACTION * max_age - s->oldest_age_s;
+
+	if (s->backlog <= 0 || d->mu <= 0 || !s->rates_valid || max_age <= 0)
+		return 0;
+	if (left <= 0)
+		return (int)NEED_CAP;
+	return ceil_count((s->arrival_rate + (double)s->backlog / left) / d->mu);
 }
 
 static void
@@ -367,6 +400,8 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	double startup = (double)sc->startup_ms / 1000.0;
 	double stab = (double)sc->down_stabilization_ms / 1000.0;
 	double since_action, obs, slope;
+	bool settled;
+	int keep;
 	int cur = in->desired, lo = sc->min, hi = sc->max, target, next, allowed, wmax;
 	struct demand d;
 	char step[32];
@@ -389,15 +424,29 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	}
 	if (s == NULL || !s->valid) {
 		st->win_open = false;
+		st->rates_since = INFINITY;
 		hold(out, "hold", "no valid sample (Redis unreachable or reply unusable), never scaling on missing data");
 		return;
 	}
 	if (in->sample_age_s > STALE_INTERVALS * interval) {
 		st->win_open = false;
+		st->rates_since = INFINITY;
 		hold(out, "hold", "sample is %.1fs old (stale beyond %d intervals), never scaling on missing data",
 		    in->sample_age_s, STALE_INTERVALS);
 		return;
 	}
+
+	/*
+	 * The smoothed rates need DECIDE_SETTLE_INTERVALS of valid samples before
+	 * they mean anything: until then they are the EWMA's warm-up (the
+	 * completion rate still below the arrival rate it will reach), not
+	 * demand, and they open no stabilization window.
+	 */
+	if (!s->rates_valid)
+		st->rates_since = INFINITY;
+	else if (st->rates_since > in->now)
+		st->rates_since = in->now;
+	settled = s->rates_valid && in->now - st->rates_since >= DECIDE_SETTLE_INTERVALS * interval;
 
 	/* Learn the per-worker rate, only from saturated, settled workers. */
 	if (in->running != st->seen_running) {
@@ -411,9 +460,11 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	} else {
 		st->saturated_since = INFINITY;
 	}
-	if (s->rates_valid && in->running > 0 && in->now - st->running_since >= MU_SETTLE_INTERVALS * interval) {
+	if (settled && in->running > 0 && in->now - st->running_since >= DECIDE_SETTLE_INTERVALS * interval) {
 		obs = s->completion_rate / in->running;
-		if (in->now - st->saturated_since >= MU_SETTLE_INTERVALS * interval) {
+		if (obs > st->mu_floor)
+			st->mu_floor = obs;
+		if (in->now - st->saturated_since >= DECIDE_SETTLE_INTERVALS * interval) {
 			if (obs > 0)
 				st->mu_hat = obs;
 		} else if (st->mu_hat > 0 && obs > st->mu_hat) {
@@ -430,18 +481,23 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	slope = s->rates_valid ? rate_slope(st, startup, in->now, s->arrival_rate, s->arrival_noise) : 0;
 	if (s->rates_valid)
 		rate_push(st, startup, in->now, s->arrival_rate);
-	if (in->running > 0 && s->backlog > in->running)
-		st->last_busy_t = in->now;
-	demand_compute(st, sc, s, cur, in->running, slope, in->now - st->last_busy_t < stab, &d);
+	demand_compute(st, sc, s, cur, in->running, slope, settled, &d);
 	st->last_oldest_s = s->oldest_age_s;
 	st->last_need = d.need;
 	out->need = d.need;
-	if (!st->win_open) {
+	if (!st->win_open && settled) {
 		st->win_open = true;
 		st->win_since = in->now;
 		st->win_len = 0;
 	}
-	window_push(st, sc, in->now, d.need);
+	/*
+	 * The window holds sustained demand: what the arrivals need, and the
+	 * age rule. Draining a spike's backlog is a transient; it holds the
+	 * count through the budget check of the scale-down instead. With no
+	 * rate at all, the backlog rule is all there is.
+	 */
+	if (st->win_open)
+		window_push(st, sc, in->now, d.mu > 0 && !d.settling ? (d.arrivals > d.age ? d.arrivals : d.age) : d.need);
 
 	if (order_critical && partitions > 0 && partitions < hi)
 		hi = partitions;
@@ -512,9 +568,9 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 
 	if (target < cur) {
 		wmax = clamp_int(window_max(st), lo, hi);
-		if (in->now - st->win_since < stab) {
+		if (!st->win_open || in->now - st->win_since < stab) {
 			hold(out, "stabilization", "down waits for %.0fs of good data (have %.0fs); wants ", stab,
-			    in->now - st->win_since);
+			    st->win_open ? in->now - st->win_since : 0.0);
 			reason_rules(out->reason, &d, s);
 			return;
 		}
@@ -542,6 +598,15 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		}
 		allowed = config_step_allowed(&sc->down_max_step, cur);
 		next = wmax > cur - allowed ? wmax : cur - allowed;
+		keep = budget_keep(&d, s, max_age);
+		if (keep >= cur) {
+			hold(out, "budget", "fewer than %d workers would not clear the backlog of %lld within half "
+			    "of max_age (oldest %.1fs); wants ", cur, (long long)s->backlog, s->oldest_age_s);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		if (keep > next)
+			next = keep;
 		out->count = next;
 		out->dir = DIR_DOWN;
 		out->rule = "stabilization";
@@ -550,6 +615,8 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		reason_rules(out->reason, &d, s);
 		step_name(step, sizeof(step), &sc->down_max_step);
 		reason_add(out->reason, "; step limit %s allows %d", step, cur - allowed < 0 ? 0 : cur - allowed);
+		if (keep == next && keep > wmax && keep > cur - allowed)
+			reason_add(out->reason, "; budget: %d clear the backlog within half of max_age", keep);
 		return;
 	}
 

@@ -12,6 +12,9 @@
 # A second table runs the cautious SPEC §3 example (down: 60s, 3m, one at a
 # time) to show what a slow scale-in costs.
 #
+# x-ideal: worker-seconds over the ideal, the trace's arrivals divided by the
+# service rate (a count that follows the load exactly, with no startup delay).
+#
 # surge-ok: the share of surge seconds (within max_age after a second whose
 # arrivals exceed 1.5 x the trace's median) with the oldest age within
 # max_age. When two tools are both at 100%, the p99 and max age break the tie;
@@ -58,18 +61,19 @@ for q in defaults spec; do
 		echo "   down: cooldown 60s, stabilization 3m, max_step 1"
 	fi
 	echo "   service rate $RATE/s per worker"
-	printf '%-12s %-13s %9s %12s %10s %8s %8s %8s %9s\n' trace algorithm worker-s peak-backlog 's>max_age' p99-age max-age actions surge-ok
+	printf '%-15s %-13s %9s %7s %12s %10s %8s %8s %8s %9s\n' trace algorithm worker-s x-ideal peak-backlog 's>max_age' p99-age max-age actions surge-ok
 	for t in contrib/traces/*.csv; do
 		name=$(basename "$t" .csv)
+		ideal=$(awk -F, -v r="$RATE" '/^[0-9]/ { s += $2 } END { printf "%.3f", s / r }' "$t")
 		"$BIN" simulate -c "$dir/scaleno.conf" -q "$q" --trace "$t" --service-rate "$RATE" --compare |
-		    awk -v tr="$name" 'NR > 2 { printf "%-12s %-13s %9s %12s %10s %8s %8s %8s %9s\n", tr, $1, $2, $3, $4, $5, $6, $7, $8 }'
+		    awk -v tr="$name" -v ideal="$ideal" 'NR > 2 { printf "%-15s %-13s %9s %7.2f %12s %10s %8s %8s %8s %9s\n", tr, $1, $2, $2 / ideal, $3, $4, $5, $6, $7, $8 }'
 	done >"$dir/$q.table"
 	cat "$dir/$q.table"
 	# Verdicts against the better baseline, per trace.
 	awk '
 	function pct(s) { sub(/%/, "", s); return s == "-" ? -1 : s + 0 }
 	function sec(s) { sub(/s$/, "", s); return s + 0 }
-	{ k = $1 SUBSEP $2; ws[k] = $3; p99[k] = sec($6); mx[k] = sec($7); act[k] = $8; ok[k] = pct($9); tr[$1] = 1 }
+	{ k = $1 SUBSEP $2; ws[k] = $3; p99[k] = sec($7); mx[k] = sec($8); act[k] = $9; ok[k] = pct($10); tr[$1] = 1 }
 	END {
 		for (t in tr) order[++n] = t
 		for (i = 2; i <= n; i++) for (j = i; j > 1 && order[j] < order[j-1]; j--) { x = order[j]; order[j] = order[j-1]; order[j-1] = x }
@@ -80,7 +84,7 @@ for q in defaults spec; do
 			else if (ok[s] > ok[a] && ok[s] > ok[h]) age = sprintf("within max_age for more of the surge (%.1f%% vs %.1f%%/%.1f%%)", ok[s], ok[a], ok[h])
 			else if (ok[s] >= ok[a] && ok[s] >= ok[h]) age = sprintf("surge-ok tied at %.1f%%; tie-break p99/max age %g/%gs vs %g/%gs (target-value), %g/%gs (hpa)", ok[s], p99[s], mx[s], p99[a], mx[a], p99[h], mx[h])
 			else age = sprintf("LESS of the surge within max_age (%.1f%% vs %.1f%%/%.1f%%)", ok[s], ok[a], ok[h])
-			printf "   %-12s worker-s %s vs better baseline %s (%s); actions %d vs %d/%d; %s\n", t, ws[s], best,
+			printf "   %-15s worker-s %s vs better baseline %s (%s); actions %d vs %d/%d; %s\n", t, ws[s], best,
 			    ws[s] <= best ? "no more" : "MORE", act[s], act[a], act[h], age
 		}
 	}' "$dir/$q.table"

@@ -201,6 +201,31 @@ class World(threading.Thread):
             raise self.error
 
 
+DECISION = re.compile(r"^(\S+) scaleno\[\d+\] \w+: queue (\S+): (?:scaled: )?((?:hold|up|down) .*)$")
+RULE = re.compile(r"\b(\w+) rule (\d+) \(")
+BACKLOG = re.compile(r"\bbacklog (\d+)")
+
+
+def decisions(env, queue="payments"):
+    """Every decision of the agent for queue, in order, from its log (level debug): dicts with
+    t (the agent's own clock, seconds), kind (hold/up/down), need (the winning rule's demand),
+    backlog and reason. Tests reason on these, the engine's own ticks, not on the test's clock."""
+    out = []
+    for line in env.logtext().splitlines():
+        m = DECISION.match(line)
+        if not m or m.group(2) != queue:
+            continue
+        reason = m.group(3)
+        ts = time.strptime(m.group(1)[:19], "%Y-%m-%dT%H:%M:%S")
+        t = time.mktime(ts) + float("0" + m.group(1)[19:].rstrip("Z"))
+        rule = RULE.search(reason)
+        bl = BACKLOG.search(reason)
+        out.append({"t": t, "kind": reason.split()[0], "reason": reason,
+                    "need": int(rule.group(2)) if rule else None,
+                    "backlog": int(bl.group(1)) if bl else None})
+    return out
+
+
 def backlog(env):
     r = env.redis.json("XINFO", "GROUPS", "payments")
     g = {r[0][i]: r[0][i + 1] for i in range(0, len(r[0]), 2)}

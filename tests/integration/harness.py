@@ -82,6 +82,27 @@ def wait_until(cond, timeout=10.0, interval=0.05, what="condition"):
     raise AssertionError("timed out after %.1fs waiting for %s (last value: %r)" % (timeout, what, last))
 
 
+def log_time(line):
+    """Seconds (epoch) of a scaleno log line's own timestamp, 2026-12-02T12:36:22.952Z ..."""
+    stamp = line.split(" ", 1)[0]
+    whole = time.mktime(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+    return whole + float("0" + stamp[19:].rstrip("Z"))
+
+
+def log_gap(text, first, then):
+    """Seconds between the last log line containing `first` and the next one containing `then`,
+    on the logging process's own clock: what the daemon did, not when a busy test noticed."""
+    t0, gap = None, None
+    for line in text.splitlines():
+        if first in line:
+            t0, gap = log_time(line), None
+        elif t0 is not None and gap is None and then in line:
+            gap = log_time(line) - t0
+    if gap is None:
+        raise AssertionError("log lacks %r then %r" % (first, then))
+    return gap
+
+
 def stop(p, sig=signal.SIGTERM, timeout=10.0):
     """Signal a process and wait for it; returns its exit code (SIGKILL after timeout)."""
     if p.poll() is None:

@@ -1,11 +1,10 @@
 """scaleno agent against a real redis-server and the Nomad stand-in (SPEC §4, §9)."""
 import os
 import signal
-import time
 import urllib.request
 
 import harness
-from agentenv import AgentEnv, backlog, policy_conf
+from agentenv import AgentEnv, backlog, decisions, policy_conf
 
 suite = harness.Suite()
 
@@ -16,23 +15,27 @@ def surge_scales_up_within_two_ticks():
     try:
         env.start_agent()
         env.start_world(rate=10, per_worker=10)
-        harness.wait_until(lambda: env.metric("scaleno_agent_ticks_total") >= 4, timeout=15,
+        # Quiet ticks, the rates' warm-up among them (the world starts after the agent, so the
+        # completion rate lags the arrival rate at first): counted on the agent's own ticks.
+        harness.wait_until(lambda: env.metric("scaleno_agent_ticks_total") >= 12, timeout=30,
                            what="a few quiet ticks")
         assert env.scale_posts() == [], "scaled on a quiet queue: %r" % env.scale_posts()
         # The surge: 3,000 messages at once (30 workers' worth at 100 per worker).
         env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
-        ticks0 = env.metric("scaleno_agent_ticks_total")
-        posts = harness.wait_until(env.scale_posts, timeout=15, what="a scale call")
-        ticks1 = env.metric("scaleno_agent_ticks_total")
-        # The tick in progress when the surge landed may have sampled before it: allow it + 2.
-        assert ticks1 - ticks0 <= 3, "scale call came %d ticks after the surge" % (ticks1 - ticks0)
+        posts = harness.wait_until(env.scale_posts, timeout=30, what="a scale call")
+        harness.wait_until(lambda: "scaled: up 2->" in env.logtext(), timeout=30, what="the scale in the log")
+        # Within two of the agent's ticks, whatever the machine's load: the decision that first
+        # saw the surge scaled, or the next one did.
+        ds = decisions(env)
+        seen = next(i for i, d in enumerate(ds) if (d["backlog"] or 0) >= 2000)
+        up = next(i for i, d in enumerate(ds) if d["kind"] == "up")
+        assert up - seen <= 1, "scaled %d ticks after the surge: %r" % (up - seen, ds[seen:up + 1])
         first = posts[0]
         assert first["Count"] > 2, first
         assert first["Target"]["Group"] == "worker", first
         assert "backlog" in first["Message"], first["Message"]
         assert first["Meta"]["backlog"] >= 2000, first["Meta"]
-        harness.wait_until(lambda: env.desired() >= 4, timeout=10, what="Nomad's count to rise")
-        harness.wait_until(lambda: "scaled: up 2->" in env.logtext(), timeout=5, what="the scale in the log")
+        harness.wait_until(lambda: env.desired() >= 4, timeout=20, what="Nomad's count to rise")
     finally:
         env.close()
 
@@ -45,18 +48,20 @@ def drain_scales_down_only_after_stabilization():
         env.start_agent()
         world = env.start_world(rate=0, per_worker=200)
         env.redis.cli("EVAL", "for i=1,1500 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
-        harness.wait_until(lambda: env.desired() >= 5, timeout=15, what="scale up on the backlog")
-        # Workers drain the queue; note when it is empty.
-        harness.wait_until(lambda: backlog(env) == 0, timeout=30, what="the queue to drain")
-        drained_at = time.monotonic()
-        up_posts = len(env.scale_posts())
-        high = env.desired()
-        harness.wait_until(lambda: env.desired() < high, timeout=30, what="a scale-down")
-        first_down = time.monotonic()
-        posts = env.scale_posts()[up_posts:]
-        assert posts and posts[0]["Count"] == high - 1, "down step must be 1: %r" % posts
-        # Demand fell when the queue emptied; the window is 4s, so nothing may go down before.
-        assert first_down - drained_at >= 3.5, "scaled down %.2fs after the drain" % (first_down - drained_at)
+        harness.wait_until(lambda: env.desired() >= 5, timeout=30, what="scale up on the backlog")
+        harness.wait_until(lambda: backlog(env) == 0, timeout=60, what="the queue to drain")
+        harness.wait_until(lambda: "scaled: down" in env.logtext(), timeout=60, what="a scale-down")
+        ds = decisions(env)
+        down = next(i for i, d in enumerate(ds) if d["kind"] == "down")
+        high = max(d["need"] for d in ds[:down] if d["kind"] == "up")
+        counts = [p["Count"] for p in env.scale_posts()]
+        k = next(i for i in range(1, len(counts)) if counts[i] < counts[i - 1])
+        assert counts[k] == counts[k - 1] - 1, "down step must be 1: %r" % counts
+        # On the agent's own clock: the down came a whole window (4s) after the last decision
+        # whose demand held the count up, however late this test saw the queue empty.
+        last_high = max(d["t"] for d in ds[:down] if d["need"] is not None and d["need"] >= counts[k - 1])
+        assert ds[down]["t"] - last_high >= 3.9, "scaled down %.2fs after demand %d: %s" % (
+            ds[down]["t"] - last_high, high, ds[down]["reason"])
         world.stop()
     finally:
         env.close()
@@ -71,19 +76,26 @@ def noisy_steady_load_makes_no_scale_actions():
     try:
         world = env.start_world(rate=50, per_worker=30)
         world.noise = 0.6
-        harness.wait_until(lambda: world.added >= 100, timeout=10, what="the load to start")
+        harness.wait_until(lambda: world.added >= 100, timeout=30, what="the load to start")
         env.start_agent()
-        t_end = time.monotonic() + 15
-        harness.wait_until(lambda: time.monotonic() >= t_end or not env.alive(), timeout=25,
-                           interval=0.25, what="15 s of noisy load")
+        # 60 of the agent's ticks (15 s at 250 ms when the machine keeps up), however long they take.
+        harness.wait_until(lambda: env.metric("scaleno_agent_ticks_total") >= 60 and world.added > 800,
+                           timeout=90, interval=0.25, what="60 ticks of noisy load")
         assert env.alive()
-        assert env.scale_posts() == [], "flapped on noise: %r" % [p.get("Count") for p in env.scale_posts()]
-        assert world.added > 800, "the world did not produce load (%d)" % world.added
-        assert env.metric("scaleno_queue_arrival_rate", 'queue="payments"') > 25
-        assert env.metric("scaleno_agent_ticks_total") >= 40
+        assert env.scale_posts() == [], "flapped on noise: %r" % [p.get("Message") for p in env.scale_posts()]
+        # The agent measured the load (less than 50/s when a busy machine slows the world down).
+        assert env.metric("scaleno_queue_arrival_rate", 'queue="payments"') > 5
         world.stop()
     finally:
         env.close()
+
+
+def _answers(nomad):
+    try:
+        nomad.requests()
+        return True
+    except OSError:
+        return False
 
 
 def _fault_holds(fault, expect_in_log):
@@ -94,11 +106,16 @@ def _fault_holds(fault, expect_in_log):
     try:
         env.start_agent()
         env.nomad.fault(**fault)
-        t_end = time.monotonic() + 5
+        ticks = env.metric("scaleno_agent_ticks_total")
         # Empty queue: a healthy agent would want fewer workers, but not through a fault.
-        harness.wait_until(lambda: time.monotonic() >= t_end or not env.alive(), timeout=15,
-                           interval=0.2, what="5 s under the fault")
+        # Eight of the agent's ticks under the fault, with the fault seen, however slow they are.
+        harness.wait_until(lambda: not env.alive() or (env.metric("scaleno_agent_ticks_total") >= ticks + 8
+                                                        and expect_in_log in env.logtext()),
+                           timeout=60, interval=0.2, what="8 ticks under the fault")
         assert env.alive(), "agent died under %r:\n%s" % (fault, env.logtext()[-2000:])
+        if "refuse_ms" in fault:
+            # The stand-in refuses its own control calls too until the refusal lapses.
+            harness.wait_until(lambda: _answers(env.nomad), timeout=30, what="the stand-in to answer again")
         downs = [p for p in env.scale_posts() if p.get("Count", 99) < 6]
         if "active_deployment" in fault:
             # Down-scale attempts are refused by Nomad, and the agent keeps trying each tick
@@ -110,7 +127,7 @@ def _fault_holds(fault, expect_in_log):
         assert env.metric("scaleno_nomad_errors_total", 'queue="payments"') >= (0 if "active_deployment" in fault else 1)
         env.nomad.fault(clear=True)
         env.redis.cli("EVAL", "for i=1,5000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
-        harness.wait_until(lambda: env.desired() > 6, timeout=20, what="recovery after %r" % fault)
+        harness.wait_until(lambda: env.desired() > 6, timeout=40, what="recovery after %r" % fault)
     finally:
         env.close()
 
@@ -142,7 +159,7 @@ def active_deployment_is_retried_without_cooldown():
         env.start_agent()
         env.nomad.fault(active_deployment=["payments-worker"])
         env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
-        harness.wait_until(lambda: len(env.scale_posts()) >= 3, timeout=15,
+        harness.wait_until(lambda: len(env.scale_posts()) >= 3, timeout=30,
                            what="repeated scale attempts during the deployment")
         assert env.desired() == 2
         # No error storm: one info line for the whole deployment (debug lines aside).
@@ -150,7 +167,7 @@ def active_deployment_is_retried_without_cooldown():
                  if "active deployment" in l and " debug: " not in l]
         assert len(noisy) == 1, "deployment logged %d times: %r" % (len(noisy), noisy)
         env.nomad.fault(clear=True)
-        harness.wait_until(lambda: env.desired() > 2, timeout=10, what="the scale after the deployment")
+        harness.wait_until(lambda: env.desired() > 2, timeout=30, what="the scale after the deployment")
         assert env.alive()
     finally:
         env.close()
@@ -163,9 +180,9 @@ def redis_restart_is_survived():
         env.start_agent()
         env.redis.kill()
         harness.wait_until(lambda: env.metric("scaleno_queue_sample_ok", 'queue="payments"') == 0,
-                           timeout=10, what="the agent to notice Redis is gone")
+                           timeout=30, what="the agent to notice Redis is gone")
         ticks = env.metric("scaleno_agent_ticks_total")
-        harness.wait_until(lambda: env.metric("scaleno_agent_ticks_total") >= ticks + 8, timeout=15,
+        harness.wait_until(lambda: env.metric("scaleno_agent_ticks_total") >= ticks + 8, timeout=40,
                            what="ticks while Redis is down")
         assert env.alive()
         assert [p for p in env.scale_posts() if p["Count"] < 6] == [], "scaled down on missing data"
@@ -173,8 +190,8 @@ def redis_restart_is_survived():
         env.redis.cli("XGROUP", "CREATE", "payments", "payments", "0", "MKSTREAM")
         env.redis.cli("EVAL", "for i=1,4000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
         harness.wait_until(lambda: env.metric("scaleno_queue_sample_ok", 'queue="payments"') == 1,
-                           timeout=15, what="sampling to resume")
-        harness.wait_until(lambda: env.desired() > 6, timeout=15, what="a scale-up after Redis came back")
+                           timeout=30, what="sampling to resume")
+        harness.wait_until(lambda: env.desired() > 6, timeout=30, what="a scale-up after Redis came back")
         assert env.metric("scaleno_redis_errors_total") >= 1
     finally:
         env.close()
@@ -189,24 +206,24 @@ def bad_config_on_sighup_keeps_the_old_one():
         good = open(pol).read()
         harness.write(pol, good.replace("min = 2;", "min = 50;"))   # min > max
         env.agent.send_signal(signal.SIGHUP)
-        harness.wait_until(lambda: "reload failed" in env.logtext(), timeout=10, what="reload failure")
+        harness.wait_until(lambda: "reload failed" in env.logtext(), timeout=30, what="reload failure")
         assert env.alive()
         assert "min" in env.logtext().split("reload failed")[0][-2000:]
         assert [q["name"] for q in env.status()["queues"]] == ["payments"]
         harness.wait_until(lambda: env.metric('scaleno_config_reloads_total', 'result="failed"') == 1,
-                           timeout=5, what="the failed reload in the metrics")
+                           timeout=15, what="the failed reload in the metrics")
         # The old configuration keeps working: a surge still scales.
         env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
-        harness.wait_until(lambda: env.desired() > 2, timeout=10, what="scaling under the old config")
+        harness.wait_until(lambda: env.desired() > 2, timeout=30, what="scaling under the old config")
         # A good file with a second queue is taken.
         harness.write(pol, good)
         harness.write(os.path.join(env.dir, "policies.d", "orders.conf"),
                       policy_conf(name="orders", job="orders-worker", target="none"))
         env.agent.send_signal(signal.SIGHUP)
-        harness.wait_until(lambda: len(env.status()["queues"]) == 2, timeout=10, what="the new queue")
+        harness.wait_until(lambda: len(env.status()["queues"]) == 2, timeout=30, what="the new queue")
         assert env.http("/healthz").strip() == "ok"
         harness.wait_until(lambda: env.metric('scaleno_config_reloads_total', 'result="ok"') == 1,
-                           timeout=5, what="the reload in the metrics")
+                           timeout=15, what="the reload in the metrics")
     finally:
         env.close()
 
@@ -217,7 +234,7 @@ def dry_run_decides_but_never_scales():
     try:
         env.start_agent()
         env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
-        harness.wait_until(lambda: "dry-run: would scale: up 2->" in env.logtext(), timeout=10,
+        harness.wait_until(lambda: "dry-run: would scale: up 2->" in env.logtext(), timeout=30,
                            what="a dry-run decision")
         assert env.scale_posts() == []
         assert env.desired() == 2
@@ -233,7 +250,7 @@ def missing_stream_is_empty_with_a_warning():
     try:
         env.redis.cli("DEL", "payments")
         env.start_agent()
-        harness.wait_until(lambda: "does not exist yet" in env.logtext(), timeout=10, what="the warning")
+        harness.wait_until(lambda: "does not exist yet" in env.logtext(), timeout=30, what="the warning")
         st = env.status()["queues"][0]
         assert st["sample"]["ok"] and st["sample"]["stream_missing"], st
         assert st["sample"]["backlog"] == 0
@@ -248,7 +265,7 @@ def status_command_reads_the_agent_then_redis():
     try:
         env.start_agent()
         env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
-        harness.wait_until(lambda: env.status()["queues"][0]["nomad"]["desired"] > 2, timeout=10,
+        harness.wait_until(lambda: env.status()["queues"][0]["nomad"]["desired"] > 2, timeout=30,
                            what="a scale-up the agent knows of")
         r = harness.run_scaleno(["status", "-c", env.conf])
         assert r.returncode == 0, r.stderr
@@ -287,23 +304,23 @@ def only_the_lease_holder_acts():
         def leader(port):
             try:
                 return __import__("json").loads(urllib.request.urlopen(
-                    "http://127.0.0.1:%d/v1/status" % port, timeout=5).read())["leader"]
+                    "http://127.0.0.1:%d/v1/status" % port, timeout=5).read()).get("leader")
             except OSError:
                 return None
-        harness.wait_until(lambda: leader(port2) is False, timeout=10, what="the second agent on standby")
+        harness.wait_until(lambda: leader(port2) is False, timeout=30, what="the second agent on standby")
         assert leader(env.port) is True
         env.redis.cli("EVAL", "for i=1,3000 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
-        harness.wait_until(lambda: env.desired() > 2, timeout=10, what="the leader's scale-up")
+        harness.wait_until(lambda: env.desired() > 2, timeout=30, what="the leader's scale-up")
         sec_log = os.path.join(env.dir, "second.log")
         harness.wait_until(lambda: "standby (another agent holds the lease): would scale" in open(sec_log).read(),
-                           timeout=10, what="the standby's would-scale line")
+                           timeout=30, what="the standby's would-scale line")
         assert "scaled:" not in open(sec_log).read()
         holder = ":%d:" % env.agent.pid
         assert holder in env.redis.cli("GET", "scaleno:agent:lease")
         assert harness.stop(env.agent, signal.SIGTERM) == 0
         # The holder gives the lease up on a clean exit (no waiting for its 10 s to lapse).
         assert holder not in env.redis.cli("GET", "scaleno:agent:lease")
-        harness.wait_until(lambda: leader(port2) is True, timeout=15, what="the standby to take the lease")
+        harness.wait_until(lambda: leader(port2) is True, timeout=30, what="the standby to take the lease")
         assert harness.stop(second, signal.SIGTERM) == 0
     finally:
         env.close()

@@ -200,7 +200,9 @@ def consumers_start_and_drain_on_sigint():
     rc = w.proc.wait(timeout=10)
     took = time.monotonic() - t
     assert rc == 0, "exit %d\n%s" % (rc, w.logtext()[-3000:])
-    assert took < 2.0 + 0.5, "drain took %.2fs with drain_timeout 2s" % took
+    # On the supervisor's own clock (a busy machine may make this test notice the exit late).
+    gap = harness.log_gap(w.logtext(), "received: draining", "worker stopped")
+    assert gap < 2.0 + 0.5, "drain took %.2fs with drain_timeout 2s" % gap
     assert harness.wait_until(lambda: gone(members), timeout=3, what="every process of the worker gone")
     assert session_members(w.proc.pid) == []
     assert "clean drain" in w.logtext()
@@ -220,14 +222,21 @@ def killed_consumer_is_restarted_after_backoff():
                                and w.consumers(), timeout=10, what="a replacement consumer")
     delay = time.monotonic() - t
     assert before[1] in after, "the other consumer must be left alone: %r -> %r" % (before, after)
-    # First restart: a delay in [0.5 s, 1 s].
+    # First restart: a delay in [0.5 s, 1 s] (chosen, as logged; the measured one is no shorter).
     assert delay >= 0.45, "restarted after %.3fs, below the backoff floor" % delay
+    assert 500 <= _delays(w.logtext())[0] <= 1000, _delays(w.logtext())
     harness.wait_until(lambda: w.metric("scaleno_consumer_restarts_total") == 1, timeout=5,
                        what="the restart counted")
     assert re.search(r"consumer \d \(pid %d\) was killed by signal 9" % victim, w.logtext())
     assert w.metric("scaleno_consumer_crash_loop") == 0
     rc = harness.stop(w.proc, signal.SIGTERM, timeout=10)
     assert rc == 0, "exit %d\n%s" % (rc, w.logtext()[-3000:])
+
+
+def _delays(text):
+    """The restart delays the supervisor chose, in ms, in order."""
+    return [int(v) * (1 if u == "ms" else 1000)
+            for v, u in re.findall(r"restarts in (\d+)(ms|s) \(attempt", text)]
 
 
 @suite.test
@@ -250,9 +259,13 @@ def backoff_resets_after_ten_seconds_up():
                        what="10 s of uptime")
     _, d2 = kill_and_time(third)            # stayed up 10 s: back to [0.5, 1] s
     print("  measure: restart delays %.2f, %.2f, then after 10 s up %.2f s" % (d0, d1, d2))
-    assert 0.45 <= d0 <= 1.3, d0
-    assert d1 >= 0.95, "second quick death must wait at least 1 s: %.2f" % d1
-    assert 0.45 <= d2 <= 1.3, "backoff not reset after 10 s up: %.2f" % d2
+    # The delays the supervisor chose (its log): upper bounds hold however busy the machine;
+    # the measured ones may only be longer, never shorter.
+    chosen = _delays(w.logtext())
+    assert len(chosen) == 3, chosen
+    assert 500 <= chosen[0] <= 1000 and d0 >= 0.45, (chosen, d0)
+    assert 1000 <= chosen[1] <= 2000 and d1 >= 0.95, "second quick death must wait at least 1 s: %r %.2f" % (chosen, d1)
+    assert 500 <= chosen[2] <= 1000 and d2 >= 0.45, "backoff not reset after 10 s up: %r %.2f" % (chosen, d2)
     rc = harness.stop(w.proc, signal.SIGTERM, timeout=10)
     assert rc == 0, rc
 
@@ -268,7 +281,7 @@ def crash_loop_slows_down_and_alerts():
         # Every consumer dies as soon as it appears: a consumer that crashes at start-up.
         births = []
         seen = set()
-        deadline = time.monotonic() + 17
+        deadline = time.monotonic() + 40     # 5 deaths take 15 s at most; slack for a busy machine
         while time.monotonic() < deadline:
             for pid in w.consumers():
                 if pid not in seen:
@@ -323,7 +336,7 @@ def crash_loop_slows_down_and_alerts():
 @suite.test
 def drain_deadline_kills_nothing_lost():
     # A handler that takes a minute: the message in hand is given up at the drain deadline.
-    w = Worker(processes=1, handler=[TESTHANDLER, "-d", "60000"], drain="1500ms", kill="3s")
+    w = Worker(processes=1, handler=[TESTHANDLER, "-d", "60000"], drain="2500ms", kill="5s")
     w.start()
     harness.wait_until(lambda: len(w.consumers()) == 1, timeout=10, what="the consumer")
     w.redis.cli("XADD", "jobs", "*", "key", "slow")
@@ -338,16 +351,18 @@ def drain_deadline_kills_nothing_lost():
     t = time.monotonic()
     w.proc.send_signal(signal.SIGINT)
     # While it drains, /healthz says so (load balancers and checks stop sending work).
-    harness.wait_until(lambda: w.http("/healthz") == (503, "draining\n"), timeout=1.4,
+    harness.wait_until(lambda: w.http("/healthz") == (503, "draining\n"), timeout=2.4,
                        interval=0.01, what="/healthz to report draining")
     rc = w.proc.wait(timeout=10)
     took = time.monotonic() - t
-    # Within drain_timeout + the supervisor's grace, and before kill_timeout (3s).
-    assert took < 2.5, "exit took %.2fs" % took
+    # Within drain_timeout + the supervisor's grace, and before kill_timeout (5s), on the
+    # supervisor's own clock.
+    gap = harness.log_gap(w.logtext(), "received: draining", "worker stopped")
+    assert gap < 2.5 + 0.5, "exit took %.2fs" % gap
     assert rc in (0, 2), rc
     assert pending() == 1, "the unfinished message must stay pending"
     assert harness.wait_until(lambda: gone(members), timeout=3, what="the slow handler gone")
-    print("  measure: drain with a stuck handler: exit %d after %.0f ms (drain_timeout 1500 ms)"
+    print("  measure: drain with a stuck handler: exit %d after %.0f ms (drain_timeout 2500 ms)"
           % (rc, took * 1000))
 
 
@@ -364,8 +379,10 @@ def consumer_that_cannot_drain_is_killed_at_the_deadline():
     rc = w.proc.wait(timeout=10)
     took = time.monotonic() - t
     assert rc == 2, "a killed consumer is not a clean drain: exit %d" % rc
-    # drain_timeout (1s) + 250 ms grace, well before kill_timeout (3s).
-    assert 1.0 <= took < 2.0, "exit after %.2fs" % took
+    assert took >= 1.0, "exit after %.2fs, before drain_timeout" % took
+    # drain_timeout (1s) + 250 ms grace, well before kill_timeout (3s), on the supervisor's clock.
+    gap = harness.log_gap(w.logtext(), "received: draining", "worker stopped")
+    assert 1.0 <= gap < 2.0, "exit after %.2fs" % gap
     assert re.search(r"consumer \d did not drain in time; killing it", w.logtext())
     assert harness.wait_until(lambda: gone(members), timeout=3, what="every process gone")
 
