@@ -367,9 +367,11 @@ agent_sample(struct agent *a, double now_s, int64_t now_ms)
 		sample_update(&s->ss, &s->raw, &sig);
 		if (s->raw.ok && (s->raw.stream_missing || s->raw.group_missing)) {
 			if (!s->missing_warned)
-				log_warnx("queue %s: %s %s does not exist yet; reading the queue as empty",
-				    s->name, s->raw.stream_missing ? "stream" : "group",
-				    s->raw.stream_missing ? s->q->stream : s->q->group);
+				log_warnx("queue %s: %s %s does not exist yet; %s", s->name,
+				    s->raw.stream_missing ? "stream" : "group",
+				    s->raw.stream_missing ? s->q->stream : s->q->group,
+				    s->raw.stream_missing ? "reading the queue as empty" :
+				    "every entry of the stream counts as backlog");
 			s->missing_warned = true;
 		} else if (s->raw.ok)
 			s->missing_warned = false;
