@@ -65,6 +65,8 @@ int util_strv_push(char ***v, size_t *n, size_t *cap, char *s);
 size_t util_strlcpy(char *dst, const char *src, size_t len);
 /* Levenshtein distance, capped at 255; for "did you mean". */
 unsigned util_edit_distance(const char *a, const char *b);
+/* ms since the epoch as ISO 8601 UTC, "2023-11-14T22:13:20.123Z" ("-" when out of range). buf >= 64. */
+void util_format_iso_ms(int64_t ms, char *buf, size_t len);
 /*
  * Read a whole small regular file (<= max bytes) with trailing whitespace
  * trimmed. A FIFO, socket, device or directory is refused at once (never

@@ -79,6 +79,20 @@ util_parse_duration(const char *s, int64_t *ms, char *err, size_t errlen)
 }
 
 void
+util_format_iso_ms(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms < 0 || gmtime_r(&t, &tm) == NULL || tm.tm_year > 9999 - 1900) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+void
 util_format_duration(int64_t ms, char *buf, size_t len)
 {
 	if (ms != 0 && ms % 3600000 == 0)

@@ -1,6 +1,10 @@
 """What an operator relies on, with the real binary, a real redis-server and the Nomad
-stand-in: scale from zero (scaleno(8): a stream without its consumer group yet is backlog).
+stand-in: scale from zero (scaleno(8): a stream without its consumer group yet is backlog),
+`scaleno status` with DLQ depths and halted partitions, `dlq show` with readable times.
 """
+import os
+import re
+
 import harness
 from agentenv import AgentEnv, policy_conf
 
@@ -29,6 +33,68 @@ def scale_from_zero_with_producers_that_only_xadd():
         assert env.desired() == 3, env.desired()   # 25 entries / 10 per worker
     finally:
         env.close()
+
+
+def halt_queue(partitions=2):
+    redis = harness.Redis()
+    d = harness.tmpdir("scaleno-ops-")
+    conf = harness.write(os.path.join(d, "scaleno.conf"), """
+redis: { address = "%s"; };
+agent: { policy_dir = "policies.d"; listen = ""; };
+""" % redis.address)
+    harness.write(os.path.join(d, "policies.d", "pay.conf"), """
+queue: { name = "pay"; stream = "pay"; group = "g"; partitions = %d;
+  loss_critical = true; order_critical = true;
+  scale: { target = "none"; }; worker: { command = [ "/bin/true" ]; listen = ""; }; };
+""" % partitions)
+    return redis, conf
+
+
+@suite.test
+def status_shows_dlq_depth_and_halted_partitions():
+    redis, conf = halt_queue()
+    for i in range(3):
+        redis.cli("XADD", "pay:dlq", "*", "x-error", "boom %d" % i)
+    redis.cli("XADD", "pay:1", "1700000000000-5", "k", "v")
+    now_ms = int(redis.cli("TIME").split()[0]) * 1000
+    redis.cli("HSET", "pay:1:halt", "id", "1700000000000-5", "error", "upstream 503\nline 2",
+              "attempts", "7", "delivery", "7", "time-ms", str(now_ms - 125000),
+              "consumer", "c1", "partition", "1", "stream", "pay:1")
+    r = harness.run_scaleno(["status", "-c", conf])
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    head, row = r.stdout.splitlines()[:2]
+    cols = head.split()
+    assert "DLQ" in cols and "HALTED" in cols, head
+    vals = row.split()
+    assert vals[cols.index("HALTED")] == "1" and vals[cols.index("DLQ")] == "3", r.stdout
+    assert "halted partitions" not in r.stdout        # only with -q
+    r = harness.run_scaleno(["status", "-c", conf, "-q", "pay"])
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    line = [l for l in r.stdout.splitlines() if l.startswith("1 ")]
+    assert len(line) == 1, r.stdout
+    assert re.match(r"1\s+pay:1\s+1700000000000-5\s+7\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\s+12[5-9]s\s+"
+                    r"upstream 503 line 2$", line[0]), line[0]
+    assert "scaleno resume -q pay -p PARTITION" in r.stdout
+    redis.cli("DEL", "pay:1:halt")
+    r = harness.run_scaleno(["status", "-c", conf, "-q", "pay"])
+    assert "no partition of pay is halted" in r.stdout, r.stdout
+
+
+@suite.test
+def dlq_show_prints_iso_times_and_the_history_as_lines():
+    redis, conf = halt_queue(partitions=1)
+    redis.cli("XADD", "pay:dlq", "1700000100000-0", "user", "42", "x-first-failed-ms", "1700000000123",
+              "x-last-failed-ms", "1700000050000", "x-attempts", "4",
+              "x-error-history", "1700000000123 main x3: upstream 503\n1700000050000 retry:1 x1: timeout")
+    r = harness.run_scaleno(["dlq", "show", "-c", conf, "-q", "pay", "1700000100000-0"])
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    out = r.stdout
+    assert "id: 1700000100000-0 (dead-lettered 2023-11-14T22:15:00.000Z)" in out, out
+    assert "x-first-failed-ms: 2023-11-14T22:13:20.123Z (1700000000123)" in out, out
+    assert ("x-error-history:\n  2023-11-14T22:13:20.123Z main x3: upstream 503\n"
+            "  2023-11-14T22:14:10.000Z retry:1 x1: timeout\n") in out, out
+    assert "\\n" not in out, out
+    assert "user: 42" in out
 
 
 if __name__ == "__main__":
