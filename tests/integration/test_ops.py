@@ -97,5 +97,33 @@ def dlq_show_prints_iso_times_and_the_history_as_lines():
     assert "user: 42" in out
 
 
+@suite.test
+def check_warnings_name_the_line_of_the_key():
+    redis, conf = halt_queue()
+    pol = os.path.join(os.path.dirname(conf), "policies.d", "pay.conf")
+    harness.write(pol, """
+queue: {
+  name = "pay"; stream = "pay"; group = "g"; partitions = 2;
+  loss_critical = true; order_critical = true;
+  scale: { target = "none"; };
+  worker: {
+    listen = "";
+    retry_delays = [ "1s" ];
+    command = [ "/nonexistent/handler" ];
+  };
+};
+""")
+    r = harness.run_scaleno(["check", "-c", conf])
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    assert "pay.conf:9: warning: queue pay: worker.command: handler /nonexistent/handler is " \
+        "not executable here" in r.stderr, r.stderr
+    assert "pay.conf:8: warning: queue pay: worker.retry_delays is not used in mode 4 (halt)" \
+        in r.stderr, r.stderr
+    # The same key in mode 3 is not warned about.
+    harness.write(pol, open(pol).read().replace("order_critical = true", "order_critical = false"))
+    r = harness.run_scaleno(["check", "-c", conf])
+    assert r.returncode == 0 and "retry_delays" not in r.stderr, r.stderr
+
+
 if __name__ == "__main__":
     suite.main()
