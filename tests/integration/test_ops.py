@@ -125,5 +125,38 @@ queue: {
     assert r.returncode == 0 and "retry_delays" not in r.stderr, r.stderr
 
 
+@suite.test
+def docs_agree_and_stay_inside_the_repository():
+    import subprocess
+    files = subprocess.run(["git", "-C", harness.TOP, "ls-files"], capture_output=True, text=True,
+                           check=True).stdout.split()
+    # Spelled in pieces so that this line does not match itself.
+    outside = re.compile("|".join([r"SP" r"EC\b", r"nomad-api" r"\.md", r"\breference" "/",
+                                   r"anchors" r"\.md", "/work" "/shared", r"\bissue" r" \d"]))
+    bad = []
+    for f in files:
+        try:
+            with open(os.path.join(harness.TOP, f), encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    if outside.search(line):
+                        bad.append("%s:%d: %s" % (f, n, line.strip()))
+        except (UnicodeDecodeError, IsADirectoryError, FileNotFoundError):
+            continue
+    assert not bad, "\n".join(bad[:20])
+    # One default configuration path: the one the binary has compiled in.
+    r = harness.run_scaleno(["check", "-h"], env={"SCALENO_CONFIG": ""})
+    m = re.search(r"(/\S*/scaleno/scaleno\.conf)", r.stdout + r.stderr)
+    assert m, r.stdout + r.stderr
+    default = m.group(1)
+    for doc in ("README.md", "man/scaleno.8", "man/scaleno.conf.5", "man/scaleno-simulate.1",
+                "etc/scaleno.conf"):
+        with open(os.path.join(harness.TOP, doc)) as fh:
+            text = fh.read()
+        paths = set(re.findall(r"(/[\w/.-]*?/scaleno/scaleno\.conf)", text))
+        assert paths <= {default}, (doc, paths, default)
+    with open(os.path.join(harness.TOP, "man", "scaleno.8")) as fh:
+        assert "no library is installed" not in fh.read()
+
+
 if __name__ == "__main__":
     suite.main()

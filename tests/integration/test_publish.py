@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""scaleno publish and the sticky key -> partition map (SPEC 6), against a real redis-server.
+"""scaleno publish and the sticky key -> partition map (scaleno(8), publish), against a real redis-server.
 
 Every message goes through the real binary and the real Lua script; the
 streams, the map and the groups are read back with redis-cli.

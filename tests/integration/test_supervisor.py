@@ -1,4 +1,4 @@
-"""scaleno worker's supervisor with the real binary and a real redis-server (SPEC §5, §5.3, §7).
+"""scaleno worker's supervisor with the real binary and a real redis-server (scaleno-worker(8)).
 
 Consumers start, a kill -9'd consumer comes back after a backoff, a consumer that keeps dying
 is restarted with growing delays (never a tight loop, never given up) and raises a crash-loop
