@@ -158,5 +158,36 @@ def docs_agree_and_stay_inside_the_repository():
         assert "no library is installed" not in fh.read()
 
 
+@suite.test
+def demo_story_parts():
+    """make demo takes ~2.5 minutes, too long for the suite: its parts are checked here, the
+    run itself by `make demo`."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "demo", os.path.join(harness.TOP, "contrib", "demo", "demo.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    demo.SCALENO = harness.SCALENO
+    # The policy it writes is valid, and the settings it reports are those that differ.
+    redis, conf = halt_queue()
+    harness.write(os.path.join(os.path.dirname(conf), "policies.d", "pay.conf"),
+                  demo.policy_text())
+    r = harness.run_scaleno(["check", "-c", conf])
+    assert r.returncode == 0, r.stderr
+    diff = {k: (v, dflt) for k, v, dflt in demo.differing_settings()}
+    assert diff["scale.max"] == ("30", "10"), diff
+    assert "worker.retry_delays" in diff and "loss_critical" not in diff, diff
+    # The phases are marked, the surge's start and end among them.
+    names = [demo.phase_at(t)[1] for t in (0, 25, 60, 90, 100, 200)]
+    assert names[1].startswith("SURGE STARTS") and names[3].startswith("SURGE ENDS"), names
+    assert "drains" in names[-1]
+    # The poison payment fails for good in the demo's handler; a good one succeeds.
+    import subprocess
+    h = subprocess.run(["python3", demo.HANDLER, "0"], capture_output=True, text=True, timeout=20,
+                       input='{"fields":{"amount":"12,50 EUR"}}\n{"fields":{"amount":"100"}}\n')
+    lines = h.stdout.splitlines()
+    assert lines[0].startswith("fail ") and lines[1] in ("ok", "retry provider timeout"), lines
+
+
 if __name__ == "__main__":
     suite.main()
