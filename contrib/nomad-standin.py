@@ -2,7 +2,8 @@
 """nomad-standin: a small stand-in for a Nomad server, for scaleno's tests and `make demo`.
 
 Python 3 standard library only. It answers the parts of the Nomad HTTP API that scaleno uses
-(see /work/shared/reference/nomad-api.md, "the spec" below), with the same JSON shapes, status
+(as Nomad's HTTP API documentation describes it; "spec N" below names the part: 1 the common
+parameters and ACLs, 2 the endpoints, 3 the scale write, 5 allocations), with the same JSON shapes, status
 codes, headers and exact error texts, and it runs each allocation as a local process the way
 Nomad's raw_exec driver does.
 

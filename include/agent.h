@@ -74,6 +74,7 @@ struct agent {
 	char *snap_status;
 	int64_t snap_ms;
 	int64_t snap_stall_ms;		/* /healthz: no tick for this long is a stall */
+	char snap_unready[256];		/* /readyz: why the agent is not ready ("" = ready) */
 };
 
 /* --dry-run or agent.dry_run. */
@@ -84,6 +85,9 @@ void agent_queue_view(const struct agent_queue *s, double now, struct queue_view
 
 /* The /v1/status document of a at engine time now (agent_view.c). Caller frees (cJSON_free). */
 char *agent_status_json(const struct agent *a, double now);
+
+/* Why a is not ready at engine time now_s, into reason ("" = ready) (agent_ready.c). */
+void agent_readiness(const struct agent *a, double now_s, char *reason, size_t len);
 
 /* Append a's /metrics text to b (agent_metrics.c). */
 void agent_metrics_render(const struct agent *a, struct strbuf *b);

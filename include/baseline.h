@@ -2,8 +2,8 @@
  * baseline — peers' published scaling algorithms, for `scaleno simulate
  * --baseline` and `--compare`: nomad-autoscaler's target-value strategy and
  * Kubernetes HPA's AverageValue formula, with their default settings, on
- * the same backlog_per_worker target as the policy. Formulas after
- * reference/autoscaler-anchors.md §(b). Pure: no I/O, no clock.
+ * the same backlog_per_worker target as the policy, as scaleno-simulate(1)
+ * BASELINES gives them. Pure: no I/O, no clock.
  */
 #ifndef SCALENO_BASELINE_H
 #define SCALENO_BASELINE_H

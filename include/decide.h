@@ -1,5 +1,5 @@
 /*
- * decide — the pure decision engine of SPEC §4.2. Input: the policy, the
+ * decide — the pure decision engine of scaleno(8), "The agent". Input: the policy, the
  * signals, Nomad's counts and the time (injected, never read here). Output:
  * the new count, its direction and a reason a person can read. The same code
  * runs in the agent and in `scaleno simulate`.

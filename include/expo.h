@@ -1,8 +1,8 @@
 /*
  * expo — the Prometheus text exposition format (version 0.0.4), written
  * into a strbuf: one HELP and TYPE line per family, samples with escaped
- * label values, numbers in the shortest text that reads back to the same
- * double. The agent's and the worker's /metrics are written with it; the
+ * label values, numbers with at most 15 significant digits (no float
+ * noise). The agent's and the worker's /metrics are written with it; the
  * metric names themselves are documented in scaleno(8) and
  * scaleno-worker(8).
  */
@@ -38,7 +38,7 @@ void expo_sample_u64(struct strbuf *b, const char *name, const struct expo_label
 /* Append s as a label value: backslash, double quote and newline escaped. */
 void expo_label_value(struct strbuf *b, const char *s);
 
-/* v as the shortest %g text that reads back as v ("+Inf", "-Inf", "NaN"). buf >= 32 bytes. */
+/* v with 15 significant digits, as %g ("+Inf", "-Inf", "NaN"). buf >= 32 bytes. */
 void expo_format_double(double v, char *buf, size_t len);
 
 #endif

@@ -7,7 +7,9 @@
 #ifndef SCALENO_HTTPD_H
 #define SCALENO_HTTPD_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* What the callback answers: status, content type, and a malloc'd body the server frees. */
 struct httpd_reply {
@@ -21,8 +23,23 @@ typedef void (*httpd_handler)(void *arg, const char *method, const char *path,
 
 struct httpd;
 
+/* listen = "nomad:LABEL": the address Nomad gives the port labelled LABEL. */
+#define HTTPD_NOMAD_PREFIX "nomad:"
+
+/* A Nomad port label: 1 to 64 of A-Z a-z 0-9 _. */
+bool httpd_nomad_label_ok(const char *label);
+
 /*
- * Listen on "host:port" (an IPv4 address or "localhost"). Returns NULL with
+ * The "host:port" a listen setting means, into out: itself, or for
+ * "nomad:LABEL" the value of $NOMAD_ADDR_LABEL (scaleno.conf(5)). -1 with
+ * err naming the variable when it is unset or empty.
+ */
+int httpd_listen_resolve(const char *listen, char *out, size_t outlen, char *err, size_t errlen);
+
+/*
+ * Listen on "host:port" (an IPv4 address or "localhost") or "nomad:LABEL".
+ * Clients are limited in number (overall and per address) and must send
+ * their headers within a few seconds (scaleno(8), ENDPOINTS). Returns NULL with
  * err filled when the address is bad or cannot be bound. Free with httpd_stop.
  */
 struct httpd *httpd_start(const char *listen, httpd_handler fn, void *arg, char *err, size_t errlen);

@@ -1,6 +1,6 @@
 /*
  * modes — the pure decision logic of the four error-handling modes
- * (SPEC §5.2). Given the mode, where the message is (main stream or retry
+ * (scaleno-worker(8), MODES). Given the mode, where the message is (main stream or retry
  * stage), how often it was delivered and attempted, and the handler's
  * verdict, say what to do next. No I/O, no clock, no randomness: the
  * consumer does the doing, the unit tests check the table.

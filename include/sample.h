@@ -28,7 +28,7 @@ struct raw_sample {
 	int64_t retry_length;	/* sum over retry stages */
 	int halted;		/* halted partitions */
 	bool stream_missing;	/* some stream key does not exist (read as empty) */
-	bool group_missing;	/* some group does not exist (read as empty) */
+	bool group_missing;	/* some group does not exist (its entries all count as undelivered) */
 };
 
 /* The smoothed view of a queue at one instant. */

@@ -37,6 +37,14 @@ struct sim_trace {
 int sim_trace_load(const char *path, struct sim_trace *tr, char *err, size_t errlen);
 void sim_trace_free(struct sim_trace *tr);
 
+/*
+ * The workers the trace's peak arrival rate needs at service_rate messages
+ * per second each (ceil(peak / service_rate)), with the peak and its second
+ * in *peak and *at (either may be NULL). 0 for an empty trace.
+ */
+int sim_trace_workers_needed(const struct sim_trace *tr, double service_rate, double *peak,
+    size_t *at);
+
 #define SIM_SURGE_FACTOR 1.5	/* arrivals above this x the median are a surge */
 
 enum sim_algo { SIM_SCALENO = 0, SIM_TARGET_VALUE, SIM_HPA };
@@ -88,12 +96,21 @@ void sim_result_free(struct sim_result *r);
 
 /* Timeline as CSV: t,arrivals,backlog,oldest_age_s,running,desired,action,reason. 0 or -1 (errno). */
 int sim_write_csv(FILE *f, const struct sim_result *r);
+/* What the SVG chart marks besides the timeline. */
+struct sim_svg_marks {
+	double max_age_s;	/* the oldest-age objective */
+	int max_workers;	/* scale.max */
+	double service_rate;	/* per worker: max_workers x this is the capacity line */
+	const char *title;
+};
+
 /*
- * Timeline as an SVG chart: backlog, oldest age (with max_age) and workers
- * over time; extra (may be NULL, nextra results) adds their worker lines.
+ * Timeline as an SVG chart: arrivals (with the capacity at scale.max),
+ * backlog, oldest age (with max_age) and workers (with scale.max) over
+ * time; extra (may be NULL, nextra results) adds their worker lines.
  */
 int sim_write_svg(FILE *f, const struct sim_result *r, const struct sim_result *extra, size_t nextra,
-    double max_age_s, const char *title);
+    const struct sim_svg_marks *m);
 
 /*
  * The --stdin protocol: one JSON sample per line from in, one JSON decision

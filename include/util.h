@@ -65,7 +65,13 @@ int util_strv_push(char ***v, size_t *n, size_t *cap, char *s);
 size_t util_strlcpy(char *dst, const char *src, size_t len);
 /* Levenshtein distance, capped at 255; for "did you mean". */
 unsigned util_edit_distance(const char *a, const char *b);
-/* Read a whole small file (<= max bytes) with trailing whitespace trimmed. Caller frees. */
+/* ms since the epoch as ISO 8601 UTC, "2023-11-14T22:13:20.123Z" ("-" when out of range). buf >= 64. */
+void util_format_iso_ms(int64_t ms, char *buf, size_t len);
+/*
+ * Read a whole small regular file (<= max bytes) with trailing whitespace
+ * trimmed. A FIFO, socket, device or directory is refused at once (never
+ * waited on). Caller frees.
+ */
 char *util_read_secret(const char *path, size_t max, char *err, size_t errlen);
 /* Set FD_CLOEXEC / O_NONBLOCK. 0 or -1. */
 int util_set_cloexec(int fd);

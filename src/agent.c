@@ -192,7 +192,7 @@ agent_listen(struct agent *a)
 	if ((a->http = httpd_start(want, agent_http, a, err, sizeof(err))) == NULL)
 		log_warnx("agent: metrics endpoint off: %s", err);
 	else
-		log_info("agent: serving /metrics, /healthz and /v1/status on %s", want);
+		log_info("agent: serving /metrics, /healthz, /readyz and /v1/status on %s", want);
 }
 
 static void
@@ -367,9 +367,11 @@ agent_sample(struct agent *a, double now_s, int64_t now_ms)
 		sample_update(&s->ss, &s->raw, &sig);
 		if (s->raw.ok && (s->raw.stream_missing || s->raw.group_missing)) {
 			if (!s->missing_warned)
-				log_warnx("queue %s: %s %s does not exist yet; reading the queue as empty",
-				    s->name, s->raw.stream_missing ? "stream" : "group",
-				    s->raw.stream_missing ? s->q->stream : s->q->group);
+				log_warnx("queue %s: %s %s does not exist yet; %s", s->name,
+				    s->raw.stream_missing ? "stream" : "group",
+				    s->raw.stream_missing ? s->q->stream : s->q->group,
+				    s->raw.stream_missing ? "reading the queue as empty" :
+				    "every entry of the stream counts as backlog");
 			s->missing_warned = true;
 		} else if (s->raw.ok)
 			s->missing_warned = false;
@@ -646,6 +648,7 @@ agent_publish(struct agent *a)
 	/* A tick is bounded by the timeouts; computed here so the HTTP thread never reads the config. */
 	a->snap_stall_ms = STALL_BASE_MS + a->cfg->nomad.timeout_ms * 2 +
 	    a->cfg->redis.command_timeout_ms * 2;
+	agent_readiness(a, util_now_s(), a->snap_unready, sizeof(a->snap_unready));
 	pthread_mutex_unlock(&a->snap_lock);
 }
 
@@ -677,6 +680,21 @@ agent_http(void *arg, const char *method, const char *path, struct httpd_reply *
 			r->body = strdup("loop stalled\n");
 		} else
 			r->body = strdup("ok\n");
+	} else if (strcmp(path, "/readyz") == 0) {
+		int64_t age = util_now_ms() - a->snap_ms;
+
+		r->status = 503;
+		if (a->snap_ms == 0 || age > a->snap_stall_ms)
+			r->body = strdup("loop stalled\n");
+		else if (a->snap_unready[0] != '\0') {
+			char line[sizeof(a->snap_unready) + 1];
+
+			snprintf(line, sizeof(line), "%s\n", a->snap_unready);
+			r->body = strdup(line);
+		} else {
+			r->status = 200;
+			r->body = strdup("ok\n");
+		}
 	} else {
 		r->status = 404;
 		r->body = strdup("not found\n");

@@ -94,7 +94,7 @@ static const struct metric queue_metrics[] = {
 	{ "scaleno_queue_sample_ok", EXPO_GAUGE,
 	  "1 when the last Redis sample of the queue was usable.",
 	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_BOOL, raw.ok) },
-	{ "scaleno_decision_count", EXPO_GAUGE, "The count the last decision asked for.",
+	{ "scaleno_decision_workers", EXPO_GAUGE, "The count the last decision asked for.",
 	  NEED_SAMPLE, NULL, NULL, { F_INT, 0, decision_count } },
 	{ "scaleno_scale_actions_total", EXPO_COUNTER, "Scale calls Nomad accepted.",
 	  NEED_NOTHING, "direction", "up", QUEUE_FIELD(F_U64, actions_up) },

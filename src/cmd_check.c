@@ -3,8 +3,8 @@
  * and every policy, print every problem as "file:line: message".
  */
 #include <stdio.h>
-#include <unistd.h>
 
+#include "check_warn.h"
 #include "cli.h"
 #include "config.h"
 #include "log.h"
@@ -51,20 +51,6 @@ print_queue(const struct queue_policy *q)
 		printf("no worker section\n");
 }
 
-/*
- * A missing handler is a warning, not an error: the agent host that runs
- * check often does not have the workers' executables.
- */
-static void
-warn_handler(const struct queue_policy *q)
-{
-	const char *exe = q->worker.command != NULL ? q->worker.command[0] : NULL;
-
-	if (exe != NULL && exe[0] == '/' && access(exe, X_OK) == -1)
-		fprintf(stderr, "%s:%d: warning: queue %s: handler %s is not executable here\n", q->file, q->line,
-		    q->name, exe);
-}
-
 int
 cmd_check(int argc, char **argv)
 {
@@ -95,7 +81,7 @@ cmd_check(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	for (size_t i = 0; i < x.cfg->nqueues; i++) {
-		warn_handler(&x.cfg->queues[i]);
+		check_warn_queue(&x.cfg->queues[i]);
 		if (!quiet)
 			print_queue(&x.cfg->queues[i]);
 	}

@@ -122,11 +122,53 @@ dlq_list(struct opctx *x, int count)
 	return EXIT_OK;
 }
 
+/* A value of decimal digits only (a time in ms), as a number; -1 otherwise. */
+static int64_t
+value_ms(const char *v, size_t len)
+{
+	int64_t ms = 0;
+
+	if (len == 0 || len > 15)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		ms = ms * 10 + (v[i] - '0');
+	}
+	return ms;
+}
+
+/* The error history, one failure a line, its leading time in ms shown as ISO 8601. */
+static void
+print_history(const char *h, size_t len)
+{
+	char iso[64];
+
+	/* One pass over the value: each turn consumes one line. */
+	while (len > 0) {
+		const char *nl = memchr(h, '\n', len);
+		size_t ll = nl != NULL ? (size_t)(nl - h) : len;
+		const char *sp = memchr(h, ' ', ll);
+		int64_t ms = sp != NULL ? value_ms(h, (size_t)(sp - h)) : -1;
+
+		fputs("  ", stdout);
+		if (ms >= 0) {
+			util_format_iso_ms(ms, iso, sizeof(iso));
+			fputs(iso, stdout);
+			print_escaped(sp, ll - (size_t)(sp - h), SHOW_MAX);
+		} else
+			print_escaped(h, ll, SHOW_MAX);
+		putchar('\n');
+		h += ll + (nl != NULL);
+		len -= ll + (nl != NULL);
+	}
+}
+
 static int
 dlq_show(struct opctx *x, const char *id)
 {
 	struct redis_batch b = { 0 };
-	char err[512];
+	char err[512], iso[64];
 	int n;
 
 	if ((n = redis_stream_range(x->r, x->dlq, id, id, 1, false, &b, err, sizeof(err))) < 0) {
@@ -139,11 +181,27 @@ dlq_show(struct opctx *x, const char *id)
 		redis_batch_free(&b);
 		return EXIT_RUNTIME;
 	}
-	printf("id: %s\n", b.e[0].id);
+	util_format_iso_ms(redis_id_ms(b.e[0].id), iso, sizeof(iso));
+	printf("id: %s (dead-lettered %s)\n", b.e[0].id, iso);
 	for (size_t i = 0; i < b.e[0].nfields; i++) {
-		print_escaped(b.e[0].names[i], b.e[0].name_lens[i], SHOW_MAX);
+		const char *name = b.e[0].names[i], *v = b.e[0].values[i];
+		size_t nl = b.e[0].name_lens[i], vl = b.e[0].value_lens[i];
+		int64_t ms;
+
+		print_escaped(name, nl, SHOW_MAX);
+		if (nl == 15 && memcmp(name, "x-error-history", 15) == 0) {
+			fputs(":\n", stdout);
+			print_history(v, vl);
+			continue;
+		}
 		fputs(": ", stdout);
-		print_escaped(b.e[0].values[i], b.e[0].value_lens[i], SHOW_MAX);
+		/* x-first-failed-ms, x-last-failed-ms: the time, then the raw value. */
+		if (nl > 5 && memcmp(name, "x-", 2) == 0 && memcmp(name + nl - 3, "-ms", 3) == 0 &&
+		    (ms = value_ms(v, vl)) >= 0) {
+			util_format_iso_ms(ms, iso, sizeof(iso));
+			printf("%s (%.*s)", iso, (int)vl, v);
+		} else
+			print_escaped(v, vl, SHOW_MAX);
 		putchar('\n');
 	}
 	redis_batch_free(&b);

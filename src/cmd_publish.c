@@ -4,12 +4,14 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "config.h"
+#include "publish_stdin.h"
 #include "scaleno/publish.h"
 #include "util.h"
 
@@ -22,9 +24,11 @@ publish_usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: scaleno publish -q QUEUE [-c FILE] [-k KEY] [--ttl DURATION] FIELD VALUE ...\n"
+	    "       scaleno publish -q QUEUE [-c FILE] [--ttl DURATION] --stdin\n"
 	    "Add one message to QUEUE and print \"<partition> <entry id>\". Messages with the\n"
 	    "same KEY stay on one partition while the key had a message within the TTL\n"
-	    "(default 1h). A VALUE of - is read from standard input. See scaleno(8).\n");
+	    "(default 1h). A VALUE of - is read from standard input. --stdin: one message per\n"
+	    "line, {\"key\": \"K\", \"fields\": {\"FIELD\": \"VALUE\", ...}}. See scaleno(8).\n");
 }
 
 /* All of f (at most max bytes) in a malloc'd buffer. NULL with err. */
@@ -70,6 +74,7 @@ cmd_publish(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "ttl", required_argument, NULL, 'T' },
+		{ "stdin", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -84,6 +89,7 @@ cmd_publish(int argc, char **argv)
 	const char **fields = NULL;
 	int64_t ttl_ms = 0;
 	int ch, part, rc = EXIT_USAGE;
+	bool from_stdin = false;
 
 	/* A connection Redis closed must be an error (exit 2), not death by SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
@@ -111,6 +117,9 @@ cmd_publish(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'S':
+			from_stdin = true;
+			break;
 		case 'h':
 			publish_usage(stdout);
 			return EXIT_OK;
@@ -120,6 +129,13 @@ cmd_publish(int argc, char **argv)
 		}
 	}
 	nfields = (size_t)(argc - optind);
+	if (from_stdin && qname != NULL && nfields == 0 && key == NULL)
+		return publish_stdin_cmd(path, qname, ttl_ms, stdin, stdout);
+	if (from_stdin) {
+		fprintf(stderr, "scaleno publish: --stdin takes -q QUEUE, no -k and no FIELD VALUE "
+		    "(each line holds its key and fields)\n");
+		return EXIT_USAGE;
+	}
 	if (qname == NULL || nfields == 0 || nfields % 2 != 0) {
 		fprintf(stderr, "scaleno publish: %s\n", qname == NULL ? "-q QUEUE is required" :
 		    nfields == 0 ? "no fields: give at least one FIELD VALUE pair" :

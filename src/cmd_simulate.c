@@ -57,7 +57,7 @@ print_row(const struct sim_result *r)
 
 static int
 write_file(const char *path, const struct sim_result *r, const struct sim_result *extra, size_t nextra,
-    double max_age_s, const char *title, bool svg)
+    const struct sim_svg_marks *m, bool svg)
 {
 	FILE *f = fopen(path, "w");
 	int rc;
@@ -66,7 +66,7 @@ write_file(const char *path, const struct sim_result *r, const struct sim_result
 		fprintf(stderr, "scaleno simulate: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	rc = svg ? sim_write_svg(f, r, extra, nextra, max_age_s, title) : sim_write_csv(f, r);
+	rc = svg ? sim_write_svg(f, r, extra, nextra, m) : sim_write_csv(f, r);
 	if (fclose(f) != 0 || rc != 0) {
 		fprintf(stderr, "scaleno simulate: writing %s: %s\n", path, strerror(errno));
 		return -1;
@@ -102,6 +102,10 @@ cmd_simulate(int argc, char **argv)
 	struct sim_result res[3];
 	size_t nres = 0, k;
 	char err[256], title[512], *end;
+	struct sim_svg_marks marks;
+	double peak = 0;
+	size_t peak_at = 0;
+	int need;
 	int64_t ms;
 	long bad, initial;
 	int ch, rc = EXIT_USAGE;
@@ -212,14 +216,20 @@ cmd_simulate(int argc, char **argv)
 	printf("queue %s, trace %s (%zu s), service rate %g/s per worker, startup %gs, max_age %gs, %d initial, "
 	    "%ld surge s\n", q->name, trace, tr.n, prm.service_rate, prm.startup_s,
 	    (double)q->scale.max_age_ms / 1000.0, prm.initial, res[0].surge_seconds);
+	if ((need = sim_trace_workers_needed(&tr, prm.service_rate, &peak, &peak_at)) > q->scale.max)
+		printf("warning: this policy cannot keep up: scale.max = %d workers x %g msgs/s = %g "
+		    "msgs/s is below the trace's peak arrival rate, %g msgs/s at %zus; it would take "
+		    "%d workers\n", q->scale.max, prm.service_rate, q->scale.max * prm.service_rate,
+		    peak, peak_at, need);
 	print_header();
 	for (k = 0; k < nres; k++)
 		print_row(&res[k]);
 	snprintf(title, sizeof(title), "scaleno simulate: queue %s, trace %s", q->name, trace);
-	if (csv != NULL && write_file(csv, &res[0], NULL, 0, 0, NULL, false) == -1)
+	marks = (struct sim_svg_marks){ (double)q->scale.max_age_ms / 1000.0, q->scale.max,
+		prm.service_rate, title };
+	if (csv != NULL && write_file(csv, &res[0], NULL, 0, NULL, false) == -1)
 		goto fail_quiet;
-	if (svg != NULL && write_file(svg, &res[0], res + 1, nres - 1, (double)q->scale.max_age_ms / 1000.0,
-	    title, true) == -1)
+	if (svg != NULL && write_file(svg, &res[0], res + 1, nres - 1, &marks, true) == -1)
 		goto fail_quiet;
 	rc = EXIT_OK;
 	goto out;

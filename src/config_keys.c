@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "httpd.h"
 
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enums are stored as int");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "enums are stored as int");
@@ -53,7 +54,12 @@ check_listen(const char *v, char *err, size_t len)
 {
 	if (*v == '\0' || hostport_ok(v))
 		return 0;
-	snprintf(err, len, "\"%s\" is not \"host:port\" (e.g. \"127.0.0.1:9464\"; \"\" turns the endpoint off)", v);
+	/* Checked at start-up: the variable exists only inside the allocation. */
+	if (strncmp(v, HTTPD_NOMAD_PREFIX, strlen(HTTPD_NOMAD_PREFIX)) == 0 &&
+	    httpd_nomad_label_ok(v + strlen(HTTPD_NOMAD_PREFIX)))
+		return 0;
+	snprintf(err, len, "\"%s\" is neither \"host:port\" (e.g. \"127.0.0.1:9464\") nor "
+	    "\"nomad:LABEL\" (\"\" turns the endpoint off)", v);
 	return -1;
 }
 
@@ -160,7 +166,7 @@ const struct cfg_key config_keys[] = {
 	{ CFG_MAIN, "agent.policy_dir", CFG_STRING, "\"policies.d\"", 0, 0, M(agent.policy_dir), 0, NULL, NULL,
 	  NULL, CFG_PATH | CFG_NONEMPTY, "Folder of the policy files, one queue per *.conf." },
 	{ CFG_MAIN, "agent.listen", CFG_STRING, "\"127.0.0.1:9464\"", 0, 0, M(agent.listen), 0, NULL, NULL,
-	  check_listen, 0, "Address of /metrics, /healthz and /v1/status (\"\" = off)." },
+	  check_listen, 0, "Address of /metrics, /healthz, /readyz and /v1/status (\"\" = off)." },
 	{ CFG_MAIN, "agent.dry_run", CFG_BOOL, "false", 0, 0, M(agent.dry_run), 0, NULL, NULL, NULL, 0,
 	  "Decide and log, but never call Nomad." },
 	{ CFG_MAIN, "agent.lease_key", CFG_STRING, "\"scaleno:agent:lease\"", 0, 0, M(agent.lease_key), 0,
@@ -249,7 +255,7 @@ const struct cfg_key config_keys[] = {
 	{ CFG_POLICY, "worker.kill_timeout", CFG_DURATION, "\"5s\"", 1, MS_HOUR, P(worker.kill_timeout_ms), 0,
 	  NULL, NULL, NULL, 0, "The Nomad job's kill_timeout (Nomad's default 5s)." },
 	{ CFG_POLICY, "worker.listen", CFG_STRING, "\"127.0.0.1:9465\"", 0, 0, P(worker.listen), 0, NULL, NULL,
-	  check_listen, 0, "Address of the worker's /metrics and /healthz (\"\" = off)." },
+	  check_listen, 0, "Address of the worker's /metrics, /healthz and /readyz (\"\" = off)." },
 	{ CFG_POLICY, "worker.block", CFG_DURATION, "\"1s\"", 1, 10 * MS_MINUTE, P(worker.block_ms), 0, NULL,
 	  NULL, NULL, 0, "Longest XREADGROUP BLOCK; below drain_timeout." },
 	{ CFG_POLICY, "worker.consumer_idle", CFG_DURATION, "\"1h\"", MS_SECOND, 30 * MS_DAY,

@@ -28,10 +28,6 @@ read_secret_key(struct loader *ld, const config_setting_t *root, const char *key
 
 	if (file == NULL || *file == '\0')
 		return NULL;
-	if (stat(file, &st) == 0 && S_ISDIR(st.st_mode)) {
-		SERR(ld, config__where(root, key, NULL), "%s: %s is a directory, not a file", key, file);
-		return NULL;
-	}
 	if ((v = util_read_secret(file, MAX_SECRET_BYTES, err, sizeof(err))) == NULL) {
 		SERR(ld, config__where(root, key, NULL), "%s: %s", key, err);
 		return NULL;
@@ -40,6 +36,13 @@ read_secret_key(struct loader *ld, const config_setting_t *root, const char *key
 		SERR(ld, config__where(root, key, NULL), "%s: %s is empty", key, file);
 		free(v);
 		return NULL;
+	}
+	if (stat(file, &st) == 0 && (st.st_mode & S_IROTH) != 0) {
+		const config_setting_t *at = config__where(root, key, NULL);
+
+		log_warnx("%s:%d: %s: %s is readable by every user (mode %04o); chmod o-r it",
+		    config__setting_file(ld, at), config__setting_line(at), key, file,
+		    (unsigned)(st.st_mode & 07777));
 	}
 	return v;
 }

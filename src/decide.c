@@ -1,5 +1,5 @@
 /*
- * decide.c — see include/decide.h and SPEC §4.2.
+ * decide.c — see include/decide.h and scaleno-simulate(1), DECISION RULES.
  *
  * Three demand rules (backlog, arrival rate, oldest age); the largest wins.
  * Up is prompt, down is slow: the count only falls to the highest demand of

@@ -46,12 +46,14 @@ expo_format_double(double v, char *buf, size_t len)
 		snprintf(buf, len, v > 0 ? "+Inf" : "-Inf");
 		return;
 	}
-	/* 15 significant digits read back exactly for most values; 17 always do. */
-	for (int prec = 15; prec <= 17; prec++) {
-		snprintf(buf, len, "%.*g", prec, v);
-		if (strtod(buf, NULL) == v)
-			return;
-	}
+	/*
+	 * 15 significant digits: what a double holds for sure. More would show
+	 * the noise of the arithmetic behind a value (16.274000000000001).
+	 */
+	if (v == trunc(v) && fabs(v) < 9007199254740992.0)	/* 2^53: integers stay exact */
+		snprintf(buf, len, "%.0f", v);
+	else
+		snprintf(buf, len, "%.15g", v);
 }
 
 /* "name{labels} " */

@@ -1,5 +1,5 @@
 /*
- * modes.c — see include/modes.h. The whole table of SPEC §5.2 in one place.
+ * modes.c — see include/modes.h. The whole table of scaleno-worker(8), MODES, in one place.
  */
 #include "modes.h"
 

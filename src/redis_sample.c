@@ -97,10 +97,9 @@ fold_stream(struct raw_sample *s, const struct redis_reply *rep, int64_t now_ms,
 	}
 	s->length += e[2]->integer;
 	s->entries_added += e[3]->integer;
-	if (e[1]->integer == 0) {
+	/* No group yet: the script counts every entry as undelivered (scale from zero). */
+	if (e[1]->integer == 0)
 		s->group_missing = true;
-		return 0;
-	}
 	if (e[4]->type == RR_INTEGER) {
 		undelivered = e[4]->integer;
 	} else if (e[11]->type == RR_INTEGER) {

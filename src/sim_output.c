@@ -115,7 +115,7 @@ svg_axes(FILE *f, const struct panel *pn, const char *ylabel, bool xlabels)
 	    pn->x0 - 55, pn->y0 + pn->h / 2, ylabel);
 }
 
-enum svg_field { F_BACKLOG, F_AGE, F_DESIRED, F_RUNNING };
+enum svg_field { F_BACKLOG, F_AGE, F_DESIRED, F_RUNNING, F_ARRIVALS };
 
 static double
 field(const struct sim_point *p, enum svg_field fl)
@@ -127,6 +127,8 @@ field(const struct sim_point *p, enum svg_field fl)
 		return p->oldest_age_s;
 	case F_DESIRED:
 		return p->desired;
+	case F_ARRIVALS:
+		return p->arrivals;
 	case F_RUNNING:
 		break;
 	}
@@ -163,24 +165,42 @@ legend(FILE *f, double x, double y, const char *color, const char *dash, const c
 	return x + 30 + 7.0 * (double)strlen(label) + 20;
 }
 
+/* A dashed horizontal line at y across panel pn. */
+static void
+svg_hline(FILE *f, const struct panel *pn, double y, const char *color)
+{
+	fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+	    "stroke-dasharray=\"6,4\"/>\n", pn->x0, py(pn, y), pn->x0 + pn->w, py(pn, y), color);
+}
+
 int
 sim_write_svg(FILE *f, const struct sim_result *r, const struct sim_result *extra, size_t nextra,
-    double max_age_s, const char *title)
+    const struct sim_svg_marks *m)
 {
+	double max_age_s = m->max_age_s, capacity = m->max_workers * m->service_rate, amax = 1;
+	const char *title = m->title != NULL ? m->title : "";
+	struct panel pr;
 	static const char *const extra_colors[] = { "#8e44ad", "#a0522d", "#16a085" };
 	struct panel pb, pa, pw;
 	double xmax = r->n > 0 ? r->timeline[r->n - 1].t : 1, wmax = 1, lx;
 	size_t i, k;
 	char label[64];
 
-	for (i = 0; i < r->n; i++)
+	for (i = 0; i < r->n; i++) {
 		wmax = fmax(wmax, r->timeline[i].desired);
+		amax = fmax(amax, r->timeline[i].arrivals);
+	}
+	wmax = fmax(wmax, m->max_workers);
+	amax = fmax(amax, capacity);
 	for (k = 0; k < nextra; k++)
 		for (i = 0; i < extra[k].n; i++)
 			wmax = fmax(wmax, extra[k].timeline[i].desired);
 
-	pb = (struct panel){ SVG_LEFT, SVG_TOP, SVG_W - SVG_LEFT - SVG_RIGHT, SVG_PANEL_H, xmax,
-			     fmax(1, (double)r->peak_backlog) };
+	pr = (struct panel){ SVG_LEFT, SVG_TOP, SVG_W - SVG_LEFT - SVG_RIGHT, SVG_PANEL_H, xmax,
+			     amax * 1.1 };
+	pb = pr;
+	pb.y0 += SVG_PANEL_H + SVG_GAP;
+	pb.ymax = fmax(1, (double)r->peak_backlog);
 	pa = pb;
 	pa.y0 += SVG_PANEL_H + SVG_GAP;
 	pa.ymax = fmax(r->max_age_seen_s, max_age_s * 1.2);
@@ -197,24 +217,31 @@ sim_write_svg(FILE *f, const struct sim_result *r, const struct sim_result *extr
 	xml_text(f, title);
 	fputs("</text>\n", f);
 
-	lx = legend(f, SVG_LEFT, 45, "#1f77b4", NULL, "backlog");
-	lx = legend(f, lx, 45, "#ff7f0e", NULL, "oldest age (s)");
-	lx = legend(f, lx, 45, "#d62728", "6,4", "max_age");
+	lx = legend(f, SVG_LEFT, 38, "#17becf", NULL, "arrivals/s");
+	snprintf(label, sizeof(label), "capacity at max (%d x %g/s)", m->max_workers, m->service_rate);
+	lx = legend(f, lx, 38, "#9467bd", "6,4", label);
+	lx = legend(f, lx, 38, "#1f77b4", NULL, "backlog");
+	lx = legend(f, lx, 38, "#ff7f0e", NULL, "oldest age (s)");
+	legend(f, lx, 38, "#d62728", "6,4", "max_age");
 	snprintf(label, sizeof(label), "%s desired", sim_algo_name(r->algo));
-	lx = legend(f, lx, 45, "#2ca02c", NULL, label);
-	lx = legend(f, lx, 45, "#7f7f7f", "2,2", "running");
+	lx = legend(f, SVG_LEFT, 56, "#2ca02c", NULL, label);
+	lx = legend(f, lx, 56, "#7f7f7f", "2,2", "running");
+	lx = legend(f, lx, 56, "#000000", "6,4", "max");
 	for (k = 0; k < nextra && k < 3; k++) {
 		snprintf(label, sizeof(label), "%s desired", sim_algo_name(extra[k].algo));
-		lx = legend(f, lx, 45, extra_colors[k], "4,3", label);
+		lx = legend(f, lx, 56, extra_colors[k], "4,3", label);
 	}
 
+	svg_axes(f, &pr, "arrivals (msgs/s)", false);
+	svg_hline(f, &pr, capacity, "#9467bd");
+	svg_line(f, &pr, r, F_ARRIVALS, "#17becf", NULL);
 	svg_axes(f, &pb, "backlog (messages)", false);
 	svg_line(f, &pb, r, F_BACKLOG, "#1f77b4", NULL);
 	svg_axes(f, &pa, "oldest age (s)", false);
-	fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#d62728\" stroke-dasharray=\"6,4\"/>\n",
-	    pa.x0, py(&pa, max_age_s), pa.x0 + pa.w, py(&pa, max_age_s));
+	svg_hline(f, &pa, max_age_s, "#d62728");
 	svg_line(f, &pa, r, F_AGE, "#ff7f0e", NULL);
 	svg_axes(f, &pw, "workers", true);
+	svg_hline(f, &pw, m->max_workers, "#000000");
 	for (k = 0; k < nextra && k < 3; k++)
 		svg_line(f, &pw, &extra[k], F_DESIRED, extra_colors[k], "4,3");
 	svg_line(f, &pw, r, F_RUNNING, "#7f7f7f", "2,2");

@@ -21,6 +21,26 @@ sim_trace_free(struct sim_trace *tr)
 	tr->n = 0;
 }
 
+int
+sim_trace_workers_needed(const struct sim_trace *tr, double service_rate, double *peak, size_t *at)
+{
+	double top = 0;
+	size_t where = 0;
+
+	for (size_t t = 0; t < tr->n; t++)
+		if (tr->arrivals[t] > top) {
+			top = tr->arrivals[t];
+			where = t;
+		}
+	if (peak != NULL)
+		*peak = top;
+	if (at != NULL)
+		*at = where;
+	if (!(service_rate > 0) || top <= 0)
+		return 0;
+	return top / service_rate >= INT32_MAX ? INT32_MAX : (int)ceil(top / service_rate - 1e-9);
+}
+
 static int
 trace_put(struct sim_trace *tr, size_t *cap, size_t t, double v)
 {

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "nomad.h"
 #include "redis_sample.h"
+#include "status_halts.h"
 #include "util.h"
 
 #define STATUS_MAX_BODY (8 << 20)
@@ -72,8 +73,8 @@ jbool(const cJSON *o, const char *k)
 static void
 status_header(void)
 {
-	printf("%-20s %-12s %8s %8s %8s %8s %9s %9s %8s %6s  %s\n", "QUEUE", "MODE", "BACKLOG",
-	    "UNDELIV", "PENDING", "OLDEST", "ARRIVAL/s", "DONE/s", "WORKERS", "HALTED",
+	printf("%-20s %-12s %8s %8s %8s %8s %9s %9s %8s %6s %8s  %s\n", "QUEUE", "MODE", "BACKLOG",
+	    "UNDELIV", "PENDING", "OLDEST", "ARRIVAL/s", "DONE/s", "WORKERS", "HALTED", "DLQ",
 	    "LAST DECISION");
 }
 
@@ -94,9 +95,9 @@ status_line(const char *name, const char *mode, const cJSON *sample, double arri
 	snprintf(dn, sizeof(dn), done >= 0 ? "%.1f" : "-", done);
 	snprintf(backlog, sizeof(backlog), ok ? "%s%.0f" : "?",
 	    jbool(sample, "backlog_estimated") ? ">=" : "", jnum(sample, "backlog", 0));
-	printf("%-20s %-12s %8s %8.0f %8.0f %8s %9s %9s %8s %6.0f  %s\n", name, mode, backlog,
+	printf("%-20s %-12s %8s %8.0f %8.0f %8s %9s %9s %8s %6.0f %8.0f  %s\n", name, mode, backlog,
 	    jnum(sample, "undelivered", 0), jnum(sample, "pending", 0), oldest, arr, dn, workers,
-	    jnum(sample, "halted_partitions", 0), decision);
+	    jnum(sample, "halted_partitions", 0), jnum(sample, "dlq_length", 0), decision);
 }
 
 static int
@@ -301,6 +302,9 @@ cmd_status(int argc, char **argv)
 		free(agent_json);
 	} else
 		rc = status_direct(cfg, only, json);
+	if (rc == EXIT_OK && only != NULL && !json &&
+	    status_halts_print(cfg, config_queue(cfg, only)) < 0)
+		rc = EXIT_RUNTIME;
 	config_free(cfg);
 	return rc;
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,16 +17,32 @@
 int
 util_parse_duration(const char *s, int64_t *ms, char *err, size_t errlen)
 {
+	const char *p;
 	char *end;
 	double v, mult;
+	size_t digits;
 
 	if (s == NULL || *s == '\0') {
 		snprintf(err, errlen, "empty duration");
 		return -1;
 	}
+	/*
+	 * Decimal digits with an optional fraction, then the unit: strtod alone
+	 * would also take "0x10s" (16 s), "inf", "1e3s" and leading blanks.
+	 */
+	p = s + (*s == '-');
+	digits = strspn(p, "0123456789");
+	if (p[digits] == '.')
+		digits += 1 + strspn(p + digits + 1, "0123456789");
+	if (digits == 0 || !isdigit((unsigned char)*p) || isdigit((unsigned char)p[digits]) ||
+	    p[digits] == '.' || (p[digits] != '\0' && !isalpha((unsigned char)p[digits]) &&
+	    p[digits] != ' ')) {
+		snprintf(err, errlen, "invalid duration \"%s\" (expected a number and a unit, e.g. \"500ms\", \"30s\", \"5m\")", s);
+		return -1;
+	}
 	errno = 0;
 	v = strtod(s, &end);
-	if (end == s || errno != 0 || !isfinite(v)) {
+	if (end != p + digits || errno != 0 || !isfinite(v)) {
 		snprintf(err, errlen, "invalid duration \"%s\" (expected a number and a unit, e.g. \"500ms\", \"30s\", \"5m\")", s);
 		return -1;
 	}
@@ -59,6 +76,20 @@ util_parse_duration(const char *s, int64_t *ms, char *err, size_t errlen)
 	}
 	*ms = (int64_t)llround(v);
 	return 0;
+}
+
+void
+util_format_iso_ms(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms < 0 || gmtime_r(&t, &tm) == NULL || tm.tm_year > 9999 - 1900) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 void
@@ -290,27 +321,47 @@ util_edit_distance(const char *a, const char *b)
 char *
 util_read_secret(const char *path, size_t max, char *err, size_t errlen)
 {
-	FILE *f;
+	struct stat st;
 	char *buf;
-	size_t n;
+	size_t n = 0;
+	ssize_t got;
+	int fd;
 
-	if ((f = fopen(path, "r")) == NULL) {
+	/* O_NONBLOCK: a FIFO or a device must not hang a reload; it is refused below. */
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)) == -1) {
 		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
 		return NULL;
 	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is %s, not a regular file", path,
+		    S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" :
+		    S_ISSOCK(st.st_mode) ? "a socket" : "a device or special file");
+		close(fd);
+		return NULL;
+	}
 	if ((buf = malloc(max + 1)) == NULL) {
-		fclose(f);
+		close(fd);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	n = fread(buf, 1, max + 1, f);
-	if (ferror(f) || n > max) {
-		snprintf(err, errlen, ferror(f) ? "cannot read %s" : "%s is too large", path);
-		fclose(f);
+	/* A regular file: each read returns data or 0 at the end; max + 1 bounds the loop. */
+	while (n <= max && (got = read(fd, buf + n, max + 1 - n)) != 0) {
+		if (got == -1 && errno == EINTR)
+			continue;
+		if (got == -1) {
+			snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+			close(fd);
+			free(buf);
+			return NULL;
+		}
+		n += (size_t)got;
+	}
+	close(fd);
+	if (n > max) {
+		snprintf(err, errlen, "%s is too large", path);
 		free(buf);
 		return NULL;
 	}
-	fclose(f);
 	while (n > 0 && isspace((unsigned char)buf[n - 1]))
 		n--;
 	buf[n] = '\0';

@@ -47,8 +47,10 @@ local g = false
 for _, gi in ipairs(redis.call('XINFO', 'GROUPS', key)) do
   if field(gi, 'name') == group then g = gi break end
 end
+-- No group yet (producers that only XADD): nothing was ever delivered, so every
+-- entry is undelivered backlog and the oldest is the first (scaleno(8), scale from zero).
 if not g then
-  return {1, 0, xlen, added, false, 0, false, false, first, false, false, false, 0, halted, dlq, retry}
+  return {1, 0, xlen, added, xlen, 0, 0, false, first, false, first, false, 0, halted, dlq, retry}
 end
 local lag, pending = field(g, 'lag'), field(g, 'pending')
 local eread, ld = field(g, 'entries-read'), field(g, 'last-delivered-id')

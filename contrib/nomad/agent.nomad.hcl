@@ -25,11 +25,26 @@ job "scaleno-agent" {
     service {
       name = "scaleno-agent"
       port = "metrics"
+      # Readiness: Redis reachable and a fresh sample of every queue.
       check {
+        name     = "ready"
+        type     = "http"
+        path     = "/readyz"
+        interval = "10s"
+        timeout  = "2s"
+      }
+
+      # Liveness: the loop ticks. Restart the task when it has stalled.
+      check {
+        name     = "alive"
         type     = "http"
         path     = "/healthz"
         interval = "10s"
         timeout  = "2s"
+        check_restart {
+          limit = 3
+          grace = "30s"
+        }
       }
     }
 

@@ -8,6 +8,7 @@
 #   job / group          = scale.job / scale.group
 #   scaling min / max    = scale.min / scale.max (Nomad refuses counts outside them)
 #   kill_timeout         = worker.kill_timeout, above worker.drain_timeout
+#   network port label   = worker.listen = "nomad:metrics" (scaleno.conf(5))
 # A kill_timeout above 30s also needs the client's max_kill_timeout raised.
 
 job "payments-worker" {
@@ -27,6 +28,42 @@ job "payments-worker" {
     # (each drains first); there is no deployment to wait for.
     update {
       max_parallel = 0
+    }
+
+    # A dynamic port per allocation: several workers on one host each serve their own
+    # /metrics, /healthz and /readyz. The policy says worker.listen = "nomad:metrics",
+    # and the worker binds to $NOMAD_ADDR_metrics, which Nomad sets from this block.
+    network {
+      port "metrics" {}
+    }
+
+    service {
+      name = "payments-worker"
+      port = "metrics"
+      tags = ["metrics"]
+
+      # Readiness: the consumers run, none crash-loops, Redis answers (503 with a
+      # one-line reason otherwise). Not ready is not restarted: Redis may be down.
+      check {
+        name     = "ready"
+        type     = "http"
+        path     = "/readyz"
+        interval = "10s"
+        timeout  = "2s"
+      }
+
+      # Liveness: the supervisor's loop answers. Restart the task when it stops.
+      check {
+        name     = "alive"
+        type     = "http"
+        path     = "/healthz"
+        interval = "10s"
+        timeout  = "2s"
+        check_restart {
+          limit = 3
+          grace = "30s"
+        }
+      }
     }
 
     # The supervisor restarts its consumers itself; Nomad only restarts a dead supervisor.
@@ -53,10 +90,6 @@ job "payments-worker" {
 
       # Consumer names come from NOMAD_JOB_ID, NOMAD_GROUP_NAME and NOMAD_ALLOC_INDEX,
       # which Nomad sets; nothing to configure.
-
-      # worker.listen = "127.0.0.1:9465" in the policy serves /metrics per host. With
-      # several allocations on one host only the first binds it (the others log a
-      # warning and run without it); set worker.listen = "" or one port per host.
 
       resources {
         cpu    = 500

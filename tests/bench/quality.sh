@@ -1,7 +1,7 @@
 #!/bin/sh
 # quality.sh — scaleno's decision engine against nomad-autoscaler's
 # target-value and Kubernetes HPA on every trace in contrib/traces/, through
-# `scaleno simulate --compare`. Prints tables; no pass/fail (SPEC §8).
+# `scaleno simulate --compare`. Prints tables; no pass/fail.
 #
 # Every tool runs with its documented defaults and the same shared settings
 # (min 2, max 60, backlog_per_worker 200, max_age 30s, startup 15s): the
@@ -9,7 +9,7 @@
 # defaults of scaleno.conf(5), as a user who writes no up/down section gets.
 # The header prints them from scaleno.conf(5), which test_config keeps
 # equal to the key table.
-# A second table runs the cautious SPEC §3 example (down: 60s, 3m, one at a
+# A second table runs a cautious policy (down: 60s, 3m, one at a
 # time) to show what a slow scale-in costs.
 #
 # x-ideal: worker-seconds over the ideal, the trace's arrivals divided by the
@@ -57,7 +57,7 @@ for q in defaults spec; do
 		echo "   so scaleno.conf(5) defaults apply: $(awk '/^\.It Ic scale\.(up|down)\./ { k = $3 } /^\.(Qq|Li) / && k != "" { printf "%s=%s ", substr(k, 7), $2; k = "" }' man/scaleno.conf.5)"
 		echo "   baselines: their own defaults (target-value: 10s eval, 5m cooldown, 1% threshold; hpa: 15s sync, 10% tolerance, 5m down window)"
 	else
-		echo "== policy \"spec\" (SPEC §3 example): shared settings as above; up: cooldown 10s, max_step 100%;"
+		echo "== policy \"spec\" (a cautious example): shared settings as above; up: cooldown 10s, max_step 100%;"
 		echo "   down: cooldown 60s, stabilization 3m, max_step 1"
 	fi
 	echo "   service rate $RATE/s per worker"

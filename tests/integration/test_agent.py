@@ -1,4 +1,4 @@
-"""scaleno agent against a real redis-server and the Nomad stand-in (SPEC §4, §9)."""
+"""scaleno agent against a real redis-server and the Nomad stand-in (scaleno(8))."""
 import os
 import signal
 import urllib.request
@@ -291,7 +291,7 @@ def status_command_reads_the_agent_then_redis():
 
 @suite.test
 def only_the_lease_holder_acts():
-    """Two agents on one Redis (SPEC §4.4): one holds the lease and scales, the other stands by;
+    """Two agents on one Redis (scaleno(8), agent.lease_key): one holds the lease and scales, the other stands by;
     when the holder stops, the other takes over."""
     env = AgentEnv(count=2)
     try:

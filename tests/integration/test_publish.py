@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""scaleno publish and the sticky key -> partition map (SPEC 6), against a real redis-server.
+"""scaleno publish and the sticky key -> partition map (scaleno(8), publish), against a real redis-server.
 
 Every message goes through the real binary and the real Lua script; the
 streams, the map and the groups are read back with redis-cli.
@@ -247,6 +247,97 @@ def test_exit_codes_and_errors():
     e.redis.kill()
     r = e.run("-q", "pay", "f", "v")
     assert r.returncode == 2 and e.redis.address in r.stderr and r.stdout == "", (r.returncode, r.stderr)
+
+
+@suite.test
+def test_stdin_json_lines_pipelined_with_the_sticky_map():
+    import json
+    e = Env(partitions=5)
+    # A key already mapped by a single publish keeps its partition through --stdin.
+    p_a, _ = e.publish("n", "single", key="acct-a")
+    lines, keys = [], []
+    for i in range(3000):
+        keys.append("abc"[i % 3])
+        lines.append(json.dumps({"key": "acct-" + keys[-1], "fields": {"n": str(i), "v": "x y"}}))
+    lines.insert(10, "")                                  # blank lines are skipped
+    lines.insert(20, json.dumps({"fields": {"n": "keyless"}}))
+    keys.insert(19, None)
+    r = e.run("-q", "pay", "--stdin", input="\n".join(lines) + "\n")
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    out = [l.split() for l in r.stdout.splitlines()]
+    assert len(out) == 3001, len(out)
+    parts = {}
+    for k, (part, _id) in zip(keys, out):
+        if k is not None:
+            parts.setdefault(k, set()).add(int(part))
+    assert parts["a"] == {p_a}, parts
+    assert all(len(v) == 1 for v in parts.values()), parts
+    # Per key, the stream holds the messages in input order.
+    for k, pset in parts.items():
+        ns = [int(dict(zip(f[::2], f[1::2]))["n"]) for _, f in e.entries(e.key_of(min(pset)))
+              if dict(zip(f[::2], f[1::2])).get("n", "").isdigit()]
+        assert ns == sorted(ns), k
+    total = sum(len(e.entries(e.key_of(p))) for p in range(5))
+    assert total == 3002, total
+    # The map is the one a single publish uses.
+    assert int(e.redis.cli("GET", "pay:key:acct-b")) == min(parts["b"])
+
+
+@suite.test
+def test_stdin_bad_lines_are_refused_and_the_rest_published():
+    e = Env(partitions=2)
+    r = e.run("-q", "pay", "--stdin", input='{"key":"k","fields":{"a":"1"}}\nnot json\n'
+              '{"key":5,"fields":{"a":"1"}}\n{"fields":{"a":2}}\n{"fields":{}}\n'
+              '{"key":null,"fields":{"a":"3"}}\n')
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert len(r.stdout.splitlines()) == 2, r.stdout
+    for n, msg in ((2, "not a JSON object"), (3, '"key" must be a string'),
+                   (4, 'field "a": the value must be a string'), (5, '"fields" is empty')):
+        assert "stdin line %d: %s" % (n, msg) in r.stderr, r.stderr
+    assert "2 message(s) published, 4 line(s) refused" in r.stderr, r.stderr
+    # A message Redis refuses (its partition stream holds a string) is refused alone.
+    e.redis.cli("SET", "pay:1", "not a stream")
+    r = e.run("-q", "pay", "--stdin", input='{"key":"k","fields":{"a":"1"}}\n' * 3 +
+              '{"fields":{"a":"x"}}\n' * 4)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.count("WRONGTYPE") == 2 + (hash_part("k", 2) == 1) * 3, r.stderr
+    assert all(l.startswith("0 ") for l in r.stdout.splitlines()), r.stdout
+    e.redis.cli("DEL", "pay:1")
+    for args in (["-q", "pay", "--stdin", "-k", "x"], ["-q", "pay", "--stdin", "f", "v"]):
+        r = e.run(*args, input="")
+        assert r.returncode == 1 and "--stdin takes" in r.stderr, (args, r.stderr)
+    # Redis down: exit 2, the lines that may not have been added named.
+    e.redis.kill()
+    r = e.run("-q", "pay", "--stdin", input='{"fields":{"a":"1"}}\n')
+    assert r.returncode == 2 and "lines 1 to 1 may or may not have been added" in r.stderr, r.stderr
+
+
+@suite.test
+def test_stdin_survives_a_script_flush_between_batches():
+    import json
+    e = Env(partitions=3)
+    p = subprocess.Popen([H.SCALENO, "publish", "-c", e.conf, "-q", "pay", "--stdin"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        first = "".join(json.dumps({"key": "k%d" % (i % 7), "fields": {"n": str(i)}}) + "\n"
+                        for i in range(1024))
+        p.stdin.write(first)
+        p.stdin.flush()
+        got = [p.stdout.readline() for _ in range(1024)]    # the first batch is answered
+        assert all(len(l.split()) == 2 for l in got), got[:3]
+        e.redis.cli("SCRIPT", "FLUSH")
+        p.stdin.write("".join(json.dumps({"key": "k%d" % (i % 7), "fields": {"n": str(i)}}) + "\n"
+                              for i in range(1024, 1500)))
+        p.stdin.close()
+        rest = p.stdout.read()
+        assert p.wait(timeout=20) == 0, p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert len(rest.splitlines()) == 476, len(rest.splitlines())
+    assert sum(len(e.entries(e.key_of(i))) for i in range(3)) == 1500
 
 
 if __name__ == "__main__":

@@ -99,8 +99,30 @@ def compare_and_svg():
     assert len(lines) >= 6, len(lines)   # backlog, age, running, desired, 2 baselines
     texts = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
     for label in ("backlog (messages)", "oldest age (s)", "workers", "time (s)", "max_age",
-                  "scaleno desired", "hpa desired", "target-value desired"):
+                  "scaleno desired", "hpa desired", "target-value desired", "arrivals (msgs/s)",
+                  "arrivals/s", "capacity at max (60 x 10/s)"):
         assert label in texts, label
+    # arrivals have their own line; capacity, max_age and max are dashed lines across a panel
+    assert len(lines) >= 7, len(lines)
+    dashed = [l for l in root.findall("s:line", ns) if l.get("stroke-dasharray") == "6,4"
+              and float(l.get("x2")) - float(l.get("x1")) > 500]
+    assert len(dashed) == 3, len(dashed)
+    assert "cannot keep up" not in r.stdout
+
+
+@suite.test
+def says_when_max_cannot_keep_up():
+    d, conf = config(q("small", min=1, max=3))
+    trace = harness.write(os.path.join(d, "peak.csv"), "t,arrivals\n0,10\n1,95\n2,10\n")
+    r = harness.run_scaleno(["simulate", "-c", conf, "-q", "small", "--trace", trace,
+                             "--service-rate", "10"])
+    assert r.returncode == 0, r.stderr
+    assert ("warning: this policy cannot keep up: scale.max = 3 workers x 10 msgs/s = 30 msgs/s "
+            "is below the trace's peak arrival rate, 95 msgs/s at 1s; it would take 10 workers") \
+        in r.stdout, r.stdout
+    r = harness.run_scaleno(["simulate", "-c", conf, "-q", "small", "--trace", trace,
+                             "--service-rate", "40"])
+    assert r.returncode == 0 and "cannot keep up" not in r.stdout, r.stdout
 
 
 @suite.test

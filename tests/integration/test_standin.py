@@ -1,4 +1,4 @@
-"""The Nomad stand-in behaves like Nomad as nomad-api.md describes it (real HTTP, real processes)."""
+"""The Nomad stand-in behaves like Nomad as its HTTP API documentation describes it (real HTTP, real processes)."""
 import json
 import os
 import signal
@@ -510,7 +510,7 @@ def test_bad_job_file_and_listen_address():
     assert r.returncode == 0 and "Job file" in r.stdout and "/_standin/faults" in r.stdout
 
 
-# ---------------------------------------------------------------- issue 8: Nomad as it really behaves
+# ---------------------------------------------------------------- Nomad as it really behaves
 
 def job_json(n, jid, ns=None):
     q = "?namespace=" + ns if ns else ""

@@ -1,4 +1,4 @@
-"""scaleno worker's supervisor with the real binary and a real redis-server (SPEC §5, §5.3, §7).
+"""scaleno worker's supervisor with the real binary and a real redis-server (scaleno-worker(8)).
 
 Consumers start, a kill -9'd consumer comes back after a backoff, a consumer that keeps dying
 is restarted with growing delays (never a tight loop, never given up) and raises a crash-loop
@@ -175,8 +175,8 @@ def consumers_start_and_drain_on_sigint():
     harness.wait_until(lambda: len(w.consumers()) == 4, timeout=10, interval=0.002,
                        what="4 consumer processes")
     t_forked = time.monotonic() - w.t0
-    harness.wait_until(lambda: w.http("/healthz")[0] == 200 and "4 of 4" in w.http("/healthz")[1],
-                       timeout=10, what="/healthz to report 4 of 4")
+    harness.wait_until(lambda: w.http("/readyz")[0] == 200 and "4 of 4" in w.http("/readyz")[1],
+                       timeout=10, what="/readyz to report 4 of 4")
     harness.wait_until(lambda: os.path.exists(w.handler_log) and "first" in open(w.handler_log).read(),
                        timeout=15, interval=0.002, what="the first message handled")
     t_first = time.monotonic() - w.t0
@@ -350,9 +350,9 @@ def drain_deadline_kills_nothing_lost():
     members = session_members(w.proc.pid)
     t = time.monotonic()
     w.proc.send_signal(signal.SIGINT)
-    # While it drains, /healthz says so (load balancers and checks stop sending work).
-    harness.wait_until(lambda: w.http("/healthz") == (503, "draining\n"), timeout=2.4,
-                       interval=0.01, what="/healthz to report draining")
+    # While it drains, /readyz says so (load balancers and checks stop sending work).
+    harness.wait_until(lambda: w.http("/readyz") == (503, "draining\n"), timeout=2.4,
+                       interval=0.01, what="/readyz to report draining")
     rc = w.proc.wait(timeout=10)
     took = time.monotonic() - t
     # Within drain_timeout + the supervisor's grace, and before kill_timeout (5s), on the
@@ -425,7 +425,7 @@ def port_in_use_is_a_warning():
     try:
         w.start()
         harness.wait_until(lambda: len(w.consumers()) == 1, timeout=10, what="the consumer")
-        harness.wait_until(lambda: "/metrics and /healthz are off" in w.logtext(), timeout=5,
+        harness.wait_until(lambda: "/metrics, /healthz and /readyz are off" in w.logtext(), timeout=5,
                            what="the warning")
         rc = harness.stop(w.proc, signal.SIGINT, timeout=10)
         assert rc == 0, rc

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""scaleno worker: the four error-handling modes and their SPEC §9 guarantees.
+"""scaleno worker: the four error-handling modes and their guarantees (scaleno-worker(8), MODES).
 
 Real redis-server (AOF, appendfsync always), the real `scaleno worker`, and a
 small pipe handler written here (Python) that logs every success to a file.
@@ -353,7 +353,7 @@ def test_mode2_order_holds_and_drops():
 
 @suite.test
 def test_keys_keep_order_while_workers_come_and_go():
-    """SPEC 9, order-critical: 4 partitions, 12 keys, workers (allocations) added, killed with
+    """Order-critical (scaleno-worker(8), MODES): 4 partitions, 12 keys, workers (allocations) added, killed with
     kill -9 and replaced while messages flow: every key's messages reach the handler in publish
     order (a redelivery of the message in flight is allowed, an older one after a newer is not)."""
     P, KEYS, ROUND = 4, 12, 240

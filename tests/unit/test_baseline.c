@@ -1,6 +1,6 @@
 /*
  * test_baseline — each baseline pinned to worked examples of its published
- * formula (reference/autoscaler-anchors.md §(b)), with backlog_per_worker
+ * formula (scaleno-simulate(1), BASELINES), with backlog_per_worker
  * 200 as the target.
  */
 #include <string.h>

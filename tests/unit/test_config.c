@@ -739,6 +739,90 @@ test_helpers(void)
 	config_free(NULL);
 }
 
+/* Durations are decimal: no hexadecimal, exponent, infinity or blanks in front. */
+static void
+test_duration_syntax(void)
+{
+	static const struct {
+		const char *s;
+		int64_t ms;	/* -1: refused */
+	} cases[] = {
+		{ "0x10s", -1 }, { "0X1Ams", -1 }, { "1e3s", -1 }, { "inf", -1 }, { "infs", -1 },
+		{ "nans", -1 }, { " 5s", -1 }, { "+5s", -1 }, { ".5s", -1 }, { "5..s", -1 },
+		{ "5", -1 }, { "s", -1 }, { "-1s", -1 },
+		{ "0s", 0 }, { "500ms", 500 }, { "1.5s", 1500 }, { "2m", 120000 }, { "1h", 3600000 },
+		{ "007s", 7000 },
+	};
+	char err[256];
+
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		int64_t ms = -7;
+		int rc = util_parse_duration(cases[i].s, &ms, err, sizeof(err));
+
+		CU_ASSERT_EQUAL(rc, cases[i].ms < 0 ? -1 : 0);
+		if (cases[i].ms >= 0)
+			CU_ASSERT_EQUAL(ms, cases[i].ms);
+		if (rc != (cases[i].ms < 0 ? -1 : 0))
+			fprintf(stderr, "duration \"%s\": rc %d\n", cases[i].s, rc);
+	}
+	CU_ASSERT_EQUAL(util_parse_duration("0x10s", &(int64_t){ 0 }, err, sizeof(err)), -1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "invalid duration \"0x10s\""));
+}
+
+/* A secret file must be a regular file: a FIFO is refused at once, never waited on. */
+static void
+test_secret_files(void)
+{
+	char dir[] = "/tmp/scaleno-secret.XXXXXX", fifo[64], file[64], conf[64], cmd[PATH_MAX + 128];
+	char err[256], out[4096] = "";
+	FILE *f, *p;
+	size_t n;
+	char *v;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	snprintf(file, sizeof(file), "%s/token", dir);
+	snprintf(conf, sizeof(conf), "%s/main.conf", dir);
+	CU_ASSERT_EQUAL_FATAL(mkfifo(fifo, 0600), 0);
+	v = util_read_secret(fifo, 4096, err, sizeof(err));
+	CU_ASSERT_PTR_NULL(v);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "is a FIFO, not a regular file"));
+	v = util_read_secret(dir, 4096, err, sizeof(err));
+	CU_ASSERT_PTR_NULL(v);
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "is a directory, not a regular file"));
+	f = fopen(file, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fputs("tok-1\n", f);
+	fclose(f);
+	CU_ASSERT_EQUAL(chmod(file, 0644), 0);
+	v = util_read_secret(file, 4096, err, sizeof(err));
+	CU_ASSERT_PTR_NOT_NULL(v);
+	if (v != NULL)
+		CU_ASSERT_STRING_EQUAL(v, "tok-1");
+	free(v);
+	/* scaleno check: the FIFO is an error (at once), a world-readable file a warning. */
+	f = fopen(conf, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f, "nomad: { token_file = \"%s\"; };\nredis: { password_file = \"%s\"; };\n"
+	    "agent: { policy_dir = \".\"; };\n", fifo, file);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "timeout 10 %s/build/scaleno check -c %s 2>&1", top, conf);
+	p = popen(cmd, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	CU_ASSERT_EQUAL(WEXITSTATUS(pclose(p)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "nomad.token_file: "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "is a FIFO, not a regular file"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "main.conf:2: redis.password_file: "));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "is readable by every user (mode 0644)"));
+	CU_ASSERT_PTR_NULL(strstr(out, "tok-1"));
+	unlink(fifo);
+	unlink(file);
+	unlink(conf);
+	rmdir(dir);
+}
+
 /* ---- the table against the documentation and the examples ---- */
 
 /* What the man page shows as the default: "Qq x" for strings, "Li x" otherwise. */
@@ -936,6 +1020,8 @@ main(void)
 	CU_add_test(s, "generated bad files", test_bad_generated);
 	CU_add_test(s, "mangled policies never crash", test_mangled_policies);
 	CU_add_test(s, "helpers", test_helpers);
+	CU_add_test(s, "duration syntax", test_duration_syntax);
+	CU_add_test(s, "secret files", test_secret_files);
 	CU_add_test(s, "every key in scaleno.conf(5)", test_docs_match_table);
 	CU_add_test(s, "every key in etc/", test_examples_match_table);
 	CU_add_test(s, "scaleno check exit codes", test_check_exit_codes);

@@ -1,5 +1,5 @@
 /*
- * test_modes — the decision table of the four modes (SPEC §5.2).
+ * test_modes — the decision table of the four modes (scaleno-worker(8), MODES).
  */
 #include <CUnit/Basic.h>
 

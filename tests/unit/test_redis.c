@@ -345,13 +345,18 @@ test_missing(void)
 	CU_ASSERT(s.ok);
 	CU_ASSERT_TRUE(s.stream_missing);
 	CU_ASSERT_EQUAL(s.lag + s.pending + s.length, 0);
-	cmd("XADD nogroup * a 1");
+	/* No group yet (scale from zero): every entry is backlog, aged from the first id. */
+	cmd("XADD nogroup 1000-0 a 1");
+	cmd("XADD nogroup * a 2");
 	s = sample_one(r, &q2);
 	CU_ASSERT(s.ok);
 	CU_ASSERT_FALSE(s.stream_missing);
 	CU_ASSERT_TRUE(s.group_missing);
-	CU_ASSERT_EQUAL(s.length, 1);
-	CU_ASSERT_EQUAL(s.lag + s.pending, 0);
+	CU_ASSERT_EQUAL(s.length, 2);
+	CU_ASSERT_EQUAL(s.lag, 2);
+	CU_ASSERT_EQUAL(s.pending, 0);
+	CU_ASSERT_EQUAL(s.entries_read, 0);
+	CU_ASSERT(s.oldest_age_ms > 1000000000000LL);
 	redis_free(r);
 }
 

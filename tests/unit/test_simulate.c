@@ -218,6 +218,24 @@ test_trace_reader(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent/trace.csv"));
 }
 
+/* The workers the peak needs: ceil(peak / service rate), the peak and its second. */
+static void
+test_workers_needed(void)
+{
+	double arr[] = { 10, 95, 10, 95 }, none[] = { 0, 0 };
+	struct sim_trace tr = { arr, 4 }, empty = { none, 2 };
+	double peak = -1;
+	size_t at = 9;
+
+	CU_ASSERT_EQUAL(sim_trace_workers_needed(&tr, 10, &peak, &at), 10);
+	CU_ASSERT_DOUBLE_EQUAL(peak, 95, 1e-9);
+	CU_ASSERT_EQUAL(at, 1);
+	CU_ASSERT_EQUAL(sim_trace_workers_needed(&tr, 9.5, NULL, NULL), 10);
+	CU_ASSERT_EQUAL(sim_trace_workers_needed(&tr, 0.1, NULL, NULL), 950);
+	CU_ASSERT_EQUAL(sim_trace_workers_needed(&empty, 10, &peak, NULL), 0);
+	CU_ASSERT_DOUBLE_EQUAL(peak, 0, 1e-9);
+}
+
 static void
 test_csv_writer(void)
 {
@@ -295,6 +313,7 @@ main(void)
 	CU_add_test(s, "share of surge seconds within max_age", test_surge_share);
 	CU_add_test(s, "trace reader and its errors", test_trace_reader);
 	CU_add_test(s, "CSV timeline", test_csv_writer);
+	CU_add_test(s, "workers the peak needs", test_workers_needed);
 	CU_add_test(s, "--stdin protocol", test_stdin_protocol);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
