@@ -50,6 +50,7 @@ struct httpc_xfer {
 	const char *url;
 	const char *body;		/* POST this; NULL: GET */
 	const struct httpc_headers *headers;
+	size_t reply_max;		/* a longer reply fails HTTPC_FAIL_TOO_BIG; 0: the client's */
 	void *arg;			/* the caller's */
 
 	int attempts;			/* attempts started */

@@ -254,7 +254,7 @@ attempt_start(struct httpc *c, struct xfer_state *st, int64_t remaining_ms)
 	rc = easy_common(e, x->url, x->body, remaining_ms, connect_ms);
 #define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
 	SET(CURLOPT_ACCEPT_ENCODING, "");
-	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->reply_max);
+	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)st->reply_max);
 	SET(CURLOPT_WRITEFUNCTION, reply_write);
 	SET(CURLOPT_WRITEDATA, st);
 	SET(CURLOPT_ERRORBUFFER, st->curl_err);
@@ -377,7 +377,7 @@ httpc_run(struct httpc *c, struct httpc_xfer *xs, size_t n, int64_t deadline_ms,
 	/* A ring of transfers ready for an attempt: each sits in it at most once. */
 	for (size_t i = 0; i < n; i++) {
 		states[i].x = &xs[i];
-		states[i].reply_max = c->reply_max;
+		states[i].reply_max = xs[i].reply_max > 0 ? xs[i].reply_max : c->reply_max;
 		ready[qtail++ % n] = i;
 	}
 	/* Bounded by the deadline: every wait below ends at it at the latest. */
