@@ -180,7 +180,23 @@ nomad_client_new(const struct nomad_conf *conf, char *err, size_t errlen)
 		snprintf(err, errlen, "nomad address \"%.100s\" is not a valid URL", addr);
 		goto fail;
 	}
-	if ((c->address = strdup(addr)) == NULL)
+	if (conf->tls_server_name != NULL && *conf->tls_server_name != '\0' &&
+	    strncmp(addr, "https://", 8) == 0) {
+		/* Connect to the address, check the certificate for the name. */
+		char *connect_to = NULL;
+
+		if (httpc_url_server_name(addr, conf->tls_server_name, &c->address, &connect_to) < 0) {
+			snprintf(err, errlen, "nomad tls_server_name \"%.100s\" is not a host name",
+			    conf->tls_server_name);
+			goto fail;
+		}
+		hc.connect_to = connect_to;
+		httpc_free(c->http);
+		c->http = httpc_new(&hc, err, errlen);
+		free(connect_to);
+		if (c->http == NULL)
+			goto fail;
+	} else if ((c->address = strdup(addr)) == NULL)
 		goto oom;
 	alen = strlen(c->address);
 	while (alen > 0 && c->address[alen - 1] == '/')
