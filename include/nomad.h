@@ -70,6 +70,7 @@ struct nomad_call {
 	bool stale;			/* reads: any server may answer (?stale) */
 	/* NOMAD_CALL_SCALE */
 	int count;
+	bool no_count;			/* record a scaling event only: no Count, nothing changes */
 	const char *message;		/* the decision's reason */
 	const char *meta_json;		/* JSON object text for Meta, or NULL */
 
@@ -88,6 +89,7 @@ struct nomad_call {
 	struct nomad_event event;	/* STATUS: the newest counted, non-error event */
 	/* NOMAD_CALL_JOB results: the group's scaling block, -1/-1 when it has none */
 	int scaling_min, scaling_max;
+	char job_type[16];		/* service, batch, system, sysbatch */
 	/* JOB and SCALE: the job's JobModifyIndex (afterwards); STATUS: its ModifyIndex */
 	uint64_t job_modify_index;
 	/* NOMAD_CALL_SCALE results */

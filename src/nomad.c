@@ -330,6 +330,9 @@ job_parse(struct nomad_call *call, const cJSON *root)
 		call_fail(call, NOMAD_BAD_REPLY, "job is not a JSON object");
 		return;
 	}
+	if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "Type")))
+		util_strlcpy(call->job_type, cJSON_GetObjectItemCaseSensitive(root, "Type")->valuestring,
+		    sizeof(call->job_type));
 	if (json_flag(cJSON_GetObjectItemCaseSensitive(root, "Stop"), &call->job_stopped) < 0 ||
 	    json_index(cJSON_GetObjectItemCaseSensitive(root, "JobModifyIndex"), &call->job_modify_index) < 0) {
 		call_fail(call, NOMAD_BAD_REPLY, "job: Stop or JobModifyIndex missing or of the wrong type");
@@ -745,7 +748,7 @@ call_prepare(struct nomad_client *c, struct call_req *rq)
 		}
 	}
 	if ((root = cJSON_CreateObject()) == NULL ||
-	    cJSON_AddNumberToObject(root, "Count", call->count) == NULL ||
+	    (!call->no_count && cJSON_AddNumberToObject(root, "Count", call->count) == NULL) ||
 	    (target = cJSON_AddObjectToObject(root, "Target")) == NULL ||
 	    cJSON_AddStringToObject(target, "Job", call->job) == NULL ||
 	    cJSON_AddStringToObject(target, "Group", call->group) == NULL ||
@@ -819,6 +822,7 @@ call_reset(struct nomad_call *call)
 	memset(&call->event, 0, sizeof(call->event));
 	call->bound_min = call->bound_max = -1;
 	call->scaling_min = call->scaling_max = -1;
+	call->job_type[0] = '\0';
 	call->job_modify_index = 0;
 	call->eval_id[0] = '\0';
 	call->index = 0;

@@ -324,5 +324,42 @@ def without_list_jobs_one_read_per_group():
         env.close()
 
 
+# ---- scaleno check --online ------------------------------------------------------------------
+
+@suite.test
+def check_online_asks_redis_and_nomad():
+    tokens = [{"SecretID": "good", "Name": "good", "Type": "client",
+               "Namespaces": {"default": ["scale", "read-job", "list-jobs"]}},
+              {"SecretID": "reader", "Name": "reader", "Type": "client", "Namespaces": {"default": ["read"]}},
+              {"SecretID": "root", "Name": "root", "Type": "management"}]
+    jobs = job(4, {"Min": 1, "Max": 6}) + [{"ID": "other", "TaskGroups": [{"Name": "worker", "Count": 1,
+                                                                         "Scaling": {"Max": 3}}]}]
+    env = AgentEnv(jobs=jobs, policy=policy_conf(min=2, max=20), standin_tokens=tokens)
+    try:
+        def check(token):
+            return harness.run_scaleno(["check", "-c", env.conf, "--online"], env=dict(os.environ, NOMAD_TOKEN=token))
+        r = check("good")
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert "narrows the policy's [2..20] to [2..6]" in r.stdout and "online check OK" in r.stdout, r.stdout
+        st = env.nomad.scale_status("payments-worker", token="root")["TaskGroups"]["worker"]
+        assert st["Desired"] == 4 and st["Events"][0]["Count"] is None, st   # the probe changed nothing
+        r = check("reader")
+        assert r.returncode == 1 and "may not scale job payments-worker" in r.stderr, (r.stdout, r.stderr)
+        assert "online check FAILED" in r.stdout
+        # A missing job, a block that cannot overlap, a missing stream (only a warning).
+        harness.write(os.path.join(env.dir, "policies.d", "ghost.conf"), policy_conf(name="ghost", job="nosuch"))
+        harness.write(os.path.join(env.dir, "policies.d", "tight.conf"), policy_conf(name="tight", job="other", min=5))
+        r = check("good")
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert "queue ghost: nomad: job nosuch: not_found" in r.stderr, r.stderr
+        assert "queue tight: nomad: job other group worker scaling block [1..3] does not overlap" in r.stderr, r.stderr
+        assert "stream ghost does not exist yet" in r.stdout, r.stdout
+        env.redis.kill()
+        r = check("good")
+        assert r.returncode == 1 and "redis" in r.stderr, r.stderr
+    finally:
+        env.close()
+
+
 if __name__ == "__main__":
     suite.main()
