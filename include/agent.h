@@ -42,6 +42,30 @@ struct agent_queue {
 	int64_t nomad_retry_at_ms;
 	int64_t nomad_down_since_ms;
 	bool deployment_logged;
+	bool config_alerted;		/* a configuration error (NOMAD_CONFIG) was alerted */
+
+	/* The job's own scaling block (scaleno(8), "Bounds"): -1 when none is known. */
+	int job_min, job_max;
+	bool bounds_learnt;		/* taught by a 400, not read from the job */
+	int bounds_logged_min, bounds_logged_max;	/* what was last logged */
+	bool job_read_due;		/* read the job (its scaling block) at the next status phase */
+	bool job_read_denied;		/* 403: the token lacks read-job */
+	uint64_t job_index;		/* the job's JobModifyIndex (list) or ModifyIndex (status) as last seen */
+	bool status_due;		/* read the group's scale status this tick */
+	bool backing_off;		/* this tick: waiting out a Nomad failure's backoff */
+	int queued;			/* allocations Nomad could not place (job summary) */
+
+	/* Capacity (scaleno(8), "Blocked"): Placed below Desired since, 0 when not. */
+	int64_t short_since_ms;
+	bool blocked;
+
+	/* History: the newest scaling event taken as the last action (wall-clock s). */
+	double event_seen_s;
+	/* A scale whose outcome is unknown (timeout, 5xx, deployment after a retry). */
+	bool unsure;
+	struct decision unsure_dec;
+	double unsure_t;
+	int unsure_from;		/* Desired when it was sent */
 
 	struct decision dec;
 	bool have_dec;
@@ -65,6 +89,8 @@ struct agent {
 	uint64_t redis_errors;
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t ticks;
+	int jobs_list;			/* GET /v1/jobs: 0 untried or failing, 1 works, -1 denied */
+	uint64_t nomad_requests;	/* HTTP attempts made to Nomad */
 	int64_t redis_down_since_ms;
 	int64_t last_tick_ms;
 	double last_tick_s;		/* duration of the last tick */
@@ -76,6 +102,9 @@ struct agent {
 	int64_t snap_stall_ms;		/* /healthz: no tick for this long is a stall */
 	char snap_unready[256];		/* /readyz: why the agent is not ready ("" = ready) */
 };
+
+/* The bounds the agent asks within: the policy's narrowed by the job's scaling block. */
+void agent_queue_bounds(const struct agent_queue *s, int *lo, int *hi);
 
 /* --dry-run or agent.dry_run. */
 bool agent_dry_run(const struct agent *a);

@@ -36,6 +36,12 @@ struct queue_view {
 	bool job_stopped;
 	enum nomad_result nomad_last;
 	const char *nomad_error;
+	bool bounds_known;		/* the agent: the bounds below are known */
+	int min, max;			/* what the agent asks within */
+	int job_min, job_max;		/* the job's scaling block; -1: none known */
+	bool bounds_learnt;		/* from a 400 rather than the job */
+	bool blocked;			/* Nomad cannot place what it has (scaleno(8), "Blocked") */
+	int queued;
 
 	const struct decision *dec;	/* NULL: none yet (or no agent) */
 	const struct decide_state *ds;	/* NULL: no cooldowns (no agent) */

@@ -54,6 +54,7 @@ struct nomad_conf {
 	char *namespace;
 	char *region;
 	char *ca_file, *cert_file, *key_file;
+	char *tls_server_name;	/* "": the address's host */
 	int64_t timeout_ms;
 };
 

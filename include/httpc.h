@@ -27,6 +27,7 @@ enum httpc_fail {
 
 struct httpc_conf {
 	const char *ca_file, *cert_file, *key_file;	/* TLS; NULL or "": the defaults */
+	const char *connect_to;	/* "HOST:PORT:CONNECT-HOST:CONNECT-PORT" (curl's CONNECT_TO), or NULL */
 	int host_conns;		/* connections to one host at once, kept between batches */
 	size_t reply_max;	/* a longer reply fails HTTPC_FAIL_TOO_BIG */
 };
@@ -50,6 +51,7 @@ struct httpc_xfer {
 	const char *url;
 	const char *body;		/* POST this; NULL: GET */
 	const struct httpc_headers *headers;
+	size_t reply_max;		/* a longer reply fails HTTPC_FAIL_TOO_BIG; 0: the client's */
 	void *arg;			/* the caller's */
 
 	int attempts;			/* attempts started */
@@ -97,6 +99,15 @@ int httpc_request(const struct httpc_request *r, long *status, struct strbuf *re
 
 /* 0 when url parses as a URL; -1 otherwise. */
 int httpc_url_check(const char *url);
+
+/*
+ * For a TLS server name other than base_url's host (like NOMAD_TLS_SERVER_NAME):
+ * *url is base_url with its host replaced by name, *connect_to the line for
+ * httpc_conf.connect_to that still connects to base_url's host and port, so
+ * the certificate is checked (and SNI sent) for name. 0, or -1 when base_url
+ * or name is not usable. The caller frees both.
+ */
+int httpc_url_server_name(const char *base_url, const char *name, char **url, char **connect_to);
 
 /* Append s percent-encoded (all but A-Z a-z 0-9 - . _ ~) to b. */
 void httpc_escape(struct strbuf *b, const char *s);

@@ -58,6 +58,24 @@ field_read(const void *base, const struct field *f)
 	return 0;
 }
 
+static double
+bound_min(const void *base)
+{
+	int lo, hi;
+
+	agent_queue_bounds(base, &lo, &hi);
+	return lo;
+}
+
+static double
+bound_max(const void *base)
+{
+	int lo, hi;
+
+	agent_queue_bounds(base, &lo, &hi);
+	return hi;
+}
+
 /* The last decision's count; before the first decision, Nomad's desired count. */
 static double
 decision_count(const void *base)
@@ -85,6 +103,15 @@ static const struct metric queue_metrics[] = {
 	  NEED_NOMAD, NULL, NULL, QUEUE_FIELD(F_INT, desired) },
 	{ "scaleno_workers_running", EXPO_GAUGE, "Nomad's running allocations of the worker group.",
 	  NEED_NOMAD, NULL, NULL, QUEUE_FIELD(F_INT, running) },
+	{ "scaleno_workers_min", EXPO_GAUGE,
+	  "Least count the agent asks for: the policy's min raised by the job's scaling block.",
+	  NEED_NOMAD, NULL, NULL, { F_INT, 0, bound_min } },
+	{ "scaleno_workers_max", EXPO_GAUGE,
+	  "Most the agent asks for: the policy's max lowered by the job's scaling block.",
+	  NEED_NOMAD, NULL, NULL, { F_INT, 0, bound_max } },
+	{ "scaleno_workers_blocked", EXPO_GAUGE,
+	  "1 while Nomad cannot place the group's allocations (scale-ups held).",
+	  NEED_NOMAD, NULL, NULL, QUEUE_FIELD(F_BOOL, blocked) },
 	{ "scaleno_queue_dlq_length", EXPO_GAUGE, "Entries in the dead-letter stream.",
 	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_I64, ss.cur.dlq_length) },
 	{ "scaleno_queue_retry_length", EXPO_GAUGE, "Entries waiting in the delayed retry stages.",
@@ -109,6 +136,8 @@ static const struct metric agent_metrics[] = {
 	  NEED_NOTHING, NULL, NULL, AGENT_FIELD(F_U64, redis_errors) },
 	{ "scaleno_agent_leader", EXPO_GAUGE, "1 when this agent holds the lease and acts.",
 	  NEED_NOTHING, NULL, NULL, AGENT_FIELD(F_BOOL, leader) },
+	{ "scaleno_nomad_requests_total", EXPO_COUNTER, "HTTP requests made to Nomad (retries included).",
+	  NEED_NOTHING, NULL, NULL, AGENT_FIELD(F_U64, nomad_requests) },
 	{ "scaleno_agent_ticks_total", EXPO_COUNTER, "Ticks that evaluated at least one queue.",
 	  NEED_NOTHING, NULL, NULL, AGENT_FIELD(F_U64, ticks) },
 	{ "scaleno_agent_tick_seconds", EXPO_GAUGE, "Wall time of the last tick.",

@@ -56,6 +56,8 @@ view_sample(cJSON *smp, const struct queue_view *v)
 static void
 view_nomad(cJSON *nmd, const struct queue_view *v)
 {
+	cJSON *bnd;
+
 	if (!v->nomad_known)
 		return;
 	cJSON_AddBoolToObject(nmd, "ok", v->nomad_ok);
@@ -65,6 +67,25 @@ view_nomad(cJSON *nmd, const struct queue_view *v)
 	cJSON_AddBoolToObject(nmd, "job_stopped", v->job_stopped);
 	cJSON_AddStringToObject(nmd, "last_result", nomad_result_name(v->nomad_last));
 	cJSON_AddStringToObject(nmd, "error", v->nomad_error != NULL ? v->nomad_error : "");
+	if (v->bounds_known && (bnd = cJSON_AddObjectToObject(nmd, "bounds")) != NULL) {
+		cJSON_AddNumberToObject(bnd, "min", v->min);
+		cJSON_AddNumberToObject(bnd, "max", v->max);
+		if (v->job_min >= 0)
+			cJSON_AddNumberToObject(bnd, "job_min", v->job_min);
+		else
+			cJSON_AddNullToObject(bnd, "job_min");
+		if (v->job_max >= 0)
+			cJSON_AddNumberToObject(bnd, "job_max", v->job_max);
+		else
+			cJSON_AddNullToObject(bnd, "job_max");
+		/* Who narrowed them: the policy alone, the job's scaling block, or a 400. */
+		cJSON_AddStringToObject(bnd, "source", v->min == v->q->scale.min &&
+		    v->max == v->q->scale.max ? "policy" : v->bounds_learnt ? "learnt" : "job");
+	}
+	if (v->bounds_known) {
+		cJSON_AddBoolToObject(nmd, "blocked", v->blocked);
+		cJSON_AddNumberToObject(nmd, "queued", v->queued);
+	}
 }
 
 cJSON *
@@ -142,7 +163,11 @@ agent_queue_view(const struct agent_queue *s, double now, struct queue_view *v)
 		.dec = s->have_dec ? &s->dec : NULL, .ds = &s->ds,
 		.counters = true, .actions_up = s->actions_up, .actions_down = s->actions_down,
 		.nomad_errors = s->nomad_errors,
+		.bounds_known = s->q->scale.target == SCALE_TARGET_NOMAD,
+		.job_min = s->job_min, .job_max = s->job_max, .bounds_learnt = s->bounds_learnt,
+		.blocked = s->blocked, .queued = s->queued,
 	};
+	agent_queue_bounds(s, &v->min, &v->max);
 }
 
 char *

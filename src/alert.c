@@ -63,6 +63,8 @@ static const char *const kind_names[] = {
 	[ALERT_AT_MAX_OVER_AGE] = "at_max_over_age",
 	[ALERT_NOMAD_UNREACHABLE] = "nomad_unreachable",
 	[ALERT_REDIS_UNREACHABLE] = "redis_unreachable",
+	[ALERT_NOMAD_BLOCKED] = "nomad_blocked",
+	[ALERT_NOMAD_CONFIG] = "nomad_config",
 };
 
 const char *

@@ -158,6 +158,8 @@ const struct cfg_key config_keys[] = {
 	  "NOMAD_CLIENT_CERT", NULL, CFG_PATH, "Client certificate for mutual TLS." },
 	{ CFG_MAIN, "nomad.key_file", CFG_STRING, "\"\"", 0, 0, M(nomad.key_file), 0, NULL, "NOMAD_CLIENT_KEY",
 	  NULL, CFG_PATH, "Client key for mutual TLS." },
+	{ CFG_MAIN, "nomad.tls_server_name", CFG_STRING, "\"\"", 0, 0, M(nomad.tls_server_name), 0, NULL,
+	  "NOMAD_TLS_SERVER_NAME", NULL, 0, "Name checked in Nomad's certificate (\"\" = the address's host)." },
 	{ CFG_MAIN, "nomad.timeout", CFG_DURATION, "\"5s\"", 1, 10 * MS_MINUTE, M(nomad.timeout_ms), 0, NULL,
 	  NULL, NULL, 0, "Time limit of one Nomad API call." },
 	/* main file: agent */

@@ -25,6 +25,7 @@
 struct httpc {
 	CURLM *multi;
 	char *ca_file, *cert_file, *key_file;
+	struct curl_slist *connect_to;
 	size_t reply_max;
 	CURL *pool[HTTPC_POOL_MAX];
 	int npool;
@@ -73,6 +74,41 @@ httpc_url_check(const char *url)
 	rc = curl_url_set(u, CURLUPART_URL, url, 0);
 	curl_url_cleanup(u);
 	return rc == CURLUE_OK ? 0 : -1;
+}
+
+int
+httpc_url_server_name(const char *base_url, const char *name, char **url, char **connect_to)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL, *out = NULL;
+	int rc = -1;
+
+	*url = *connect_to = NULL;
+	if (u == NULL || name == NULL || *name == '\0' || strpbrk(name, ":/@[]?#% \t\r\n") != NULL)
+		goto done;
+	if (curl_url_set(u, CURLUPART_URL, base_url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+	    curl_url_set(u, CURLUPART_HOST, name, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK)
+		goto done;
+	/* An IPv6 host keeps its brackets in CONNECT_TO, as in a URL. */
+	if (asprintf(connect_to, "%s:%s:%s:%s", name, port, host, port) < 0) {
+		*connect_to = NULL;
+		goto done;
+	}
+	if ((*url = strdup(out)) == NULL) {
+		free(*connect_to);
+		*connect_to = NULL;
+		goto done;
+	}
+	rc = 0;
+done:
+	curl_free(host);
+	curl_free(port);
+	curl_free(out);
+	curl_url_cleanup(u);
+	return rc;
 }
 
 void
@@ -127,7 +163,8 @@ httpc_new(const struct httpc_conf *conf, char *err, size_t errlen)
 	c->reply_max = conf->reply_max;
 	if ((conf->ca_file != NULL && (c->ca_file = strdup(conf->ca_file)) == NULL) ||
 	    (conf->cert_file != NULL && (c->cert_file = strdup(conf->cert_file)) == NULL) ||
-	    (conf->key_file != NULL && (c->key_file = strdup(conf->key_file)) == NULL))
+	    (conf->key_file != NULL && (c->key_file = strdup(conf->key_file)) == NULL) ||
+	    (conf->connect_to != NULL && (c->connect_to = curl_slist_append(NULL, conf->connect_to)) == NULL))
 		goto oom;
 	if ((c->multi = curl_multi_init()) == NULL) {
 		snprintf(err, errlen, "curl_multi_init failed");
@@ -156,6 +193,7 @@ httpc_free(struct httpc *c)
 	free(c->ca_file);
 	free(c->cert_file);
 	free(c->key_file);
+	curl_slist_free_all(c->connect_to);
 	free(c);
 }
 
@@ -254,7 +292,7 @@ attempt_start(struct httpc *c, struct xfer_state *st, int64_t remaining_ms)
 	rc = easy_common(e, x->url, x->body, remaining_ms, connect_ms);
 #define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
 	SET(CURLOPT_ACCEPT_ENCODING, "");
-	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->reply_max);
+	SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)st->reply_max);
 	SET(CURLOPT_WRITEFUNCTION, reply_write);
 	SET(CURLOPT_WRITEDATA, st);
 	SET(CURLOPT_ERRORBUFFER, st->curl_err);
@@ -268,6 +306,8 @@ attempt_start(struct httpc *c, struct xfer_state *st, int64_t remaining_ms)
 		SET(CURLOPT_SSLCERT, c->cert_file);
 	if (c->key_file != NULL && *c->key_file != '\0')
 		SET(CURLOPT_SSLKEY, c->key_file);
+	if (c->connect_to != NULL)
+		SET(CURLOPT_CONNECT_TO, c->connect_to);
 #undef SET
 	if (rc != CURLE_OK || curl_multi_add_handle(c->multi, e) != CURLM_OK) {
 		x->fail = HTTPC_FAIL_INTERNAL;
@@ -377,7 +417,7 @@ httpc_run(struct httpc *c, struct httpc_xfer *xs, size_t n, int64_t deadline_ms,
 	/* A ring of transfers ready for an attempt: each sits in it at most once. */
 	for (size_t i = 0; i < n; i++) {
 		states[i].x = &xs[i];
-		states[i].reply_max = c->reply_max;
+		states[i].reply_max = xs[i].reply_max > 0 ? xs[i].reply_max : c->reply_max;
 		ready[qtail++ % n] = i;
 	}
 	/* Bounded by the deadline: every wait below ends at it at the latest. */

@@ -1,6 +1,7 @@
 /*
- * nomad — the Nomad HTTP API client: GET/POST /v1/job/:job/scale, run in
- * concurrent batches on one httpc client. Replies are parsed with cJSON;
+ * nomad — the Nomad HTTP API client: GET/POST /v1/job/:job/scale,
+ * GET /v1/job/:job and GET /v1/jobs, run in concurrent batches on one
+ * httpc client. Replies are parsed with cJSON;
  * every reply is distrusted (wrong types, huge numbers, truncation,
  * oversized bodies all end as NOMAD_BAD_REPLY, never a crash).
  */
@@ -20,8 +21,12 @@
 #include "nomad.h"
 #include "util.h"
 
-/* Replies above this are refused: a scale status is a few KiB at most. */
+/* Replies above this are refused: a scale status or a job is a few KiB at most ... */
 #define NOMAD_REPLY_MAX		(4u * 1024 * 1024)
+/* ... a job list about 1 KiB per job. */
+#define NOMAD_LIST_REPLY_MAX	(256u * 1024 * 1024)
+/* Scaling events looked at per group (Nomad keeps 20). */
+#define NOMAD_EVENTS_MAX	64
 /* One batch issues at most this many HTTP attempts per call. */
 #define NOMAD_MAX_ATTEMPTS	4
 #define NOMAD_BACKOFF_BASE_MS	100
@@ -34,6 +39,14 @@
 #define NOMAD_DEFAULT_TIMEOUT_MS 10000
 
 #define DEPLOYMENT_ACTIVE_TEXT	"job scaling blocked due to active deployment"
+#define BOUND_MAX_TEXT		"group count was greater than scaling policy maximum: "
+#define BOUND_MIN_TEXT		"group count was less than scaling policy minimum: "
+
+/* 500s that say the request can never pass as it is: configuration errors, not outages. */
+static const char *const config_error_texts[] = {
+	"total count was greater than configured job_max_count",
+	"No path to region",
+};
 
 struct nomad_client {
 	struct httpc *http;
@@ -70,7 +83,9 @@ nomad_result_name(enum nomad_result r)
 	case NOMAD_NOT_FOUND:		return "not_found";
 	case NOMAD_FORBIDDEN:		return "forbidden";
 	case NOMAD_BAD_REQUEST:		return "bad_request";
+	case NOMAD_OUT_OF_BOUNDS:	return "out_of_bounds";
 	case NOMAD_SERVER_ERROR:	return "server_error";
+	case NOMAD_CONFIG:		return "config";
 	case NOMAD_TIMEOUT:		return "timeout";
 	case NOMAD_CONNECT:		return "connect";
 	case NOMAD_BAD_REPLY:		return "bad_reply";
@@ -94,6 +109,8 @@ nomad_result_transient(enum nomad_result r)
 	case NOMAD_NOT_FOUND:
 	case NOMAD_FORBIDDEN:
 	case NOMAD_BAD_REQUEST:
+	case NOMAD_OUT_OF_BOUNDS:
+	case NOMAD_CONFIG:
 		return false;
 	}
 	return false;
@@ -163,7 +180,23 @@ nomad_client_new(const struct nomad_conf *conf, char *err, size_t errlen)
 		snprintf(err, errlen, "nomad address \"%.100s\" is not a valid URL", addr);
 		goto fail;
 	}
-	if ((c->address = strdup(addr)) == NULL)
+	if (conf->tls_server_name != NULL && *conf->tls_server_name != '\0' &&
+	    strncmp(addr, "https://", 8) == 0) {
+		/* Connect to the address, check the certificate for the name. */
+		char *connect_to = NULL;
+
+		if (httpc_url_server_name(addr, conf->tls_server_name, &c->address, &connect_to) < 0) {
+			snprintf(err, errlen, "nomad tls_server_name \"%.100s\" is not a host name",
+			    conf->tls_server_name);
+			goto fail;
+		}
+		hc.connect_to = connect_to;
+		httpc_free(c->http);
+		c->http = httpc_new(&hc, err, errlen);
+		free(connect_to);
+		if (c->http == NULL)
+			goto fail;
+	} else if ((c->address = strdup(addr)) == NULL)
 		goto oom;
 	alen = strlen(c->address);
 	while (alen > 0 && c->address[alen - 1] == '/')
@@ -246,6 +279,203 @@ json_int(const cJSON *item, int *out)
 	return 0;
 }
 
+/*
+ * Take ev as the newest action when it changed a count: it carries a Count
+ * and is not an error (an event-only entry records a decision, not an action).
+ */
+static void
+event_take(struct nomad_event *out, const cJSON *ev, double time_s)
+{
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(ev, "Error");
+	int count, prev;
+
+	if (cJSON_IsTrue(err) || json_int(cJSON_GetObjectItemCaseSensitive(ev, "Count"), &count) < 0)
+		return;
+	if (json_int(cJSON_GetObjectItemCaseSensitive(ev, "PreviousCount"), &prev) < 0)
+		prev = count;
+	out->found = true;
+	out->time_s = time_s;
+	out->count = count;
+	out->previous = prev;
+}
+
+/* A raft index: an exact integer below 2^53 (cJSON keeps numbers as doubles). */
+static int
+json_index(const cJSON *item, uint64_t *out)
+{
+	if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble) || item->valuedouble < 0 ||
+	    item->valuedouble > 9007199254740992.0 || item->valuedouble != floor(item->valuedouble))
+		return -1;
+	*out = (uint64_t)item->valuedouble;
+	return 0;
+}
+
+/* A bool that may be missing or null (false); -1 for any other type. */
+static int
+json_flag(const cJSON *item, bool *out)
+{
+	if (item != NULL && !cJSON_IsBool(item) && !cJSON_IsNull(item))
+		return -1;
+	*out = cJSON_IsTrue(item);
+	return 0;
+}
+
+/* Fill the JOB fields from a 200 body of GET /v1/job/:job. */
+static void
+job_parse(struct nomad_call *call, const cJSON *root)
+{
+	const cJSON *groups, *g, *sc;
+
+	if (!cJSON_IsObject(root)) {
+		call_fail(call, NOMAD_BAD_REPLY, "job is not a JSON object");
+		return;
+	}
+	if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "Type")))
+		util_strlcpy(call->job_type, cJSON_GetObjectItemCaseSensitive(root, "Type")->valuestring,
+		    sizeof(call->job_type));
+	if (json_flag(cJSON_GetObjectItemCaseSensitive(root, "Stop"), &call->job_stopped) < 0 ||
+	    json_index(cJSON_GetObjectItemCaseSensitive(root, "JobModifyIndex"), &call->job_modify_index) < 0) {
+		call_fail(call, NOMAD_BAD_REPLY, "job: Stop or JobModifyIndex missing or of the wrong type");
+		return;
+	}
+	groups = cJSON_GetObjectItemCaseSensitive(root, "TaskGroups");
+	if (!cJSON_IsArray(groups)) {
+		call_fail(call, NOMAD_BAD_REPLY, "job: TaskGroups is not an array");
+		return;
+	}
+	call->result = NOMAD_OK;
+	cJSON_ArrayForEach(g, groups) {
+		const cJSON *name = cJSON_IsObject(g) ? cJSON_GetObjectItemCaseSensitive(g, "Name") : NULL;
+
+		if (!cJSON_IsString(name) || strcmp(name->valuestring, call->group) != 0)
+			continue;
+		if (json_int(cJSON_GetObjectItemCaseSensitive(g, "Count"), &call->desired) < 0) {
+			call_fail(call, NOMAD_BAD_REPLY, "job: Count of group \"%.64s\" is not a count", call->group);
+			return;
+		}
+		call->group_found = true;
+		sc = cJSON_GetObjectItemCaseSensitive(g, "Scaling");
+		if (sc == NULL || cJSON_IsNull(sc))
+			return;
+		/* A scaling block without min gets the group's count (api/scaling.go Canonicalize). */
+		if (!cJSON_IsObject(sc) ||
+		    json_int(cJSON_GetObjectItemCaseSensitive(sc, "Max"), &call->scaling_max) < 0 ||
+		    (json_int(cJSON_GetObjectItemCaseSensitive(sc, "Min"), &call->scaling_min) < 0 &&
+		    (call->scaling_min = call->desired) < 0)) {
+			call_fail(call, NOMAD_BAD_REPLY, "job: Scaling of group \"%.64s\" has no usable Max",
+			    call->group);
+			call->scaling_min = call->scaling_max = -1;
+		}
+		return;
+	}
+}
+
+static int
+stub_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct nomad_stub *)a)->id, ((const struct nomad_stub *)b)->id);
+}
+
+/* One JobListStub; -1 when it is not usable. */
+static int
+stub_parse(struct nomad_stub *st, const cJSON *o)
+{
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "ID"), *sum, *g;
+	size_t n = 0;
+
+	if (!cJSON_IsString(id) ||
+	    json_index(cJSON_GetObjectItemCaseSensitive(o, "JobModifyIndex"), &st->job_modify_index) < 0 ||
+	    json_flag(cJSON_GetObjectItemCaseSensitive(o, "Stop"), &st->stop) < 0)
+		return -1;
+	if ((st->id = strdup(id->valuestring)) == NULL)
+		return -1;
+	sum = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "JobSummary"), "Summary");
+	if (!cJSON_IsObject(sum))
+		return 0;
+	cJSON_ArrayForEach(g, sum)
+		n++;
+	if (n == 0 || (st->groups = calloc(n, sizeof(*st->groups))) == NULL)
+		return n == 0 ? 0 : -1;
+	cJSON_ArrayForEach(g, sum) {
+		struct nomad_stub_group *sg = &st->groups[st->ngroups];
+
+		if (!cJSON_IsObject(g) || g->string == NULL ||
+		    json_int(cJSON_GetObjectItemCaseSensitive(g, "Queued"), &sg->queued) < 0 ||
+		    json_int(cJSON_GetObjectItemCaseSensitive(g, "Starting"), &sg->starting) < 0 ||
+		    json_int(cJSON_GetObjectItemCaseSensitive(g, "Running"), &sg->running) < 0)
+			return -1;
+		if ((sg->name = strdup(g->string)) == NULL)
+			return -1;
+		st->ngroups++;
+	}
+	return 0;
+}
+
+/* Fill the JOBS fields from a 200 body of GET /v1/jobs. */
+static void
+jobs_parse(struct nomad_call *call, const cJSON *root)
+{
+	const cJSON *o;
+	size_t n = 0;
+
+	if (!cJSON_IsArray(root)) {
+		call_fail(call, NOMAD_BAD_REPLY, "job list is not a JSON array");
+		return;
+	}
+	cJSON_ArrayForEach(o, root)
+		n++;
+	if (n > 0 && (call->stubs = calloc(n, sizeof(*call->stubs))) == NULL) {
+		call_fail(call, NOMAD_INTERNAL, "out of memory reading the job list");
+		return;
+	}
+	cJSON_ArrayForEach(o, root) {
+		if (!cJSON_IsObject(o) || stub_parse(&call->stubs[call->nstubs], o) < 0) {
+			size_t bad = call->nstubs++;	/* freed with the rest: it holds what it took */
+
+			nomad_call_clear(call);
+			call_fail(call, NOMAD_BAD_REPLY, "job list: entry %zu is not a usable JobListStub", bad);
+			return;
+		}
+		call->nstubs++;
+	}
+	if (call->nstubs > 1)
+		qsort(call->stubs, call->nstubs, sizeof(*call->stubs), stub_cmp);
+	call->result = NOMAD_OK;
+}
+
+void
+nomad_call_clear(struct nomad_call *c)
+{
+	for (size_t i = 0; i < c->nstubs; i++) {
+		for (size_t k = 0; k < c->stubs[i].ngroups; k++)
+			free(c->stubs[i].groups[k].name);
+		free(c->stubs[i].groups);
+		free(c->stubs[i].id);
+	}
+	free(c->stubs);
+	c->stubs = NULL;
+	c->nstubs = 0;
+}
+
+const struct nomad_stub *
+nomad_stub_find(const struct nomad_call *c, const char *id)
+{
+	struct nomad_stub key = { .id = (char *)(uintptr_t)id };
+
+	if (c->nstubs == 0 || id == NULL)
+		return NULL;
+	return bsearch(&key, c->stubs, c->nstubs, sizeof(*c->stubs), stub_cmp);
+}
+
+const struct nomad_stub_group *
+nomad_stub_group(const struct nomad_stub *st, const char *group)
+{
+	for (size_t k = 0; st != NULL && k < st->ngroups; k++)
+		if (strcmp(st->groups[k].name, group) == 0)
+			return &st->groups[k];
+	return NULL;
+}
+
 /* Fill the STATUS fields from a 200 body; BAD_REPLY on anything unexpected. */
 static void
 status_parse(struct nomad_call *call, const cJSON *root)
@@ -262,6 +492,9 @@ status_parse(struct nomad_call *call, const cJSON *root)
 		return;
 	}
 	call->job_stopped = cJSON_IsTrue(stopped);
+	/* Here "JobModifyIndex" is the job's ModifyIndex: it moves with every write of the job. */
+	if (json_index(cJSON_GetObjectItemCaseSensitive(root, "JobModifyIndex"), &call->job_modify_index) < 0)
+		call->job_modify_index = 0;
 	groups = cJSON_GetObjectItemCaseSensitive(root, "TaskGroups");
 	if (!cJSON_IsObject(groups)) {
 		call_fail(call, NOMAD_BAD_REPLY, "scale status: TaskGroups is %s",
@@ -292,14 +525,22 @@ status_parse(struct nomad_call *call, const cJSON *root)
 			return;
 		}
 		/* Nomad lists a group's scaling events newest first. */
-		if ((ev = cJSON_GetArrayItem(events, 0)) != NULL) {
+		int k = 0;
+
+		cJSON_ArrayForEach(ev, events) {
+			if (k++ >= NOMAD_EVENTS_MAX)
+				break;
 			t = cJSON_IsObject(ev) ? cJSON_GetObjectItemCaseSensitive(ev, "Time") : NULL;
 			if (!cJSON_IsNumber(t) || !isfinite(t->valuedouble) || t->valuedouble < 0 ||
 			    t->valuedouble > 1e20) {
-				call_fail(call, NOMAD_BAD_REPLY, "scale status: Events[0].Time is not a time in ns");
+				call_fail(call, NOMAD_BAD_REPLY, "scale status: Events[%d].Time is not a time in ns",
+				    k - 1);
 				return;
 			}
-			call->last_event_time_s = t->valuedouble / 1e9;
+			if (k == 1)
+				call->last_event_time_s = t->valuedouble / 1e9;
+			if (!call->event.found)
+				event_take(&call->event, ev, t->valuedouble / 1e9);
 		}
 	}
 	call->group_found = true;
@@ -322,16 +563,54 @@ scale_parse(struct nomad_call *call, const cJSON *root)
 		return;
 	}
 	/* Raft indexes stay far below 2^53, so a double holds them exactly. */
-	if (!cJSON_IsNumber(idx) || !isfinite(idx->valuedouble) || idx->valuedouble < 0 ||
-	    idx->valuedouble > 9007199254740992.0 || idx->valuedouble != floor(idx->valuedouble)) {
+	if (json_index(idx, &call->index) < 0) {
 		call_fail(call, NOMAD_BAD_REPLY, "scale reply: Index %s",
 		    idx == NULL ? "is missing" : "is not an index");
 		return;
 	}
 	if (cJSON_IsString(eval))
 		util_strlcpy(call->eval_id, eval->valuestring, sizeof(call->eval_id));
-	call->index = (uint64_t)idx->valuedouble;
+	if (json_index(cJSON_GetObjectItemCaseSensitive(root, "JobModifyIndex"), &call->job_modify_index) < 0)
+		call->job_modify_index = 0;
 	call->result = NOMAD_OK;
+}
+
+/* A 400 naming a bound of the job's scaling block: note the bound, true. */
+static bool
+bound_parse(struct nomad_call *call, const char *reply)
+{
+	const char *p;
+	long asked, bound;
+	char *end;
+
+	if ((p = strstr(reply, BOUND_MAX_TEXT)) != NULL)
+		p += strlen(BOUND_MAX_TEXT);
+	else if ((p = strstr(reply, BOUND_MIN_TEXT)) != NULL)
+		p += strlen(BOUND_MIN_TEXT);
+	else
+		return false;
+	errno = 0;
+	asked = strtol(p, &end, 10);
+	if (end == p || errno != 0 || (strncmp(end, " > ", 3) != 0 && strncmp(end, " < ", 3) != 0))
+		return false;
+	p = end + 3;
+	bound = strtol(p, &end, 10);
+	if (end == p || errno != 0 || bound < 0 || bound > INT_MAX || asked < 0)
+		return false;
+	if (strstr(reply, BOUND_MAX_TEXT) != NULL)
+		call->bound_max = (int)bound;
+	else
+		call->bound_min = (int)bound;
+	return true;
+}
+
+static bool
+config_error(const char *reply)
+{
+	for (size_t i = 0; i < ARRAY_LEN(config_error_texts); i++)
+		if (strstr(reply, config_error_texts[i]) != NULL)
+			return true;
+	return false;
 }
 
 /* Classify an HTTP answer. */
@@ -353,6 +632,10 @@ reply_classify(struct nomad_call *call, const struct httpc_xfer *x)
 			shown[0] = '\0';
 		if (code == 400 && strstr(reply, DEPLOYMENT_ACTIVE_TEXT) != NULL)
 			call_fail(call, NOMAD_DEPLOYMENT_ACTIVE, "HTTP 400%s", shown);
+		else if (code == 400 && bound_parse(call, reply))
+			call_fail(call, NOMAD_OUT_OF_BOUNDS, "HTTP 400%s", shown);
+		else if (code == 500 && config_error(reply))
+			call_fail(call, NOMAD_CONFIG, "HTTP 500%s", shown);
 		else if (code == 403 || code == 401)
 			call_fail(call, NOMAD_FORBIDDEN, "HTTP %ld%s", code, shown);
 		else if (code == 404)
@@ -372,10 +655,12 @@ reply_classify(struct nomad_call *call, const struct httpc_xfer *x)
 		call_fail(call, NOMAD_BAD_REPLY, "reply is not JSON (%zu bytes)", x->reply_len);
 		return;
 	}
-	if (call->kind == NOMAD_CALL_STATUS)
-		status_parse(call, root);
-	else
-		scale_parse(call, root);
+	switch (call->kind) {
+	case NOMAD_CALL_STATUS: status_parse(call, root); break;
+	case NOMAD_CALL_SCALE: scale_parse(call, root); break;
+	case NOMAD_CALL_JOB: job_parse(call, root); break;
+	case NOMAD_CALL_JOBS: jobs_parse(call, root); break;
+	}
 	cJSON_Delete(root);
 }
 
@@ -399,6 +684,14 @@ transport_classify(struct nomad_call *call, const struct httpc_xfer *x)
 		call_fail(call, results[x->fail], "%s", x->error);
 }
 
+static const char *
+call_kind_name(enum nomad_call_kind k)
+{
+	static const char *const names[] = { "status", "scale", "job", "jobs" };
+
+	return (unsigned)k < ARRAY_LEN(names) ? names[k] : "?";
+}
+
 /* Append "name=value" (value percent-encoded) to a query string. */
 static void
 query_add(struct strbuf *b, bool *first, const char *name, const char *value)
@@ -419,15 +712,23 @@ call_prepare(struct nomad_client *c, struct call_req *rq)
 	cJSON *root = NULL, *target, *meta = NULL;
 	bool first = true;
 
-	if (call->job == NULL || *call->job == '\0' || call->group == NULL || *call->group == '\0') {
+	if (call->kind != NOMAD_CALL_JOBS && (call->job == NULL || *call->job == '\0' ||
+	    call->group == NULL || *call->group == '\0')) {
 		call_fail(call, NOMAD_BAD_REQUEST, "job and group must be set");
 		return -1;
 	}
-	strbuf_printf(&url, "%s/v1/job/", c->address);
-	httpc_escape(&url, call->job);
-	strbuf_printf(&url, "/scale");
+	if (call->kind == NOMAD_CALL_JOBS)
+		strbuf_printf(&url, "%s/v1/jobs", c->address);
+	else {
+		strbuf_printf(&url, "%s/v1/job/", c->address);
+		httpc_escape(&url, call->job);
+		if (call->kind != NOMAD_CALL_JOB)
+			strbuf_printf(&url, "/scale");
+	}
 	query_add(&url, &first, "namespace", call->namespace != NULL ? call->namespace : c->namespace);
 	query_add(&url, &first, "region", c->region);
+	if (call->stale && call->kind != NOMAD_CALL_SCALE)
+		query_add(&url, &first, "stale", "true");
 	if (url.oom)
 		goto oom;
 	rq->url = strbuf_steal(&url);
@@ -447,7 +748,7 @@ call_prepare(struct nomad_client *c, struct call_req *rq)
 		}
 	}
 	if ((root = cJSON_CreateObject()) == NULL ||
-	    cJSON_AddNumberToObject(root, "Count", call->count) == NULL ||
+	    (!call->no_count && cJSON_AddNumberToObject(root, "Count", call->count) == NULL) ||
 	    (target = cJSON_AddObjectToObject(root, "Target")) == NULL ||
 	    cJSON_AddStringToObject(target, "Job", call->job) == NULL ||
 	    cJSON_AddStringToObject(target, "Group", call->group) == NULL ||
@@ -518,8 +819,14 @@ call_reset(struct nomad_call *call)
 	call->job_stopped = false;
 	call->group_found = false;
 	call->last_event_time_s = 0;
+	memset(&call->event, 0, sizeof(call->event));
+	call->bound_min = call->bound_max = -1;
+	call->scaling_min = call->scaling_max = -1;
+	call->job_type[0] = '\0';
+	call->job_modify_index = 0;
 	call->eval_id[0] = '\0';
 	call->index = 0;
+	nomad_call_clear(call);
 }
 
 int
@@ -555,6 +862,7 @@ nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n)
 		xs[nx].url = rq->url;
 		xs[nx].body = rq->body;
 		xs[nx].headers = calls[i].kind == NOMAD_CALL_SCALE ? c->post_headers : c->get_headers;
+		xs[nx].reply_max = calls[i].kind == NOMAD_CALL_JOBS ? NOMAD_LIST_REPLY_MAX : 0;
 		xs[nx++].arg = rq;
 	}
 	httpc_run(c->http, xs, nx, start + c->timeout_ms, attempt_done, NULL);
@@ -573,7 +881,7 @@ nomad_perform(struct nomad_client *c, struct nomad_call *calls, int n)
 		if (call->result == NOMAD_OK)
 			ok++;
 		log_debug("nomad: %s %s/%s: %s%s%s (HTTP %ld, %d attempt%s)",
-		    call->kind == NOMAD_CALL_SCALE ? "scale" : "status", call->job ? call->job : "",
+		    call_kind_name(call->kind), call->job ? call->job : "",
 		    call->group ? call->group : "", nomad_result_name(call->result),
 		    call->error[0] ? ": " : "", call->error, call->http_status, call->attempts,
 		    call->attempts == 1 ? "" : "s");

@@ -100,6 +100,25 @@ status_line(const char *name, const char *mode, const cJSON *sample, double arri
 	    jnum(sample, "halted_partitions", 0), jnum(sample, "dlq_length", 0), decision);
 }
 
+/*
+ * What Nomad adds to a decision: bounds narrower than the policy's (and who
+ * set them), and a group Nomad cannot place (scaleno(8), "Nomad").
+ */
+static void
+status_notes(const cJSON *nmd, char *buf, size_t len)
+{
+	const cJSON *bnd = cJSON_GetObjectItemCaseSensitive(nmd, "bounds");
+	const char *src = jstr(bnd, "source", "policy");
+	size_t n;
+
+	buf[0] = '\0';
+	if (strcmp(src, "policy") != 0)
+		snprintf(buf, len, "[min %.0f max %.0f (%s)] ", jnum(bnd, "min", 0), jnum(bnd, "max", 0), src);
+	n = strlen(buf);
+	if (jbool(nmd, "blocked"))
+		snprintf(buf + n, len - n, "[blocked: %.0f queued] ", jnum(nmd, "queued", 0));
+}
+
 static int
 status_print_agent(const char *json, const char *only)
 {
@@ -120,10 +139,9 @@ status_print_agent(const char *json, const char *only)
 
 		if (only != NULL && strcmp(only, name) != 0)
 			continue;
-		if (dec != NULL)
-			snprintf(decision, sizeof(decision), "%s", jstr(dec, "reason", ""));
-		else
-			snprintf(decision, sizeof(decision), "-");
+		status_notes(nmd, decision, sizeof(decision));
+		snprintf(decision + strlen(decision), sizeof(decision) - strlen(decision), "%s",
+		    dec != NULL ? jstr(dec, "reason", "") : "-");
 		status_line(name, jstr(q, "mode", "?"), smp, jnum(smp, "arrival_rate", -1),
 		    jnum(smp, "completion_rate", -1),
 		    jbool(nmd, "ok") ? (int)jnum(nmd, "desired", -1) : -1,

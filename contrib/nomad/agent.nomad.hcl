@@ -3,8 +3,9 @@
 #
 #   nomad job run contrib/nomad/agent.nomad.hcl
 #
-# The token comes from a Nomad variable through a template (never in the job text). It needs
-# the namespace policy "scale" (read-job-scaling + scale-job) on the namespaces it scales.
+# The token comes from a Nomad variable through a template (never in the job text). Its ACL
+# policy is contrib/nomad/agent-acl.policy.hcl: "scale" plus read-job and list-jobs on the
+# namespaces it scales (scaleno(8), "ACL policy"). 10,000 queues take about 200 MB.
 
 job "scaleno-agent" {
   type = "service"

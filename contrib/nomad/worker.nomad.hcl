@@ -6,7 +6,9 @@
 #
 # Match these to the queue's policy:
 #   job / group          = scale.job / scale.group
-#   scaling min / max    = scale.min / scale.max (Nomad refuses counts outside them)
+#   scaling min / max    = scale.min / scale.max (Nomad refuses counts outside them; the
+#                          agent reads them and asks only within both, scaleno(8) "Bounds";
+#                          leaving min out makes it the group's count)
 #   kill_timeout         = worker.kill_timeout, above worker.drain_timeout
 #   network port label   = worker.listen = "nomad:metrics" (scaleno.conf(5))
 # A kill_timeout above 30s also needs the client's max_kill_timeout raised.
@@ -17,7 +19,8 @@ job "payments-worker" {
   group "worker" {
     count = 2
 
-    # Bounds Nomad enforces on every scale request; scaleno's policy stays within them.
+    # Bounds Nomad enforces on every scale request; the agent asks only within these and the
+    # policy's, whichever is narrower.
     scaling {
       enabled = true
       min     = 2
@@ -25,7 +28,8 @@ job "payments-worker" {
     }
 
     # Scale changes only the count. A job update restarts every worker at once
-    # (each drains first); there is no deployment to wait for.
+    # (each drains first); there is no deployment to wait for. With Nomad's default update
+    # block every scale starts a deployment, and further scales are refused until it ends.
     update {
       max_parallel = 0
     }

@@ -3,9 +3,12 @@
 For each N it writes N policy files, fills N streams (with a group, a backlog and a few pending
 entries), runs the agent for a number of ticks and reports, from the agent's own metrics and
 /proc: the tick's wall time (sampling + deciding + acting, median and max), the agent's CPU time
-per tick, and its resident memory. Variants: `none` (observe-only policies: Redis + engine) and
-`nomad` (every policy scales a job of the Nomad stand-in, which adds one concurrent status batch
-per tick). Prints a table; no pass/fail.
+per tick, its resident memory, and the Nomad requests per steady tick (counted by the stand-in).
+Variants: `none` (observe-only policies: Redis + engine), `nomad` (every policy scales a group of
+the Nomad stand-in; the token may list jobs, so a steady tick reads every job's counts with one
+GET /v1/jobs) and `nomad-scale` (a token with the "scale" policy alone: no list-jobs, so every
+distinct group's scale status is read each tick). The N policies scale JOBS jobs (default: N/10,
+one group each). Prints a table; no pass/fail.
 
 Usage: python3 tests/bench/agent_tick.py [N ...]     (after `make`; default 1000 10000)
 """
@@ -21,11 +24,11 @@ from standin import NomadStandin  # noqa: E402
 TICKS = int(os.environ.get("TICKS", "15"))
 
 
-def policy(i, target):
+def policy(i, target, jobs):
     return """queue: { name = "q%d"; loss_critical = false;
   scale: { target = "%s"; job = "job%d"; group = "worker"; min = 1; max = 50; interval = "1s";
-           backlog_per_worker = 100; }; };
-""" % (i, target, i % 70)
+           backlog_per_worker = 100; max_age = "1h"; }; };
+""" % (i, target, i % jobs)
 
 
 def proc_stats(pid):
@@ -42,20 +45,21 @@ def proc_stats(pid):
     return rss, hwm, cpu
 
 
-def run(n, target, redis, nomad):
+def run(n, target, redis, nomad, jobs):
     d = harness.tmpdir("scaleno-bench-agent-")
     port = harness.free_port()
     conf = os.path.join(d, "scaleno.conf")
     harness.write(conf, """
 redis: { address = "%s"; command_timeout = "5s"; };
-nomad: { address = "%s"; timeout = "5s"; };
+nomad: { address = "%s"; timeout = "5s"; %s };
 agent: { interval = "1s"; policy_dir = "policies.d"; listen = "127.0.0.1:%d"; };
-log: { level = "warn"; };
-""" % (redis.address, nomad.url, port))
+log: { level = "%s"; };
+""" % (redis.address, nomad.url, 'token_file = "token";', port, os.environ.get("BENCH_LOG", "warn")))
+    harness.write(os.path.join(d, "token"), "scaler\n" if target == "nomad-scale" else "lister\n")
     os.makedirs(os.path.join(d, "policies.d"))
     for i in range(n):
         with open(os.path.join(d, "policies.d", "q%05d.conf" % i), "w") as f:
-            f.write(policy(i, target))
+            f.write(policy(i, "none" if target == "none" else "nomad", jobs))
     agent = harness.spawn([harness.SCALENO, "agent", "-c", conf], log_path=os.path.join(d, "agent.log"))
     import urllib.request
 
@@ -71,6 +75,10 @@ log: { level = "warn"; };
 
     harness.wait_until(lambda: (metric("scaleno_agent_ticks_total") or 0) >= 2, timeout=60,
                        what="two ticks")
+    # warm-up: the first ticks read every group's status and job once
+    harness.wait_until(lambda: (metric("scaleno_agent_ticks_total") or 0) >= 5, timeout=120,
+                       what="warm-up ticks")
+    nomad.clear_requests()
     _, _, cpu0 = proc_stats(agent.pid)
     t0 = metric("scaleno_agent_ticks_total")
     walls = []
@@ -84,22 +92,33 @@ log: { level = "warn"; };
         time.sleep(0.05)
     rss, hwm, cpu1 = proc_stats(agent.pid)
     ticks = last - t0
+    counts = nomad.request_counts()
+    reqs = counts["total"]
+    if os.environ.get("BENCH_VERBOSE"):
+        print(target, counts, file=sys.stderr)
     harness.stop(agent)
+    if os.environ.get("BENCH_VERBOSE"):
+        print(d, file=sys.stderr)
     return {
         "n": n, "target": target, "ticks": int(ticks),
         "median_ms": statistics.median(walls) * 1000 if walls else float("nan"),
         "max_ms": max(walls) * 1000 if walls else float("nan"),
         "cpu_ms": (cpu1 - cpu0) / ticks * 1000 if ticks else float("nan"),
         "rss_mb": rss / 1024, "hwm_mb": hwm / 1024,
+        "req_tick": reqs / ticks if ticks else float("nan"),
     }
 
 
 def main():
     sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000]
     redis = harness.Redis()
+    njobs = int(os.environ.get("JOBS", "0")) or max(sizes) // 10
     jobs = [{"ID": "job%d" % j, "TaskGroups": [{"Name": "worker", "Count": 1,
-                                                 "Scaling": {"Min": 0, "Max": 100}}]} for j in range(70)]
-    nomad = NomadStandin(jobs)
+                                                 "Scaling": {"Min": 1, "Max": 100}}]} for j in range(njobs)]
+    tokens = [{"SecretID": "lister", "Name": "lister", "Type": "client",
+               "Namespaces": {"default": ["scale", "read-job", "list-jobs"]}},
+              {"SecretID": "scaler", "Name": "scaler", "Type": "client", "Namespaces": {"default": ["scale"]}}]
+    nomad = NomadStandin(jobs, acl_tokens=tokens)
     filled = 0
     rows = []
     for n in sorted(sizes):
@@ -112,16 +131,18 @@ def main():
         if cmds:
             redis.pipe(cmds)
         filled = n
-        for target in ("none", "nomad"):
-            rows.append(run(n, target, redis, nomad))
+        for target in ("none", "nomad", "nomad-scale"):
+            rows.append(run(n, target, redis, nomad, njobs))
     nomad.stop()
     print("agent tick: one Redis, N queues (20 entries, 5 pending each), interval 1s, %d ticks" % TICKS)
-    print("%-8s %-7s %6s %12s %10s %12s %9s %9s" % ("queues", "target", "ticks", "median ms", "max ms",
-                                                      "cpu ms/tick", "RSS MB", "peak MB"))
+    print("%-8s %-11s %6s %12s %10s %12s %9s %9s %12s" % (
+        "queues", "target", "ticks", "median ms", "max ms", "cpu ms/tick", "RSS MB", "peak MB", "nomad req/tick"))
     for r in rows:
-        print("%-8d %-7s %6d %12.1f %10.1f %12.1f %9.1f %9.1f" % (
-            r["n"], r["target"], r["ticks"], r["median_ms"], r["max_ms"], r["cpu_ms"], r["rss_mb"], r["hwm_mb"]))
-    print("(target nomad: the N policies scale 70 jobs of the Nomad stand-in, one status call per policy per tick)")
+        print("%-8d %-11s %6d %12.1f %10.1f %12.1f %9.1f %9.1f %12.1f" % (
+            r["n"], r["target"], r["ticks"], r["median_ms"], r["max_ms"], r["cpu_ms"], r["rss_mb"], r["hwm_mb"],
+            r["req_tick"]))
+    print("(nomad: the N policies scale %d jobs of the Nomad stand-in, token with list-jobs; nomad-scale: "
+          "token with the scale policy only)" % njobs)
 
 
 if __name__ == "__main__":

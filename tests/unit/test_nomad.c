@@ -811,7 +811,7 @@ tls_init(void)
 		return -1;
 	tls_dir_made = true;
 	strbuf_printf(&cmd, "cd '%s' && exec >openssl.log 2>&1 && "
-	    "printf 'subjectAltName=IP:127.0.0.1\\n' >san.ext && "
+	    "printf 'subjectAltName=IP:127.0.0.1,DNS:server.global.nomad\\n' >san.ext && "
 	    "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
 	    "-subj /CN=scaleno-test-ca -keyout ca.key -out ca.pem && "
 	    "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=127.0.0.1 "
@@ -885,6 +885,31 @@ test_tls(void)
 	call = tls_one(NULL, NULL, NULL);
 	CU_ASSERT_EQUAL(call.result, NOMAD_CONNECT);
 	CU_ASSERT_EQUAL(call.attempts, 1);
+
+	/* nomad.tls_server_name: the certificate is checked for that name, the address connected to. */
+	{
+		char addr[64], err[256];
+		struct nomad_conf conf = { .ca_file = tls_path("ca.pem"), .timeout_ms = 3000 };
+		const char *names[] = { "server.global.nomad", "other.global.nomad" };
+		enum nomad_result want[] = { NOMAD_OK, NOMAD_CONNECT };
+
+		snprintf(addr, sizeof(addr), "https://127.0.0.1:%d", tls_port);
+		conf.address = addr;
+		for (int i = 0; i < 2; i++) {
+			struct nomad_client *c;
+
+			conf.tls_server_name = (char *)(uintptr_t)names[i];
+			c = nomad_client_new(&conf, err, sizeof(err));
+			CU_ASSERT_FATAL(c != NULL);
+			call = status_call("ok", "worker");
+			nomad_perform(c, &call, 1);
+			CU_ASSERT_EQUAL(call.result, want[i]);
+			nomad_client_free(c);
+		}
+		conf.tls_server_name = (char *)(uintptr_t)"bad name:1";
+		CU_ASSERT_PTR_NULL(nomad_client_new(&conf, err, sizeof(err)));
+		CU_ASSERT(strstr(err, "tls_server_name") != NULL);
+	}
 
 	/* A client certificate that cannot be loaded is reported, not ignored. */
 	call = tls_one(tls_path("ca.pem"), tls_path("missing.pem"), tls_path("cli.key"));
@@ -1002,6 +1027,9 @@ standin_write_files(void)
 	    "{\"ID\": \"ingest\", \"TaskGroups\": [{\"Name\": \"worker\", \"Count\": 2,"
 	    "  \"Scaling\": {\"Min\": 0, \"Max\": 20}}]},"
 	    "{\"ID\": \"sleepy\", \"Stop\": true, \"TaskGroups\": [{\"Name\": \"worker\", \"Count\": 1}]},"
+	    "{\"ID\": \"bounded\", \"TaskGroups\": [{\"Name\": \"worker\", \"Count\": 2, \"Scaling\": {\"Max\": 3},"
+	    "  \"Events\": [{\"Age\": \"5s\", \"Count\": null, \"Error\": true, \"Message\": \"metric down\"},"
+	    "             {\"Age\": \"10s\", \"Count\": 2, \"PreviousCount\": 3}]}]},"
 	    "{\"ID\": \"rolling\", \"ActiveDeployment\": true, \"TaskGroups\": [{\"Name\": \"worker\", \"Count\": 1}]},"
 	    "{\"ID\": \"etl/nightly\", \"Namespace\": \"batch\", \"TaskGroups\": [{\"Name\": \"w\", \"Count\": 3}]}");
 	for (int i = 0; i < BENCH_JOBS; i++)
@@ -1207,6 +1235,84 @@ test_standin_namespace_region(void)
 	nomad_client_free(c);
 }
 
+/* The job's scaling block, the job list, the scaling history, and the errors a retry cannot fix. */
+static void
+test_standin_bounds_list_history(void)
+{
+	struct nomad_client *c = standin_client(TOKEN, NULL, 3000);
+	struct nomad_call calls[4] = { status_call("bounded", "worker"), status_call("bounded", "worker"),
+	    scale_call("bounded", "worker", 4), scale_call("bounded", "worker", 1) };
+	const struct nomad_stub *st;
+	const struct nomad_stub_group *sg;
+	double now = (double)util_wall_ms() / 1000.0;
+
+	CU_ASSERT_FATAL(c != NULL);
+	calls[1].kind = NOMAD_CALL_JOB;
+	nomad_perform(c, calls, 4);
+	/* Events: the newest is an error without a count, so the one before is the last action. */
+	CU_ASSERT_EQUAL(calls[0].result, NOMAD_OK);
+	CU_ASSERT_TRUE(calls[0].event.found);
+	CU_ASSERT_EQUAL(calls[0].event.count, 2);
+	CU_ASSERT_EQUAL(calls[0].event.previous, 3);
+	/* 10 s before the stand-in started, which was a little earlier than now */
+	CU_ASSERT(calls[0].event.time_s > now - 300 && calls[0].event.time_s < now - 9);
+	CU_ASSERT(calls[0].last_event_time_s > calls[0].event.time_s);
+	/* The job: Scaling without Min gets the count as its minimum. */
+	CU_ASSERT_EQUAL(calls[1].result, NOMAD_OK);
+	CU_ASSERT_TRUE(calls[1].group_found);
+	CU_ASSERT_EQUAL(calls[1].scaling_min, 2);
+	CU_ASSERT_EQUAL(calls[1].scaling_max, 3);
+	CU_ASSERT(calls[1].job_modify_index > 0);
+	/* A 400 naming a bound teaches it. */
+	CU_ASSERT_EQUAL(calls[2].result, NOMAD_OUT_OF_BOUNDS);
+	CU_ASSERT_EQUAL(calls[2].bound_max, 3);
+	CU_ASSERT_EQUAL(calls[2].bound_min, -1);
+	CU_ASSERT_EQUAL(calls[3].result, NOMAD_OUT_OF_BOUNDS);
+	CU_ASSERT_EQUAL(calls[3].bound_min, 2);
+	CU_ASSERT_FALSE(nomad_result_transient(NOMAD_OUT_OF_BOUNDS));
+
+	/* One GET /v1/jobs: every job, sorted, with its summary. */
+	memset(&calls[0], 0, sizeof(calls[0]));
+	calls[0].kind = NOMAD_CALL_JOBS;
+	calls[0].stale = true;
+	CU_ASSERT_EQUAL(nomad_perform(c, calls, 1), 1);
+	CU_ASSERT(calls[0].nstubs >= BENCH_JOBS + 3);
+	for (size_t i = 1; i < calls[0].nstubs; i++)
+		CU_ASSERT(strcmp(calls[0].stubs[i - 1].id, calls[0].stubs[i].id) < 0);
+	st = nomad_stub_find(&calls[0], "bounded");
+	CU_ASSERT_FATAL(st != NULL);
+	CU_ASSERT(st->job_modify_index > 0);
+	sg = nomad_stub_group(st, "worker");
+	CU_ASSERT_FATAL(sg != NULL);
+	CU_ASSERT_EQUAL(sg->running + sg->starting, 2);
+	CU_ASSERT_EQUAL(sg->queued, 0);
+	CU_ASSERT_PTR_NULL(nomad_stub_group(st, "nosuch"));
+	CU_ASSERT_PTR_NULL(nomad_stub_find(&calls[0], "nosuch"));
+	CU_ASSERT_TRUE(nomad_stub_find(&calls[0], "sleepy")->stop);
+	nomad_call_clear(&calls[0]);
+	CU_ASSERT_EQUAL(calls[0].nstubs, 0);
+
+	/* job_max_count: a configuration error, not retried. */
+	standin_faults("{\"job_max_count\": 3}");
+	calls[0] = scale_call("ingest", "worker", 9);
+	nomad_perform(c, calls, 1);
+	CU_ASSERT_EQUAL(calls[0].result, NOMAD_CONFIG);
+	CU_ASSERT_EQUAL(calls[0].attempts, 1);
+	CU_ASSERT(strstr(calls[0].error, "job_max_count") != NULL);
+	CU_ASSERT_FALSE(nomad_result_transient(NOMAD_CONFIG));
+	standin_faults("{\"clear\": true}");
+	nomad_client_free(c);
+
+	/* An unknown region: the same. */
+	c = client_for(standin_port, TOKEN, NULL, "mars", 3000);
+	CU_ASSERT_FATAL(c != NULL);
+	calls[0] = status_call("ingest", "worker");
+	nomad_perform(c, calls, 1);
+	CU_ASSERT_EQUAL(calls[0].result, NOMAD_CONFIG);
+	CU_ASSERT_EQUAL(calls[0].attempts, 1);
+	nomad_client_free(c);
+}
+
 static void
 test_standin_faults(void)
 {
@@ -1309,6 +1415,7 @@ main(void)
 	CU_add_test(s, "namespace and region", test_standin_namespace_region);
 	CU_add_test(s, "status batch latency", test_standin_batch_latency);
 	CU_add_test(s, "faults: 5xx, malformed, slow", test_standin_faults);
+	CU_add_test(s, "job bounds, job list, history, config errors", test_standin_bounds_list_history);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failures = (int)CU_get_number_of_failures() + (int)CU_get_number_of_suites_failed();
