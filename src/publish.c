@@ -36,7 +36,17 @@ scaleno_publish_open(const char *address, const struct scaleno_publish_options *
 
 	if (opt == NULL)
 		opt = &defaults;
-	if (address == NULL || address[0] == '\0') {
+	if (opt->nsentinels > 0 && (opt->sentinels == NULL || opt->master_name == NULL ||
+	    opt->master_name[0] == '\0')) {
+		snprintf(err, errlen, "scaleno_publish_open: Sentinels need their list and a master name");
+		return NULL;
+	}
+	for (size_t i = 0; i < opt->nsentinels; i++)
+		if (opt->sentinels[i] == NULL || opt->sentinels[i][0] == '\0') {
+			snprintf(err, errlen, "scaleno_publish_open: Sentinel %zu has no address", i + 1);
+			return NULL;
+		}
+	if (opt->nsentinels == 0 && (address == NULL || address[0] == '\0')) {
 		snprintf(err, errlen, "scaleno_publish_open: no Redis address");
 		return NULL;
 	}
@@ -47,7 +57,9 @@ scaleno_publish_open(const char *address, const struct scaleno_publish_options *
 	o = (struct redis_opts){ .address = address, .username = opt->username,
 		.password = opt->password, .database = opt->database,
 		.connect_timeout_ms = opt->connect_timeout_ms,
-		.command_timeout_ms = opt->command_timeout_ms };
+		.command_timeout_ms = opt->command_timeout_ms, .sentinels = opt->sentinels,
+		.nsentinels = opt->nsentinels, .master_name = opt->master_name,
+		.sentinel_password = opt->sentinel_password };
 	if ((p = calloc(1, sizeof(*p))) == NULL || (p->r = redis_new(&o)) == NULL) {
 		free(p);
 		snprintf(err, errlen, "scaleno_publish_open: out of memory");
@@ -158,4 +170,43 @@ out:
 	free(mapkey);
 	free(rrkey);
 	return rc;
+}
+
+int
+scaleno_publish_wait(struct scaleno_publisher *p, int numreplicas, int64_t timeout_ms,
+    int *acked, char *err, size_t errlen)
+{
+	struct redis_args a = REDIS_ARGS_INIT;
+	int64_t n, old_ms;
+	int rc;
+
+	if (acked != NULL)
+		*acked = 0;
+	if (p == NULL || numreplicas < 0 || timeout_ms < 0) {
+		snprintf(err, errlen, "publish wait: %s", p == NULL ? "no publisher" :
+		    "negative replica count or timeout");
+		return -1;
+	}
+	if (redis_ensure(p->r, err, errlen) < 0)
+		return -1;
+	/* WAIT blocks up to timeout_ms (0: no limit): the socket must wait longer. */
+	if (redis_swap_timeout(p->r, timeout_ms > 0 ? timeout_ms + 2000 : 0, &old_ms) < 0) {
+		snprintf(err, errlen, "publish wait: cannot set the socket timeout");
+		return -1;
+	}
+	redis_args_str(&a, "WAIT");
+	redis_args_fmt(&a, "%d", numreplicas);
+	redis_args_fmt(&a, "%" PRId64, timeout_ms);
+	rc = redis_int_reply(redis_run(p->r, &a, false, err, errlen), "publish wait", &n, err,
+	    errlen);
+	(void)redis_swap_timeout(p->r, old_ms, NULL);
+	if (rc < 0)
+		return -1;
+	if (acked != NULL)
+		*acked = n > INT32_MAX ? INT32_MAX : (int)n;
+	if (n >= numreplicas)
+		return 0;
+	snprintf(err, errlen, "only %" PRId64 " of %d replicas acknowledged within %" PRId64 "ms",
+	    n, numreplicas, timeout_ms);
+	return 1;
 }

@@ -23,6 +23,13 @@
 
 struct redis {
 	char *address;
+	char **sentinels;	/* Sentinel mode when nsentinels > 0 */
+	size_t nsentinels;
+	char *master_name;
+	char *sentinel_password;
+	char shown[320];	/* redis_address with Sentinel */
+	unsigned generation;	/* connections made */
+	size_t sentinel_next;	/* the Sentinel to ask first */
 	char *username;
 	char *password;
 	int database;
@@ -33,7 +40,7 @@ struct redis {
 	unsigned attempt;	/* failed connects in a row */
 	int64_t next_try_ms;	/* monotonic; no connect before this */
 	int err;		/* 0, or 1 after an I/O or connection error */
-	char errstr[256];
+	char errstr[512];
 
 	char (*sha)[41];	/* per script of redis_scripts: "" until loaded */
 };
@@ -152,6 +159,23 @@ redis_new(const struct redis_opts *o)
 	r->username = util_strdup(o->username != NULL ? o->username : "");
 	r->password = util_strdup(o->password != NULL ? o->password : "");
 	r->sha = calloc(redis_nscripts ? redis_nscripts : 1, sizeof(*r->sha));
+	if (o->nsentinels > 0) {
+		r->sentinels = calloc(o->nsentinels, sizeof(*r->sentinels));
+		r->master_name = util_strdup(o->master_name != NULL ? o->master_name : "");
+		r->sentinel_password = util_strdup(o->sentinel_password != NULL ?
+		    o->sentinel_password : "");
+		if (r->sentinels == NULL || r->master_name == NULL || r->sentinel_password == NULL) {
+			redis_free(r);
+			return NULL;
+		}
+		for (; r->nsentinels < o->nsentinels; r->nsentinels++)
+			if ((r->sentinels[r->nsentinels] =
+			    util_strdup(o->sentinels[r->nsentinels])) == NULL) {
+				redis_free(r);
+				return NULL;
+			}
+		snprintf(r->shown, sizeof(r->shown), "sentinel %s", r->master_name);
+	}
 	if (r->address == NULL || r->username == NULL || r->password == NULL || r->sha == NULL) {
 		redis_free(r);
 		return NULL;
@@ -171,6 +195,13 @@ redis_free(struct redis *r)
 		redisFree(r->c);
 	if (r->password != NULL)
 		memset(r->password, 0, strlen(r->password));
+	if (r->sentinel_password != NULL)
+		memset(r->sentinel_password, 0, strlen(r->sentinel_password));
+	for (size_t i = 0; i < r->nsentinels; i++)
+		free(r->sentinels[i]);
+	free(r->sentinels);
+	free(r->master_name);
+	free(r->sentinel_password);
 	free(r->address);
 	free(r->username);
 	free(r->password);
@@ -193,7 +224,13 @@ redis_err(const struct redis *r)
 const char *
 redis_address(const struct redis *r)
 {
-	return r->address;
+	return r->nsentinels > 0 ? r->shown : r->address;
+}
+
+unsigned
+redis_generation(const struct redis *r)
+{
+	return r->generation;
 }
 
 void
@@ -275,9 +312,13 @@ parse_tcp(const char *address, char *host, size_t hostlen, int *port, char *err,
 	return 0;
 }
 
-/* Connect, authenticate and select; the whole handshake within connect_timeout. */
+/*
+ * Connect to address, authenticate and select; the whole handshake within
+ * connect_timeout. The connection, or NULL with err.
+ */
 static redisContext *
-connect_once(struct redis *r, char *err, size_t errlen)
+connect_to(struct redis *r, const char *address, const char *username, const char *password,
+    int database, char *err, size_t errlen)
 {
 	struct timeval ctv = ms_to_tv(r->connect_timeout_ms);
 	int64_t deadline = util_now_ms() + r->connect_timeout_ms;
@@ -286,50 +327,168 @@ connect_once(struct redis *r, char *err, size_t errlen)
 	char db[16];
 	int port;
 
-	if (strncmp(r->address, "unix:", 5) == 0) {
-		c = redisConnectUnixWithTimeout(r->address + 5, ctv);
+	if (strncmp(address, "unix:", 5) == 0) {
+		c = redisConnectUnixWithTimeout(address + 5, ctv);
 	} else {
-		if (parse_tcp(r->address, host, sizeof(host), &port, err, errlen) < 0)
+		if (parse_tcp(address, host, sizeof(host), &port, err, errlen) < 0)
 			return NULL;
 		c = redisConnectWithTimeout(host, port, ctv);
 	}
 	if (c == NULL) {
-		snprintf(err, errlen, "redis %s: out of memory", r->address);
+		snprintf(err, errlen, "redis %s: out of memory", address);
 		return NULL;
 	}
 	if (c->err) {
-		snprintf(err, errlen, "redis %s: %s", r->address, c->errstr);
+		snprintf(err, errlen, "redis %s: %s", address, c->errstr);
 		goto fail;
 	}
 	c->reader->fn = &reply_fns;
 	if (c->connection_type == REDIS_CONN_TCP)
 		(void)redisEnableKeepAlive(c);
-	if (r->username[0] != '\0') {
-		const char *argv[] = { "AUTH", r->username, r->password };
+	if (username[0] != '\0') {
+		const char *argv[] = { "AUTH", username, password };
 
 		if (handshake_cmd(c, deadline, "redis AUTH", err, errlen, 3, argv) < 0)
 			goto fail;
-	} else if (r->password[0] != '\0') {
-		const char *argv[] = { "AUTH", r->password };
+	} else if (password[0] != '\0') {
+		const char *argv[] = { "AUTH", password };
 
 		if (handshake_cmd(c, deadline, "redis AUTH", err, errlen, 2, argv) < 0)
 			goto fail;
 	}
-	if (r->database != 0) {
+	if (database != 0) {
 		const char *argv[] = { "SELECT", db };
 
-		snprintf(db, sizeof(db), "%d", r->database);
+		snprintf(db, sizeof(db), "%d", database);
 		if (handshake_cmd(c, deadline, "redis SELECT", err, errlen, 2, argv) < 0)
 			goto fail;
 	}
 	if (redisSetTimeout(c, ms_to_tv(r->command_timeout_ms)) != REDIS_OK) {
-		snprintf(err, errlen, "redis %s: cannot set timeout", r->address);
+		snprintf(err, errlen, "redis %s: cannot set timeout", address);
 		goto fail;
 	}
 	return c;
 fail:
 	redisFree(c);
 	return NULL;
+}
+
+/* One command on a fresh connection: the reply, or NULL with err (prefixed by what). */
+static struct redis_reply *
+ask(redisContext *c, const char *what, int argc, const char **argv, char *err, size_t errlen)
+{
+	struct redis_reply *rep = redisCommandArgv(c, argc, argv, NULL);
+
+	if (rep == NULL)
+		snprintf(err, errlen, "%s: %s", what, c->errstr[0] ? c->errstr : "no reply");
+	else if (rep->type == RR_ERROR)
+		snprintf(err, errlen, "%s: %s", what, rep->str);
+	else
+		return rep;
+	redis_reply_free(rep);
+	return NULL;
+}
+
+/*
+ * Ask Sentinel s for the master's address (SENTINEL get-master-addr-by-name)
+ * into addr. 0 or -1 with err.
+ */
+static int
+sentinel_ask(struct redis *r, const char *s, char *addr, size_t addrlen, char *err, size_t errlen)
+{
+	const char *argv[] = { "SENTINEL", "get-master-addr-by-name", r->master_name };
+	redisContext *c = connect_to(r, s, "", r->sentinel_password, 0, err, errlen);
+	struct redis_reply *rep;
+	char what[300];
+	int rc = -1;
+
+	if (c == NULL)
+		return -1;
+	snprintf(what, sizeof(what), "sentinel %s", s);
+	if ((rep = ask(c, what, 3, argv, err, errlen)) == NULL)
+		goto out;
+	if (rep->type == RR_NIL)
+		snprintf(err, errlen, "%s: does not know a master named \"%s\"", what, r->master_name);
+	else if (rep->type != RR_ARRAY || rep->elements != 2 || !redis_reply_is_str(rep->element[0]) ||
+	    !redis_reply_is_str(rep->element[1]))
+		snprintf(err, errlen, "%s: unexpected reply to SENTINEL get-master-addr-by-name", what);
+	else if (snprintf(addr, addrlen, strchr(rep->element[0]->str, ':') != NULL ? "[%s]:%s" :
+	    "%s:%s", rep->element[0]->str, rep->element[1]->str) >= (int)addrlen)
+		snprintf(err, errlen, "%s: master address too long", what);
+	else
+		rc = 0;
+	redis_reply_free(rep);
+out:
+	redisFree(c);
+	return rc;
+}
+
+/* Is the server on c a master (ROLE)? 0, or -1 with err. */
+static int
+verify_master(redisContext *c, const char *addr, const char *sentinel, char *err, size_t errlen)
+{
+	const char *argv[] = { "ROLE" };
+	struct redis_reply *rep;
+	char what[300];
+	int rc = -1;
+
+	snprintf(what, sizeof(what), "redis %s ROLE", addr);
+	if ((rep = ask(c, what, 1, argv, err, errlen)) == NULL)
+		return -1;
+	if (rep->type == RR_ARRAY && rep->elements > 0 && redis_reply_is_str(rep->element[0]) &&
+	    strcmp(rep->element[0]->str, "master") == 0)
+		rc = 0;
+	else
+		snprintf(err, errlen, "redis %s (named by sentinel %s) is not a master: %s", addr,
+		    sentinel, rep->type == RR_ARRAY && rep->elements > 0 &&
+		    redis_reply_is_str(rep->element[0]) ? rep->element[0]->str : "unexpected ROLE reply");
+	redis_reply_free(rep);
+	return rc;
+}
+
+/*
+ * The master of r->master_name: each Sentinel in turn (from the one that
+ * answered last) names it, and it is used only when ROLE confirms it (a
+ * stale Sentinel may still name a demoted master). Connected, or NULL with
+ * every Sentinel's answer in err.
+ */
+static redisContext *
+connect_master(struct redis *r, char *err, size_t errlen)
+{
+	struct strbuf why = { 0 };
+	redisContext *c = NULL;
+
+	for (size_t k = 0; k < r->nsentinels && c == NULL; k++) {
+		size_t i = (r->sentinel_next + k) % r->nsentinels;
+		char addr[280], e[512];
+
+		if (sentinel_ask(r, r->sentinels[i], addr, sizeof(addr), e, sizeof(e)) == 0 &&
+		    (c = connect_to(r, addr, r->username, r->password, r->database, e,
+		    sizeof(e))) != NULL && verify_master(c, addr, r->sentinels[i], e, sizeof(e)) < 0) {
+			redisFree(c);
+			c = NULL;
+		}
+		if (c != NULL) {
+			r->sentinel_next = i;
+			snprintf(r->shown, sizeof(r->shown), "sentinel %s (%s)", r->master_name, addr);
+		} else {
+			strbuf_printf(&why, "%s%s", why.s != NULL ? "; " : "", e);
+		}
+	}
+	if (c == NULL)
+		snprintf(err, errlen, "redis sentinel %s: no master found: %s", r->master_name,
+		    why.s != NULL ? why.s : "no sentinels");
+	strbuf_free(&why);
+	return c;
+}
+
+/* Connect to the configured server, or to the master the Sentinels name. */
+static redisContext *
+connect_once(struct redis *r, char *err, size_t errlen)
+{
+	if (r->nsentinels > 0)
+		return connect_master(r, err, errlen);
+	return connect_to(r, r->address, r->username, r->password, r->database, err, errlen);
 }
 
 int
@@ -343,7 +502,7 @@ redis_ensure(struct redis *r, char *err, size_t errlen)
 	r->err = 1;
 	if (r->c != NULL) {
 		/* A connection that was up gets one immediate retry. */
-		snprintf(r->errstr, sizeof(r->errstr), "redis %s: %s", r->address,
+		snprintf(r->errstr, sizeof(r->errstr), "redis %s: %s", redis_address(r),
 		    r->c->err ? r->c->errstr : "connection reset after an error");
 		redisFree(r->c);
 		r->c = NULL;
@@ -364,6 +523,7 @@ redis_ensure(struct redis *r, char *err, size_t errlen)
 		return -1;
 	}
 	r->c = c;
+	r->generation++;
 	r->err = 0;
 	r->attempt = 0;
 	r->next_try_ms = 0;
@@ -491,6 +651,24 @@ send_path(struct redis *r, const struct redis_args *a, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * An error reply that says this server is (no longer) the master to write
+ * to: a replica (READONLY), one still loading its data (LOADING), one whose
+ * blocked clients were released as it changed role (UNBLOCKED).
+ */
+static bool
+failover_reply(const struct redis_reply *rep)
+{
+	static const char *const codes[] = { "READONLY ", "LOADING ", "UNBLOCKED ", "MASTERDOWN " };
+
+	if (rep->type != RR_ERROR)
+		return false;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strncmp(rep->str, codes[i], strlen(codes[i])) == 0)
+			return true;
+	return false;
+}
+
 int
 redis_read_reply(struct redis *r, struct redis_reply **rep, char *err, size_t errlen)
 {
@@ -498,7 +676,7 @@ redis_read_reply(struct redis *r, struct redis_reply **rep, char *err, size_t er
 
 	*rep = NULL;
 	if (r->c == NULL || redisGetReply(r->c, &p) != REDIS_OK || p == NULL) {
-		snprintf(err, errlen, "redis %s: %s", r->address,
+		snprintf(err, errlen, "redis %s: %s", redis_address(r),
 		    r->c != NULL && r->c->errstr[0] ? r->c->errstr : "no reply");
 		snprintf(r->errstr, sizeof(r->errstr), "%s", err);
 		r->err = 1;
@@ -506,6 +684,11 @@ redis_read_reply(struct redis *r, struct redis_reply **rep, char *err, size_t er
 		return -1;
 	}
 	*rep = p;
+	if (r->nsentinels > 0 && failover_reply(*rep)) {
+		/* The next command asks the Sentinels again (scaleno.conf(5) "redis"). */
+		snprintf(r->errstr, sizeof(r->errstr), "redis %s: %s", redis_address(r), (*rep)->str);
+		r->broken = true;
+	}
 	return 0;
 }
 
@@ -598,7 +781,7 @@ redis_script_load(struct redis *r, const char *name, char *err, size_t errlen)
 	if (rep == NULL)
 		return -1;
 	if (rep->type != RR_STRING || rep->len != 40) {
-		snprintf(err, errlen, "redis %s: SCRIPT LOAD %s: %s", r->address, name,
+		snprintf(err, errlen, "redis %s: SCRIPT LOAD %s: %s", redis_address(r), name,
 		    rep->type == RR_ERROR ? rep->str : "unexpected reply");
 		redis_reply_free(rep);
 		return -1;

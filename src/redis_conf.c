@@ -10,6 +10,10 @@ redis_new_conf(const struct redis_conf *conf)
 {
 	struct redis_opts o = {
 		.address = conf->address,
+		.sentinels = (const char *const *)conf->sentinels,
+		.nsentinels = conf->nsentinels,
+		.master_name = conf->master_name,
+		.sentinel_password = conf->sentinel_password,
 		.username = conf->username,
 		.password = conf->password,
 		.database = conf->database,
