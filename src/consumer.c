@@ -338,6 +338,9 @@ fetch(struct consumer *c)
 		 */
 		for (int i = 0; i < c->nsrc; i++)
 			consumer_pending_reset(&c->src[i]);
+		if (c->generation != 0)
+			log_info("%s: consumer %s reconnected to redis %s; own pending entries first",
+			    c->q->name, c->name, redis_address(c->r));
 		c->generation = redis_generation(c->r);
 	}
 	for (int i = 0; i < c->nsrc; i++) {
