@@ -20,6 +20,7 @@
 
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 5000
+#define SENTINEL_WATCH_MS 1000
 
 struct redis {
 	char *address;
@@ -29,7 +30,10 @@ struct redis {
 	char *sentinel_password;
 	char shown[320];	/* redis_address with Sentinel */
 	unsigned generation;	/* connections made */
-	size_t sentinel_next;	/* the Sentinel to ask first */
+	size_t sentinel_next;	/* the Sentinel to ask first: the one that named the master */
+	char master[280];	/* the master's address, as the Sentinel named it */
+	int64_t next_watch_ms;	/* monotonic; when to ask that Sentinel again */
+	size_t inflight;	/* commands sent whose replies are not read yet */
 	char *username;
 	char *password;
 	int database;
@@ -470,6 +474,7 @@ connect_master(struct redis *r, char *err, size_t errlen)
 		}
 		if (c != NULL) {
 			r->sentinel_next = i;
+			snprintf(r->master, sizeof(r->master), "%s", addr);
 			snprintf(r->shown, sizeof(r->shown), "sentinel %s (%s)", r->master_name, addr);
 		} else {
 			strbuf_printf(&why, "%s%s", why.s != NULL ? "; " : "", e);
@@ -491,12 +496,36 @@ connect_once(struct redis *r, char *err, size_t errlen)
 	return connect_to(r, r->address, r->username, r->password, r->database, err, errlen);
 }
 
+/*
+ * The failover notice: about once a second, between commands, ask the
+ * Sentinel that named our master whether it still does. Once it names
+ * another, the connection is dropped and the next one asks again (and
+ * checks ROLE). A Sentinel that does not answer changes nothing.
+ */
+static void
+sentinel_watch(struct redis *r, int64_t now)
+{
+	char addr[280], e[512];
+
+	if (r->nsentinels == 0 || r->inflight > 0 || now < r->next_watch_ms)
+		return;
+	r->next_watch_ms = now + SENTINEL_WATCH_MS;
+	if (sentinel_ask(r, r->sentinels[r->sentinel_next], addr, sizeof(addr), e, sizeof(e)) < 0 ||
+	    strcmp(addr, r->master) == 0)
+		return;
+	snprintf(r->errstr, sizeof(r->errstr), "redis %.200s: sentinel %.100s now names %.100s as the master",
+	    redis_address(r), r->sentinels[r->sentinel_next], addr);
+	r->broken = true;
+}
+
 int
 redis_ensure(struct redis *r, char *err, size_t errlen)
 {
 	int64_t now = util_now_ms();
 	redisContext *c;
 
+	if (r->c != NULL && !r->broken && r->c->err == 0)
+		sentinel_watch(r, now);
 	if (r->c != NULL && !r->broken && r->c->err == 0)
 		return 0;
 	r->err = 1;
@@ -524,6 +553,8 @@ redis_ensure(struct redis *r, char *err, size_t errlen)
 	}
 	r->c = c;
 	r->generation++;
+	r->inflight = 0;
+	r->next_watch_ms = util_now_ms() + SENTINEL_WATCH_MS;
 	r->err = 0;
 	r->attempt = 0;
 	r->next_try_ms = 0;
@@ -648,6 +679,7 @@ send_path(struct redis *r, const struct redis_args *a, char *err, size_t errlen)
 		r->broken = true;
 		return -1;
 	}
+	r->inflight++;
 	return 0;
 }
 
@@ -684,6 +716,8 @@ redis_read_reply(struct redis *r, struct redis_reply **rep, char *err, size_t er
 		return -1;
 	}
 	*rep = p;
+	if (r->inflight > 0)
+		r->inflight--;
 	if (r->nsentinels > 0 && failover_reply(*rep)) {
 		/* The next command asks the Sentinels again (scaleno.conf(5) "redis"). */
 		snprintf(r->errstr, sizeof(r->errstr), "redis %s: %s", redis_address(r), (*rep)->str);
