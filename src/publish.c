@@ -110,9 +110,10 @@ scaleno_publish(struct scaleno_publisher *p, const struct scaleno_queue *q, cons
     int *partition, char *id, size_t idlen, char *err, size_t errlen)
 {
 	struct redis_args a = REDIS_ARGS_INIT, f = REDIS_ARGS_INIT;
-	const char *keys[3];
-	size_t keylens[3];
-	char *mapkey = NULL, *rrkey = NULL;
+	const char **keys = NULL;
+	size_t *keylens = NULL;
+	char *mapkey = NULL, *rrkey = NULL, **parts = NULL;
+	int nparts = 0;
 	struct redis_reply *rep = NULL;
 	int rc = -1;
 
@@ -124,9 +125,24 @@ scaleno_publish(struct scaleno_publisher *p, const struct scaleno_queue *q, cons
 	}
 	if (key == NULL)
 		key_len = 0;
+	/* Every key the script may touch, the partition streams too (Redis Cluster). */
+	nparts = q->partitions > 1 ? q->partitions : 0;
+	keys = calloc(3 + (size_t)nparts, sizeof(*keys));
+	keylens = calloc(3 + (size_t)nparts, sizeof(*keylens));
+	parts = calloc((size_t)nparts + 1, sizeof(*parts));
+	if (keys == NULL || keylens == NULL || parts == NULL) {
+		snprintf(err, errlen, "publish: out of memory");
+		goto out;
+	}
 	mapkey = redis_key_map(q->stream, key, key_len, &keylens[1]);
 	rrkey = redis_key(q->stream, 1, RK_RR, 0);
-	if (mapkey == NULL || rrkey == NULL) {
+	for (int i = 0; i < nparts; i++) {
+		if ((parts[i] = redis_key(q->stream, nparts, RK_PART, i)) == NULL)
+			break;
+		keys[3 + i] = parts[i];
+		keylens[3 + i] = strlen(parts[i]);
+	}
+	if (mapkey == NULL || rrkey == NULL || (nparts > 0 && parts[nparts - 1] == NULL)) {
 		snprintf(err, errlen, "publish: out of memory");
 		goto out;
 	}
@@ -147,7 +163,8 @@ scaleno_publish(struct scaleno_publisher *p, const struct scaleno_queue *q, cons
 		snprintf(err, errlen, "publish: out of memory");
 		goto out;
 	}
-	if ((rep = redis_eval_bin(p->r, "publish", keys, keylens, 3, &a, &f, err, errlen)) == NULL)
+	if ((rep = redis_eval_bin(p->r, "publish", keys, keylens, 3 + nparts, &a, &f, err,
+	    errlen)) == NULL)
 		goto out;
 	if (rep->type == RR_ERROR) {
 		snprintf(err, errlen, "redis: publish to %s: %s", q->stream, rep->str);
@@ -169,6 +186,11 @@ out:
 	redis_args_free(&f);
 	free(mapkey);
 	free(rrkey);
+	for (int i = 0; parts != NULL && i < nparts; i++)
+		free(parts[i]);
+	free(parts);
+	free(keys);
+	free(keylens);
 	return rc;
 }
 
