@@ -35,6 +35,8 @@ struct redis_opts {
 	size_t nsentinels;
 	const char *master_name;	/* the name the Sentinels monitor */
 	const char *sentinel_password;	/* NULL or "": Sentinels without AUTH */
+	const char *const *cluster;	/* with ncluster > 0, Redis Cluster seed nodes ("host:port") */
+	size_t ncluster;
 	const char *username;		/* NULL or "": AUTH password alone */
 	const char *password;		/* NULL or "": no AUTH */
 	int database;			/* SELECT when not 0 */
@@ -211,6 +213,24 @@ struct redis_reply *redis_run_script(struct redis *r, const char *name, const ch
 
 /* The text of script name, or NULL. */
 const char *redis_script_source(const char *name);
+
+/* ---- Redis Cluster (scaleno.conf(5) "redis") ---- */
+
+#define REDIS_CLUSTER_SLOTS 16384
+
+/*
+ * The hash slot of a key: CRC16 (XMODEM) of its hash tag (the part between
+ * the first "{" and the next "}", when not empty) or of the whole key,
+ * modulo 16384, as Redis Cluster computes it.
+ */
+unsigned redis_key_slot(const char *key, size_t len);
+/*
+ * A redirect error reply: "MOVED <slot> <host:port>" or "ASK <slot>
+ * <host:port>". 0 with *slot, addr and *ask set, -1 when it is neither.
+ */
+int redis_parse_redirect(const char *reply, int *slot, char *addr, size_t addrlen, bool *ask);
+/* Redirects followed and slot-map loads made by this handle (for tests and logs). */
+void redis_cluster_counts(const struct redis *r, unsigned *moved, unsigned *ask, unsigned *maps);
 
 /* A handle from the redis section of scaleno.conf(5) (src/redis_conf.c). */
 struct redis_conf;

@@ -14,6 +14,8 @@ redis_new_conf(const struct redis_conf *conf)
 		.nsentinels = conf->nsentinels,
 		.master_name = conf->master_name,
 		.sentinel_password = conf->sentinel_password,
+		.cluster = (const char *const *)conf->cluster,
+		.ncluster = conf->ncluster,
 		.username = conf->username,
 		.password = conf->password,
 		.database = conf->database,
