@@ -194,7 +194,8 @@ cmd_publish(int argc, char **argv)
 		.command_timeout_ms = q->redis.command_timeout_ms,
 		.sentinels = (const char *const *)q->redis.sentinels,
 		.nsentinels = q->redis.nsentinels, .master_name = q->redis.master_name,
-		.sentinel_password = q->redis.sentinel_password };
+		.sentinel_password = q->redis.sentinel_password,
+		.cluster = (const char *const *)q->redis.cluster, .ncluster = q->redis.ncluster };
 	if ((p = scaleno_publish_open(q->redis.address != NULL ? q->redis.address :
 	    "127.0.0.1:6379", &opts, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "scaleno publish: %s\n", err);

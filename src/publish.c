@@ -46,7 +46,17 @@ scaleno_publish_open(const char *address, const struct scaleno_publish_options *
 			snprintf(err, errlen, "scaleno_publish_open: Sentinel %zu has no address", i + 1);
 			return NULL;
 		}
-	if (opt->nsentinels == 0 && (address == NULL || address[0] == '\0')) {
+	for (size_t i = 0; i < opt->ncluster; i++)
+		if (opt->cluster == NULL || opt->cluster[i] == NULL || opt->cluster[i][0] == '\0') {
+			snprintf(err, errlen, "scaleno_publish_open: cluster node %zu has no address",
+			    i + 1);
+			return NULL;
+		}
+	if (opt->nsentinels > 0 && opt->ncluster > 0) {
+		snprintf(err, errlen, "scaleno_publish_open: Sentinels or a cluster, not both");
+		return NULL;
+	}
+	if (opt->nsentinels == 0 && opt->ncluster == 0 && (address == NULL || address[0] == '\0')) {
 		snprintf(err, errlen, "scaleno_publish_open: no Redis address");
 		return NULL;
 	}
@@ -59,7 +69,8 @@ scaleno_publish_open(const char *address, const struct scaleno_publish_options *
 		.connect_timeout_ms = opt->connect_timeout_ms,
 		.command_timeout_ms = opt->command_timeout_ms, .sentinels = opt->sentinels,
 		.nsentinels = opt->nsentinels, .master_name = opt->master_name,
-		.sentinel_password = opt->sentinel_password };
+		.sentinel_password = opt->sentinel_password, .cluster = opt->cluster,
+		.ncluster = opt->ncluster };
 	if ((p = calloc(1, sizeof(*p))) == NULL || (p->r = redis_new(&o)) == NULL) {
 		free(p);
 		snprintf(err, errlen, "scaleno_publish_open: out of memory");

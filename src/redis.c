@@ -21,6 +21,8 @@
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 5000
 #define SENTINEL_WATCH_MS 1000
+#define REDIRECTS_MAX 8		/* MOVED, ASK and TRYAGAIN followed for one command */
+#define TRYAGAIN_MS 25
 
 struct redis {
 	char *address;
@@ -1104,7 +1106,7 @@ cluster_read(struct redis *r, struct redis_reply **rep, char *err, size_t errlen
 		return -1;
 	}
 	*rep = p;
-	for (int hop = 0; hop < 5 && (*rep)->type == RR_ERROR; hop++) {
+	for (int hop = 0; hop < REDIRECTS_MAX && (*rep)->type == RR_ERROR; hop++) {
 		char addr[280];
 		bool is_ask;
 		int slot, ni;
@@ -1113,9 +1115,14 @@ cluster_read(struct redis *r, struct redis_reply **rep, char *err, size_t errlen
 		if (strncmp((*rep)->str, "UNBLOCKED ", 10) == 0 ||
 		    strncmp((*rep)->str, "CLUSTERDOWN ", 12) == 0)
 			r->map_stale = true;
-		if (redis_parse_redirect((*rep)->str, &slot, addr, sizeof(addr), &is_ask) < 0)
+		if (strncmp((*rep)->str, "TRYAGAIN ", 9) == 0) {
+			/* A multi-key command while its slot is half migrated: again, shortly. */
+			util_sleep_ms(TRYAGAIN_MS * (hop + 1), NULL);
+			snprintf(addr, sizeof(addr), "%s", r->nodes[s.node].addr);
+			is_ask = false;
+		} else if (redis_parse_redirect((*rep)->str, &slot, addr, sizeof(addr), &is_ask) < 0) {
 			break;
-		if (is_ask) {
+		} else if (is_ask) {
 			r->asked++;
 		} else {
 			/* The slot moved for good: note it now, reload the whole map later. */

@@ -54,6 +54,14 @@ struct scaleno_publish_options {
 	size_t nsentinels;
 	const char *master_name;
 	const char *sentinel_password;	/* NULL or "": Sentinels without AUTH */
+	/*
+	 * Redis Cluster: with ncluster > 0 address is ignored (may be NULL) and
+	 * these seed nodes ("host:port" each) give the slot map; commands go to
+	 * the node of their slot, MOVED and ASK are followed. The stream needs a
+	 * hash tag ("{payments}").
+	 */
+	const char *const *cluster;
+	size_t ncluster;
 };
 
 /* The queue, as in its policy file (queue.stream, queue.group, queue.partitions). */
