@@ -10,10 +10,25 @@ import subprocess
 import harness as H
 
 
-def server(dir, port, *extra):
+class Node(H.Redis):
+    """A harness.Redis that may need a password."""
+    password = None
+
+    def cli(self, *args, stdin=None):
+        if not self.password:
+            return super().cli(*args, stdin=stdin)
+        r = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(self.port), "--raw", "--no-auth-warning",
+                            "-a", self.password] + [str(a) for a in args],
+                           input=stdin, capture_output=True, timeout=30, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("redis-cli %s: %s" % (args, r.stderr))
+        return r.stdout.strip("\n")
+
+
+def server(dir, port, *extra, password=None):
     """A redis-server (or, with "--sentinel", a Sentinel) on port; returns a harness.Redis-like handle."""
-    r = H.Redis.__new__(H.Redis)
-    r.dir, r.port, r.appendonly = dir, port, False
+    r = Node.__new__(Node)
+    r.dir, r.port, r.appendonly, r.password = dir, port, False, password
     os.makedirs(dir, exist_ok=True)
     conf = os.path.join(dir, "redis.conf")
     with open(conf, "w") as f:
@@ -44,7 +59,7 @@ class Sentinel:
                 os.path.join(base, "s%d" % i), H.free_port(),
                 "sentinel monitor %s 127.0.0.1 %d 2" % (name, self.master.port),
                 "sentinel down-after-milliseconds %s 2000" % name,
-                "sentinel failover-timeout %s 6000" % name, *auth))
+                "sentinel failover-timeout %s 6000" % name, *auth, password=password))
         H.wait_until(lambda: all(self.knows_replica(s) for s in self.sentinels), timeout=30,
                      what="every Sentinel to know the replica")
 

@@ -110,5 +110,22 @@ def test_publish_wait_names_missing_replicas():
     assert r.returncode == 1 and "--wait x" in r.stderr, (r.returncode, r.stderr)
 
 
+@suite.test
+def test_sentinels_with_a_password():
+    """sentinel_password_file authenticates to the Sentinels; a wrong one is a clear error."""
+    s = redisenv.Sentinel(password="s3cret")
+    e = Env()
+    on_sentinel(e, s)
+    conf = open(e.conf).read()
+    H.write(os.path.join(e.dir, "sentinel.pw"), "s3cret\n")
+    H.write(e.conf, conf.replace(s.conf(), s.conf(' sentinel_password_file = "sentinel.pw";')))
+    publish_cli(e, "1", wait=1)
+    assert s.master.cli("XLEN", e.stream) == "1"
+    H.write(os.path.join(e.dir, "sentinel.pw"), "wrong\n")
+    r = H.run_scaleno(["publish", "-q", e.queue, "-c", e.conf, "n", "2"])
+    assert r.returncode == 2 and "no master found" in r.stderr and "AUTH" in r.stderr, r.stderr
+    assert "wrong" not in r.stderr and "s3cret" not in r.stderr  # never a password in a message
+
+
 if __name__ == "__main__":
     suite.main()
