@@ -16,7 +16,7 @@
 #include "sample.h"
 
 struct httpd;
-struct redis;
+struct redis_servers;
 struct queue_view;
 struct strbuf;
 
@@ -77,7 +77,7 @@ struct agent_queue {
 struct agent {
 	const char *config_path;
 	struct config *cfg;
-	struct redis *rq;
+	struct redis_servers *rs;	/* one handle per server (redis_sample.h); 0: the main file's */
 	struct nomad_client *nc;
 	struct httpd *http;
 	char *http_listen;

@@ -37,8 +37,21 @@ enum queue_mode {
 	MODE_HALT = 4,		/* loss critical, order critical */
 };
 
+/*
+ * The redis section of scaleno.conf(5), or a policy's own redis block (its
+ * keys merged over the main file's). Exactly one of address, sentinels and
+ * cluster chooses the server; with sentinels or cluster, address holds a
+ * name for messages ("sentinel <master_name>", "cluster <first seed>").
+ */
 struct redis_conf {
 	char *address;		/* "host:port" or "unix:/path" */
+	char **sentinels;	/* NULL-terminated "host:port" list, or NULL */
+	size_t nsentinels;
+	char *master_name;
+	char *sentinel_password_file;
+	char *sentinel_password; /* read from sentinel_password_file; never logged */
+	char **cluster;		/* NULL-terminated seed list, or NULL */
+	size_t ncluster;
 	char *username;
 	char *password_file;
 	char *password;		/* read from password_file at load time; never logged */
@@ -127,6 +140,8 @@ struct queue_policy {
 	struct scale_conf scale;
 	struct worker_conf worker;
 	struct alert_conf alert;
+	struct redis_conf redis; /* its server: its own redis block over the main file's */
+	bool own_redis;		/* the policy has a redis block */
 	char *file;		/* policy file it came from */
 	int line;		/* line of its queue block */
 };
@@ -182,6 +197,8 @@ const struct queue_policy *config_queue(const struct config *cfg, const char *na
 const char *config_default_path(void);
 /* "drop", "ordered-drop", "dead-letter", "halt". */
 const char *config_mode_name(enum queue_mode m);
+/* Does key hold a Redis Cluster hash tag ("{payments}")? All keys of a cluster queue need one. */
+bool config_has_hash_tag(const char *key);
 /* Apply a step limit to current count: the largest allowed change (>= 1). */
 int config_step_allowed(const struct step_limit *s, int current);
 

@@ -24,9 +24,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Connection settings; every string is copied. NULL/0 fields: the defaults. */
+/*
+ * Connection settings; every string is copied. NULL/0 fields: the defaults.
+ * With nsentinels > 0 the master of master_name is asked of the Sentinels
+ * (scaleno.conf(5) "redis") and address is ignored.
+ */
 struct redis_opts {
 	const char *address;		/* "host:port", "[v6]:port" or "unix:/path"; NULL = 127.0.0.1:6379 */
+	const char *const *sentinels;	/* "host:port" of each Sentinel */
+	size_t nsentinels;
+	const char *master_name;	/* the name the Sentinels monitor */
+	const char *sentinel_password;	/* NULL or "": Sentinels without AUTH */
+	const char *const *cluster;	/* with ncluster > 0, Redis Cluster seed nodes ("host:port") */
+	size_t ncluster;
 	const char *username;		/* NULL or "": AUTH password alone */
 	const char *password;		/* NULL or "": no AUTH */
 	int database;			/* SELECT when not 0 */
@@ -74,8 +84,17 @@ bool redis_connected(const struct redis *r);
 /* The last error of this handle ("" when none yet) and whether it was an I/O error. */
 const char *redis_errstr(const struct redis *r);
 int redis_err(const struct redis *r);
-/* The configured address, for messages. */
+/*
+ * The address, for messages: the configured one, or with Sentinel
+ * "sentinel <master_name> (<master address>)" once a master is known.
+ */
 const char *redis_address(const struct redis *r);
+/*
+ * Counts the connections this handle has made: a caller that sees it change
+ * knows the server may be another one (a Sentinel failover, a restart) and
+ * that acknowledgements sent to the old one may not have reached the new.
+ */
+unsigned redis_generation(const struct redis *r);
 
 /*
  * Report an I/O or protocol error: the next redis_ensure drops the
@@ -194,6 +213,24 @@ struct redis_reply *redis_run_script(struct redis *r, const char *name, const ch
 
 /* The text of script name, or NULL. */
 const char *redis_script_source(const char *name);
+
+/* ---- Redis Cluster (scaleno.conf(5) "redis") ---- */
+
+#define REDIS_CLUSTER_SLOTS 16384
+
+/*
+ * The hash slot of a key: CRC16 (XMODEM) of its hash tag (the part between
+ * the first "{" and the next "}", when not empty) or of the whole key,
+ * modulo 16384, as Redis Cluster computes it.
+ */
+unsigned redis_key_slot(const char *key, size_t len);
+/*
+ * A redirect error reply: "MOVED <slot> <host:port>" or "ASK <slot>
+ * <host:port>". 0 with *slot, addr and *ask set, -1 when it is neither.
+ */
+int redis_parse_redirect(const char *reply, int *slot, char *addr, size_t addrlen, bool *ask);
+/* Redirects followed and slot-map loads made by this handle (for tests and logs). */
+void redis_cluster_counts(const struct redis *r, unsigned *moved, unsigned *ask, unsigned *maps);
 
 /* A handle from the redis section of scaleno.conf(5) (src/redis_conf.c). */
 struct redis_conf;

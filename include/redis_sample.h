@@ -53,6 +53,30 @@ int redis_sample_ex(struct redis *r, const struct redis_sample_opts *opts,
 void redis_sample_errors_free(char **qerr, int n);
 
 /*
+ * Several servers (scaleno.conf(5) "redis" in a policy): one handle per
+ * distinct server of a configuration, the main file's first, then each
+ * other server a policy's own redis block names (same address or Sentinel
+ * group or cluster, user, password and database: the same server).
+ */
+struct redis_servers;
+/* NULL on OOM. The configuration must outlive it. */
+struct redis_servers *redis_servers_new(const struct config *cfg);
+void redis_servers_free(struct redis_servers *s);
+/* How many servers, and server i's handle (0: the main file's). */
+int redis_servers_count(const struct redis_servers *s);
+struct redis *redis_servers_at(struct redis_servers *s, int i);
+/* The handle of queue q's server. */
+struct redis *redis_servers_for(struct redis_servers *s, const struct queue_policy *q);
+/*
+ * redis_sample over several servers: the queues of each server in one
+ * pipelined round trip to it (servers one after another). A server that
+ * fails marks only its queues (out[i].ok = false) and adds "redis <server>:
+ * <reason>" to err; returns how many servers failed (0 = all answered).
+ */
+int redis_sample_servers(struct redis_servers *s, const struct queue_policy *const *queues,
+    int n, double t, struct raw_sample *out, int *round_trips, char *err, size_t errlen);
+
+/*
  * The agent's HA lease (scaleno(8) "agent"): SET key value NX PX ttl,
  * renewed by a compare-and-set. Returns 1 when we hold it, 0 when another
  * agent does, -1 on error (nobody should act).

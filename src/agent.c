@@ -198,16 +198,17 @@ agent_build_states(const struct config *cfg, struct agent_queue *old, size_t nol
 
 /* Create the Redis and Nomad clients for a->cfg. */
 static int
-agent_clients(struct agent *a, struct redis **rq, struct nomad_client **nc, char *err, size_t errlen)
+agent_clients(struct agent *a, struct redis_servers **rq, struct nomad_client **nc, char *err,
+    size_t errlen)
 {
-	*rq = redis_new_conf(&a->cfg->redis);
+	*rq = redis_servers_new(a->cfg);
 	if (*rq == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	*nc = nomad_client_new(&a->cfg->nomad, err, errlen);
 	if (*nc == NULL) {
-		redis_free(*rq);
+		redis_servers_free(*rq);
 		*rq = NULL;
 		return -1;
 	}
@@ -250,7 +251,7 @@ agent_reload_config(struct agent *a)
 	struct cfg_errors errs = { 0 };
 	struct config *ncfg = NULL;
 	struct config *ocfg = a->cfg;
-	struct redis *rq = NULL;
+	struct redis_servers *rq = NULL;
 	struct nomad_client *nc = NULL;
 	struct agent_queue *nqs = NULL;
 	char err[256] = "out of memory";
@@ -268,7 +269,7 @@ agent_reload_config(struct agent *a)
 	a->cfg = ncfg;
 	if (agent_clients(a, &rq, &nc, err, sizeof(err)) == -1 ||
 	    (nqs = agent_build_states(ncfg, a->qs, a->nqs, util_now_ms())) == NULL) {
-		redis_free(rq);
+		redis_servers_free(rq);
 		nomad_client_free(nc);
 		a->cfg = ocfg;
 		config_free(ncfg);
@@ -276,9 +277,9 @@ agent_reload_config(struct agent *a)
 		a->reloads_failed++;
 		return;
 	}
-	redis_free(a->rq);
+	redis_servers_free(a->rs);
 	nomad_client_free(a->nc);
-	a->rq = rq;
+	a->rs = rq;
 	a->nc = nc;
 	agent_free_states(a->qs, a->nqs);
 	a->qs = nqs;
@@ -380,8 +381,8 @@ agent_sample(struct agent *a, double now_s, int64_t now_ms)
 	for (size_t i = 0; i < a->nqs; i++)
 		if (a->qs[i].due)
 			qv[k++] = a->qs[i].q;
-	if (redis_ensure(a->rq, err, sizeof(err)) == 0)
-		rc = redis_sample(a->rq, qv, (int)n, now_s, raw, NULL, err, sizeof(err));
+	/* Each server in one round trip; any server failing holds every queue (safe). */
+	rc = redis_sample_servers(a->rs, qv, (int)n, now_s, raw, NULL, err, sizeof(err)) == 0 ? 0 : -1;
 	if (rc == -1) {
 		a->redis_errors++;
 		if (a->redis_down_since_ms == 0) {
@@ -1037,7 +1038,7 @@ agent_tick(struct agent *a)
 	agent_sample(a, now_s, now_ms);
 	if (a->cfg->agent.lease_key != NULL && a->cfg->agent.lease_key[0] != '\0') {
 		int held = a->redis_down_since_ms != 0 ? -1 :
-		    redis_agent_lease(a->rq, a->cfg->agent.lease_key, a->owner, a->cfg->agent.lease_ttl_ms);
+		    redis_agent_lease(redis_servers_at(a->rs, 0), a->cfg->agent.lease_key, a->owner, a->cfg->agent.lease_ttl_ms);
 		bool leader = held == 1;
 
 		if (leader != a->leader)
@@ -1194,7 +1195,7 @@ cmd_agent(int argc, char **argv)
 	    (long long)util_wall_ms());
 	pthread_mutex_init(&a.snap_lock, NULL);
 	if (agent_signals_setup() == -1 ||
-	    agent_clients(&a, &a.rq, &a.nc, err, sizeof(err)) == -1) {
+	    agent_clients(&a, &a.rs, &a.nc, err, sizeof(err)) == -1) {
 		log_error("agent: cannot start: %s", err);
 		config_free(a.cfg);
 		return EXIT_RUNTIME;
@@ -1220,12 +1221,12 @@ cmd_agent(int argc, char **argv)
 
 	log_info("agent: signal received, exiting");
 	if (a.leader && a.cfg->agent.lease_key != NULL && a.cfg->agent.lease_key[0] != '\0' &&
-	    redis_agent_lease_release(a.rq, a.cfg->agent.lease_key, a.owner) == 0)
+	    redis_agent_lease_release(redis_servers_at(a.rs, 0), a.cfg->agent.lease_key, a.owner) == 0)
 		log_info("agent: released the lease %s", a.cfg->agent.lease_key);
 	httpd_stop(a.http);
 	free(a.http_listen);
 	agent_free_states(a.qs, a.nqs);
-	redis_free(a.rq);
+	redis_servers_free(a.rs);
 	nomad_client_free(a.nc);
 	config_free(a.cfg);
 	free(a.snap_metrics);

@@ -97,6 +97,8 @@ agent_view_json(const struct queue_view *v)
 		return NULL;
 	cJSON_AddStringToObject(o, "name", v->name);
 	cJSON_AddStringToObject(o, "mode", config_mode_name(v->q->mode));
+	/* The queue's server (a policy may have its own: scaleno.conf(5) "redis"). */
+	cJSON_AddStringToObject(o, "redis", v->q->redis.address != NULL ? v->q->redis.address : "");
 	cJSON_AddStringToObject(o, "target", v->q->scale.target == SCALE_TARGET_NOMAD ?
 	    "nomad" : "none");
 	if ((smp = cJSON_AddObjectToObject(o, "sample")) != NULL)

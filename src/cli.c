@@ -277,7 +277,7 @@ cli_open(const struct cli *c, struct cli_queue *x)
 		return EXIT_USAGE;
 	if (!(c->flags & CLI_REDIS))
 		return EXIT_OK;
-	if ((x->r = redis_new_conf(&x->cfg->redis)) == NULL) {
+	if ((x->r = redis_new_conf(x->q != NULL ? &x->q->redis : &x->cfg->redis)) == NULL) {
 		fprintf(stderr, "scaleno %s: out of memory\n", c->cmd);
 		return EXIT_RUNTIME;
 	}

@@ -23,11 +23,13 @@ static void
 publish_usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: scaleno publish -q QUEUE [-c FILE] [-k KEY] [--ttl DURATION] FIELD VALUE ...\n"
+	    "usage: scaleno publish -q QUEUE [-c FILE] [-k KEY] [--ttl DURATION]\n"
+	    "                       [--wait N [--wait-timeout DURATION]] FIELD VALUE ...\n"
 	    "       scaleno publish -q QUEUE [-c FILE] [--ttl DURATION] --stdin\n"
 	    "Add one message to QUEUE and print \"<partition> <entry id>\". Messages with the\n"
 	    "same KEY stay on one partition while the key had a message within the TTL\n"
-	    "(default 1h). A VALUE of - is read from standard input. --stdin: one message per\n"
+	    "(default 1h). A VALUE of - is read from standard input. --wait N: then wait\n"
+	    "for N replicas to hold it (default timeout 1s). --stdin: one message per\n"
 	    "line, {\"key\": \"K\", \"fields\": {\"FIELD\": \"VALUE\", ...}}. See scaleno(8).\n");
 }
 
@@ -75,6 +77,8 @@ cmd_publish(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "ttl", required_argument, NULL, 'T' },
 		{ "stdin", no_argument, NULL, 'S' },
+		{ "wait", required_argument, NULL, 'W' },
+		{ "wait-timeout", required_argument, NULL, 'X' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -87,8 +91,10 @@ cmd_publish(int argc, char **argv)
 	size_t nfields, *lens = NULL, stdin_len = 0;
 	char *stdin_buf = NULL, err[512], id[SCALENO_PUBLISH_ID_MAX];
 	const char **fields = NULL;
-	int64_t ttl_ms = 0;
-	int ch, part, rc = EXIT_USAGE;
+	int64_t ttl_ms = 0, wait_ms = 1000;
+	int ch, part, rc = EXIT_USAGE, wait_n = -1, acked;
+	char *end;
+	long v;
 	bool from_stdin = false;
 
 	/* A connection Redis closed must be an error (exit 2), not death by SIGPIPE. */
@@ -120,6 +126,22 @@ cmd_publish(int argc, char **argv)
 		case 'S':
 			from_stdin = true;
 			break;
+		case 'W':
+			v = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || v < 1 || v > 1000) {
+				fprintf(stderr, "scaleno publish: --wait %s: give a replica count from 1 "
+				    "to 1000\n", optarg);
+				return EXIT_USAGE;
+			}
+			wait_n = (int)v;
+			break;
+		case 'X':
+			if (util_parse_duration(optarg, &wait_ms, err, sizeof(err)) < 0 || wait_ms < 1) {
+				fprintf(stderr, "scaleno publish: --wait-timeout %s: %s\n", optarg,
+				    wait_ms < 1 ? "must be above zero" : err);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'h':
 			publish_usage(stdout);
 			return EXIT_OK;
@@ -129,11 +151,11 @@ cmd_publish(int argc, char **argv)
 		}
 	}
 	nfields = (size_t)(argc - optind);
-	if (from_stdin && qname != NULL && nfields == 0 && key == NULL)
+	if (from_stdin && qname != NULL && nfields == 0 && key == NULL && wait_n < 0)
 		return publish_stdin_cmd(path, qname, ttl_ms, stdin, stdout);
 	if (from_stdin) {
-		fprintf(stderr, "scaleno publish: --stdin takes -q QUEUE, no -k and no FIELD VALUE "
-		    "(each line holds its key and fields)\n");
+		fprintf(stderr, "scaleno publish: --stdin takes -q QUEUE, no -k, no --wait and no "
+		    "FIELD VALUE (each line holds its key and fields)\n");
 		return EXIT_USAGE;
 	}
 	if (qname == NULL || nfields == 0 || nfields % 2 != 0) {
@@ -181,11 +203,16 @@ cmd_publish(int argc, char **argv)
 	sq = (struct scaleno_queue){ .stream = q->stream, .group = q->group,
 		.partitions = q->partitions, .key_ttl_ms = ttl_ms };
 	rc = EXIT_RUNTIME;
-	opts = (struct scaleno_publish_options){ .username = cfg->redis.username,
-		.password = cfg->redis.password, .database = cfg->redis.database,
-		.connect_timeout_ms = cfg->redis.connect_timeout_ms,
-		.command_timeout_ms = cfg->redis.command_timeout_ms };
-	if ((p = scaleno_publish_open(cfg->redis.address != NULL ? cfg->redis.address :
+	/* The queue's own server (a redis block in its policy), else the main file's. */
+	opts = (struct scaleno_publish_options){ .username = q->redis.username,
+		.password = q->redis.password, .database = q->redis.database,
+		.connect_timeout_ms = q->redis.connect_timeout_ms,
+		.command_timeout_ms = q->redis.command_timeout_ms,
+		.sentinels = (const char *const *)q->redis.sentinels,
+		.nsentinels = q->redis.nsentinels, .master_name = q->redis.master_name,
+		.sentinel_password = q->redis.sentinel_password,
+		.cluster = (const char *const *)q->redis.cluster, .ncluster = q->redis.ncluster };
+	if ((p = scaleno_publish_open(q->redis.address != NULL ? q->redis.address :
 	    "127.0.0.1:6379", &opts, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "scaleno publish: %s\n", err);
 		goto out;
@@ -197,6 +224,12 @@ cmd_publish(int argc, char **argv)
 	}
 	printf("%d %s\n", part, id);
 	rc = fflush(stdout) == 0 ? EXIT_OK : EXIT_RUNTIME;
+	if (rc == EXIT_OK && wait_n > 0 &&
+	    scaleno_publish_wait(p, wait_n, wait_ms, &acked, err, sizeof(err)) != 0) {
+		fprintf(stderr, "scaleno publish: queue %s: %s: added as %s, but a failover may "
+		    "lose it\n", q->name, err, id);
+		rc = EXIT_RUNTIME;
+	}
 out:
 	scaleno_publish_close(p);
 	config_free(cfg);

@@ -214,6 +214,8 @@ static void
 policy_free(struct queue_policy *q)
 {
 	config__free_keys(CFG_POLICY, q);
+	free(q->redis.password);
+	free(q->redis.sentinel_password);
 	free(q->file);
 }
 
@@ -227,6 +229,7 @@ config_free(struct config *cfg)
 	free(cfg->queues);
 	config__free_keys(CFG_MAIN, cfg);
 	free(cfg->redis.password);
+	free(cfg->redis.sentinel_password);
 	free(cfg->nomad.token);
 	free(cfg->path);
 	free(cfg->dir);

@@ -81,6 +81,14 @@ void config__free_keys(enum cfg_scope scope, void *base);
 
 /* The rules of the main file, and its secrets (Nomad's unless CONFIG_NO_NOMAD_SECRETS). */
 void config__check_main(struct loader *ld, const config_setting_t *root, struct config *cfg);
+/*
+ * The redis section (scope CFG_MAIN, base NULL) or a policy's own redis
+ * block merged over base: exactly one server, the secrets read, the rules
+ * between the keys, address set to a name for messages with Sentinel or
+ * Cluster.
+ */
+void config__check_redis(struct loader *ld, const config_setting_t *root, enum cfg_scope scope,
+    struct redis_conf *rc, const struct redis_conf *base);
 /* Fill the derived values of policy q (setting qs) and check what spans several keys. */
 void config__check_policy(struct loader *ld, const config_setting_t *qs, struct queue_policy *q);
 

@@ -78,6 +78,16 @@ check_redis_address(const char *v, char *err, size_t len)
 	return -1;
 }
 
+/* A Sentinel or cluster node: "host:port" only. */
+static int
+check_redis_node(const char *v, char *err, size_t len)
+{
+	if (hostport_ok(v))
+		return 0;
+	snprintf(err, len, "\"%s\" is not \"host:port\" (e.g. \"10.0.0.1:26379\")", v);
+	return -1;
+}
+
 static int
 url_ok(const char *v)
 {
@@ -130,15 +140,23 @@ static const char *const protocols[] = { "pipe", "exec", NULL };
 #define P(f)	offsetof(struct queue_policy, f)
 
 const struct cfg_key config_keys[] = {
-	/* main file: redis */
+	/* main file: redis (a policy's own redis block: the same keys, below) */
 	{ CFG_MAIN, "redis.address", CFG_STRING, "\"127.0.0.1:6379\"", 0, 0, M(redis.address), 0, NULL,
 	  NULL, check_redis_address, 0, "Redis server: \"host:port\" or \"unix:/path\"." },
+	{ CFG_MAIN, "redis.sentinels", CFG_ARGV, NULL, 1, 64, M(redis.sentinels), M(redis.nsentinels), NULL,
+	  NULL, check_redis_node, 0, "Redis Sentinels (\"host:port\" each), instead of address." },
+	{ CFG_MAIN, "redis.master_name", CFG_STRING, "\"\"", 0, 0, M(redis.master_name), 0, NULL, NULL, NULL,
+	  0, "The master's name at the Sentinels (required with sentinels)." },
+	{ CFG_MAIN, "redis.sentinel_password_file", CFG_STRING, "\"\"", 0, 0, M(redis.sentinel_password_file),
+	  0, NULL, NULL, NULL, CFG_PATH, "File holding the Sentinels' password (\"\" = none)." },
+	{ CFG_MAIN, "redis.cluster", CFG_ARGV, NULL, 1, 64, M(redis.cluster), M(redis.ncluster), NULL, NULL,
+	  check_redis_node, 0, "Redis Cluster seed nodes (\"host:port\" each), instead of address." },
 	{ CFG_MAIN, "redis.username", CFG_STRING, "\"\"", 0, 0, M(redis.username), 0, NULL, NULL, NULL, 0,
 	  "ACL user name (\"\" = the default user)." },
 	{ CFG_MAIN, "redis.password_file", CFG_STRING, "\"\"", 0, 0, M(redis.password_file), 0, NULL, NULL,
 	  NULL, CFG_PATH, "File holding the Redis password (\"\" = no password)." },
 	{ CFG_MAIN, "redis.database", CFG_INT, "0", 0, 65535, M(redis.database), 0, NULL, NULL, NULL, 0,
-	  "Database number (SELECT)." },
+	  "Database number (SELECT; not with cluster)." },
 	{ CFG_MAIN, "redis.connect_timeout", CFG_DURATION, "\"500ms\"", 1, MS_HOUR, M(redis.connect_timeout_ms),
 	  0, NULL, NULL, NULL, 0, "Time limit to connect." },
 	{ CFG_MAIN, "redis.command_timeout", CFG_DURATION, "\"2s\"", 1, MS_HOUR, M(redis.command_timeout_ms),
@@ -263,6 +281,27 @@ const struct cfg_key config_keys[] = {
 	{ CFG_POLICY, "worker.consumer_idle", CFG_DURATION, "\"1h\"", MS_SECOND, 30 * MS_DAY,
 	  P(worker.consumer_idle_ms), 0, NULL, NULL, NULL, 0,
 	  "Remove consumers idle this long with nothing pending." },
+	/* policy: its own redis block; a key left out is the main file's (config_validate.c) */
+	{ CFG_POLICY, "redis.address", CFG_STRING, NULL, 0, 0, P(redis.address), 0, NULL, NULL,
+	  check_redis_address, 0, "This queue's Redis server (default: the main file's redis)." },
+	{ CFG_POLICY, "redis.sentinels", CFG_ARGV, NULL, 1, 64, P(redis.sentinels), P(redis.nsentinels), NULL,
+	  NULL, check_redis_node, 0, "This queue's Redis Sentinels." },
+	{ CFG_POLICY, "redis.master_name", CFG_STRING, NULL, 0, 0, P(redis.master_name), 0, NULL, NULL, NULL,
+	  0, "Its master's name at the Sentinels." },
+	{ CFG_POLICY, "redis.sentinel_password_file", CFG_STRING, NULL, 0, 0, P(redis.sentinel_password_file),
+	  0, NULL, NULL, NULL, CFG_PATH, "File holding its Sentinels' password." },
+	{ CFG_POLICY, "redis.cluster", CFG_ARGV, NULL, 1, 64, P(redis.cluster), P(redis.ncluster), NULL, NULL,
+	  check_redis_node, 0, "This queue's Redis Cluster seed nodes." },
+	{ CFG_POLICY, "redis.username", CFG_STRING, NULL, 0, 0, P(redis.username), 0, NULL, NULL, NULL, 0,
+	  "Its ACL user name." },
+	{ CFG_POLICY, "redis.password_file", CFG_STRING, NULL, 0, 0, P(redis.password_file), 0, NULL, NULL,
+	  NULL, CFG_PATH, "File holding its Redis password." },
+	{ CFG_POLICY, "redis.database", CFG_INT, NULL, 0, 65535, P(redis.database), 0, NULL, NULL, NULL, 0,
+	  "Its database number." },
+	{ CFG_POLICY, "redis.connect_timeout", CFG_DURATION, NULL, 1, MS_HOUR, P(redis.connect_timeout_ms), 0,
+	  NULL, NULL, NULL, 0, "Its time limit to connect." },
+	{ CFG_POLICY, "redis.command_timeout", CFG_DURATION, NULL, 1, MS_HOUR, P(redis.command_timeout_ms), 0,
+	  NULL, NULL, NULL, 0, "Its time limit of one command." },
 	/* policy: alert */
 	{ CFG_POLICY, "alert.command", CFG_ARGV, NULL, 1, 256, P(alert.command), P(alert.ncommand), NULL, NULL,
 	  NULL, 0, "Program that gets each alert as JSON on stdin (default: none)." },

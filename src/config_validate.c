@@ -47,6 +47,136 @@ read_secret_key(struct loader *ld, const config_setting_t *root, const char *key
 	return v;
 }
 
+/* A copy of a NULL-terminated list; *n its length. NULL for NULL (or on OOM, *oom set). */
+static char **
+argv_dup(char *const *v, size_t nv, size_t *n, bool *oom)
+{
+	char **out;
+
+	*n = 0;
+	if (v == NULL)
+		return NULL;
+	if ((out = calloc(nv + 1, sizeof(*out))) == NULL) {
+		*oom = true;
+		return NULL;
+	}
+	for (; *n < nv; (*n)++)
+		if ((out[*n] = strdup(v[*n])) == NULL)
+			*oom = true;
+	return out;
+}
+
+static char *
+str_dup(const char *v, bool *oom)
+{
+	char *out;
+
+	if (v == NULL)
+		return NULL;
+	if ((out = strdup(v)) == NULL)
+		*oom = true;
+	return out;
+}
+
+/* What a policy's redis block leaves out, from the main file's (scaleno.conf(5) "redis"). */
+static void
+inherit_redis(struct loader *ld, struct redis_conf *rc, const struct redis_conf *base, bool *oom)
+{
+	if (!config__was_set(ld, "redis.address", CFG_POLICY) &&
+	    !config__was_set(ld, "redis.sentinels", CFG_POLICY) &&
+	    !config__was_set(ld, "redis.cluster", CFG_POLICY)) {
+		rc->address = str_dup(base->address, oom);
+		rc->sentinels = argv_dup(base->sentinels, base->nsentinels, &rc->nsentinels, oom);
+		rc->cluster = argv_dup(base->cluster, base->ncluster, &rc->ncluster, oom);
+	}
+	if (!config__was_set(ld, "redis.master_name", CFG_POLICY))
+		rc->master_name = str_dup(base->master_name, oom);
+	if (!config__was_set(ld, "redis.sentinel_password_file", CFG_POLICY)) {
+		rc->sentinel_password_file = str_dup(base->sentinel_password_file, oom);
+		rc->sentinel_password = str_dup(base->sentinel_password, oom);
+	}
+	if (!config__was_set(ld, "redis.username", CFG_POLICY))
+		rc->username = str_dup(base->username, oom);
+	if (!config__was_set(ld, "redis.password_file", CFG_POLICY)) {
+		rc->password_file = str_dup(base->password_file, oom);
+		rc->password = str_dup(base->password, oom);
+	}
+	if (!config__was_set(ld, "redis.database", CFG_POLICY))
+		rc->database = base->database;
+	if (!config__was_set(ld, "redis.connect_timeout", CFG_POLICY))
+		rc->connect_timeout_ms = base->connect_timeout_ms;
+	if (!config__was_set(ld, "redis.command_timeout", CFG_POLICY))
+		rc->command_timeout_ms = base->command_timeout_ms;
+}
+
+void
+config__check_redis(struct loader *ld, const config_setting_t *root, enum cfg_scope scope,
+    struct redis_conf *rc, const struct redis_conf *base)
+{
+	static const char *const servers[] = { "redis.address", "redis.sentinels", "redis.cluster" };
+	const config_setting_t *sec = config__where(root, "redis", root);
+	const char *first = NULL;
+	char shown[300];
+	bool oom = false, rules;
+	int given = 0;
+
+	for (size_t i = 0; i < ARRAY_LEN(servers); i++) {
+		if (!config__was_set(ld, servers[i], scope))
+			continue;
+		if (given++ > 0)
+			SERR(ld, config__where(root, servers[i], sec), "%s and %s are both given: give exactly "
+			    "one of redis.address, redis.sentinels and redis.cluster", first, servers[i]);
+		else
+			first = servers[i];
+	}
+	/* Once per mistake: a policy without a block of its own has the main file's, checked. */
+	rules = given <= 1 && (base == NULL || config__where(root, "redis", NULL) != NULL) &&
+	    config__all_ok(ld, scope, "redis.sentinels", "redis.cluster", (char *)NULL);
+	if (config__was_set(ld, "redis.sentinel_password_file", scope))
+		rc->sentinel_password = read_secret_key(ld, root, "redis.sentinel_password_file",
+		    rc->sentinel_password_file);
+	if (config__was_set(ld, "redis.password_file", scope) || scope == CFG_MAIN)
+		rc->password = read_secret_key(ld, root, "redis.password_file", rc->password_file);
+	if (base != NULL)
+		inherit_redis(ld, rc, base, &oom);
+	if (rules && rc->nsentinels > 0 && (rc->master_name == NULL || rc->master_name[0] == '\0'))
+		SERR(ld, config__where(root, "redis.sentinels", sec),
+		    "redis.master_name is required with redis.sentinels (the name the Sentinels monitor)");
+	if (rules && rc->nsentinels == 0) {
+		if (config__was_set(ld, "redis.master_name", scope) && rc->master_name[0] != '\0')
+			SERR(ld, config__where(root, "redis.master_name", sec),
+			    "redis.master_name applies only with redis.sentinels");
+		if (config__was_set(ld, "redis.sentinel_password_file", scope) &&
+		    rc->sentinel_password_file[0] != '\0')
+			SERR(ld, config__where(root, "redis.sentinel_password_file", sec),
+			    "redis.sentinel_password_file applies only with redis.sentinels");
+	}
+	if (rules && rc->ncluster > 0 && rc->database != 0)
+		SERR(ld, config__where(root, "redis.database", config__where(root, "redis.cluster", sec)),
+		    "redis.database (%d) cannot be used with redis.cluster: a cluster has only database 0",
+		    rc->database);
+	if (rc->nsentinels > 0 || rc->ncluster > 0) {
+		if (rc->nsentinels > 0)
+			snprintf(shown, sizeof(shown), "sentinel %s", rc->master_name != NULL ?
+			    rc->master_name : "");
+		else
+			snprintf(shown, sizeof(shown), "cluster %s", rc->cluster[0]);
+		free(rc->address);
+		rc->address = str_dup(shown, &oom);
+	}
+	if (oom)
+		SERR(ld, sec, "redis: out of memory");
+}
+
+/* Does key hold a Redis Cluster hash tag: a "{", later a "}", something between? */
+bool
+config_has_hash_tag(const char *key)
+{
+	const char *open = strchr(key, '{'), *close;
+
+	return open != NULL && (close = strchr(open + 1, '}')) != NULL && close > open + 1;
+}
+
 void
 config__check_main(struct loader *ld, const config_setting_t *root, struct config *cfg)
 {
@@ -62,7 +192,7 @@ config__check_main(struct loader *ld, const config_setting_t *root, struct confi
 		    "agent.lease_ttl (%s) must be longer than agent.interval (%s), or the lease lapses between renewals",
 		    a, b);
 	}
-	cfg->redis.password = read_secret_key(ld, root, "redis.password_file", cfg->redis.password_file);
+	config__check_redis(ld, root, CFG_MAIN, &cfg->redis, NULL);
 	if (ld->flags & CONFIG_NO_NOMAD_SECRETS)
 		return;
 	if (cfg->nomad.token_file != NULL && *cfg->nomad.token_file != '\0')
@@ -137,6 +267,13 @@ config__check_policy(struct loader *ld, const config_setting_t *qs, struct queue
 	if (q->order_critical && !config__was_set(ld, "scale.max", CFG_POLICY) && q->partitions > 0)
 		q->scale.max = q->partitions;
 	q->mode = derive_mode(q->loss_critical, q->order_critical);
+
+	q->own_redis = config_setting_lookup((config_setting_t *)(uintptr_t)qs, "redis") != NULL;
+	config__check_redis(ld, qs, CFG_POLICY, &q->redis, &cfg->redis);
+	if (q->redis.ncluster > 0 && q->stream != NULL && !config_has_hash_tag(q->stream))
+		SERR(ld, config__where(qs, "stream", qs), "stream \"%s\" has no hash tag: on a Redis "
+		    "Cluster every key of a queue must hash to one slot, so name it like \"{%s}\" (the "
+		    ":<n>, :retry:<k> and :dlq keys keep the tag)", q->stream, q->stream);
 
 	const config_setting_t *scale = config__where(qs, "scale", qs);
 	if (q->scale.min > q->scale.max && config__all_ok(ld, CFG_POLICY, "scale.min", "scale.max", (char *)NULL))

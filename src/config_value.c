@@ -358,6 +358,7 @@ list_alloc(struct loader *ld, const struct cfg_key *k, const config_setting_t *s
 static int
 store_argv(struct loader *ld, const struct cfg_key *k, const config_setting_t *s, char ***dst, size_t *dstn)
 {
+	char err[256];
 	int n;
 	char **v;
 
@@ -370,6 +371,11 @@ store_argv(struct loader *ld, const struct cfg_key *k, const config_setting_t *s
 		if (str == NULL || (i == 0 && *str == '\0')) {
 			SERR(ld, e != NULL ? e : s, "%s element %d: expected a%s string, found %s", k->path, i + 1,
 			    i == 0 ? " non-empty" : "", str != NULL ? "\"\"" : config__found_type(e));
+			free_argv(v);
+			return -1;
+		}
+		if (k->check != NULL && k->check(str, err, sizeof(err)) == -1) {
+			SERR(ld, e != NULL ? e : s, "%s element %d: %s", k->path, i + 1, err);
 			free_argv(v);
 			return -1;
 		}

@@ -165,7 +165,8 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 	}
 	for (int i = 0; i < c->nsrc; i++)
 		util_strlcpy(c->src[i].pend_cursor, "0", REDIS_ID_MAX);
-	if ((c->r = redis_new_conf(&cfg->redis)) == NULL)
+	(void)cfg;
+	if ((c->r = redis_new_conf(&q->redis)) == NULL)
 		goto oom;
 	if ((c->h = handler_new(q, err, errlen)) == NULL)
 		return -1;
@@ -325,6 +326,23 @@ fetch(struct consumer *c)
 	redis_batch_clear(&c->batch);
 	c->recovering = false;
 	c->nahead = c->ahead_next = 0;
+	if (redis_ensure(c->r, err, sizeof(err)) < 0) {
+		consumer_redis_trouble(c, "connecting", err);
+		return -1;
+	}
+	if (redis_generation(c->r) != c->generation) {
+		/*
+		 * A new connection, maybe to a new master after a failover: acks that
+		 * never reached it left our entries pending there. Finish those first,
+		 * in order (scaleno-worker(8) "FAILOVER").
+		 */
+		for (int i = 0; i < c->nsrc; i++)
+			consumer_pending_reset(&c->src[i]);
+		if (c->generation != 0)
+			log_info("%s: consumer %s reconnected to redis %s; own pending entries first",
+			    c->q->name, c->name, redis_address(c->r));
+		c->generation = redis_generation(c->r);
+	}
 	for (int i = 0; i < c->nsrc; i++) {
 		struct source *s = &c->src[i];
 		const char *k = s->key, *id = s->pend_cursor;

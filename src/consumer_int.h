@@ -60,6 +60,7 @@ struct consumer {
 	int64_t lease_ttl_ms;
 	int64_t next_claim, next_reap, next_lease, next_depth;
 	unsigned err_streak;	/* Redis failures in a row */
+	unsigned generation;	/* redis_generation when the pending cursors were last reset */
 	unsigned start_streak;	/* handler start failures in a row */
 	const char **rkeys, **rids;	/* the streams of one XREADGROUP ... > */
 	int *rmap;		/* their source indexes */

@@ -36,7 +36,27 @@ scaleno_publish_open(const char *address, const struct scaleno_publish_options *
 
 	if (opt == NULL)
 		opt = &defaults;
-	if (address == NULL || address[0] == '\0') {
+	if (opt->nsentinels > 0 && (opt->sentinels == NULL || opt->master_name == NULL ||
+	    opt->master_name[0] == '\0')) {
+		snprintf(err, errlen, "scaleno_publish_open: Sentinels need their list and a master name");
+		return NULL;
+	}
+	for (size_t i = 0; i < opt->nsentinels; i++)
+		if (opt->sentinels[i] == NULL || opt->sentinels[i][0] == '\0') {
+			snprintf(err, errlen, "scaleno_publish_open: Sentinel %zu has no address", i + 1);
+			return NULL;
+		}
+	for (size_t i = 0; i < opt->ncluster; i++)
+		if (opt->cluster == NULL || opt->cluster[i] == NULL || opt->cluster[i][0] == '\0') {
+			snprintf(err, errlen, "scaleno_publish_open: cluster node %zu has no address",
+			    i + 1);
+			return NULL;
+		}
+	if (opt->nsentinels > 0 && opt->ncluster > 0) {
+		snprintf(err, errlen, "scaleno_publish_open: Sentinels or a cluster, not both");
+		return NULL;
+	}
+	if (opt->nsentinels == 0 && opt->ncluster == 0 && (address == NULL || address[0] == '\0')) {
 		snprintf(err, errlen, "scaleno_publish_open: no Redis address");
 		return NULL;
 	}
@@ -47,7 +67,10 @@ scaleno_publish_open(const char *address, const struct scaleno_publish_options *
 	o = (struct redis_opts){ .address = address, .username = opt->username,
 		.password = opt->password, .database = opt->database,
 		.connect_timeout_ms = opt->connect_timeout_ms,
-		.command_timeout_ms = opt->command_timeout_ms };
+		.command_timeout_ms = opt->command_timeout_ms, .sentinels = opt->sentinels,
+		.nsentinels = opt->nsentinels, .master_name = opt->master_name,
+		.sentinel_password = opt->sentinel_password, .cluster = opt->cluster,
+		.ncluster = opt->ncluster };
 	if ((p = calloc(1, sizeof(*p))) == NULL || (p->r = redis_new(&o)) == NULL) {
 		free(p);
 		snprintf(err, errlen, "scaleno_publish_open: out of memory");
@@ -98,9 +121,10 @@ scaleno_publish(struct scaleno_publisher *p, const struct scaleno_queue *q, cons
     int *partition, char *id, size_t idlen, char *err, size_t errlen)
 {
 	struct redis_args a = REDIS_ARGS_INIT, f = REDIS_ARGS_INIT;
-	const char *keys[3];
-	size_t keylens[3];
-	char *mapkey = NULL, *rrkey = NULL;
+	const char **keys = NULL;
+	size_t *keylens = NULL;
+	char *mapkey = NULL, *rrkey = NULL, **parts = NULL;
+	int nparts = 0;
 	struct redis_reply *rep = NULL;
 	int rc = -1;
 
@@ -112,9 +136,24 @@ scaleno_publish(struct scaleno_publisher *p, const struct scaleno_queue *q, cons
 	}
 	if (key == NULL)
 		key_len = 0;
+	/* Every key the script may touch, the partition streams too (Redis Cluster). */
+	nparts = q->partitions > 1 ? q->partitions : 0;
+	keys = calloc(3 + (size_t)nparts, sizeof(*keys));
+	keylens = calloc(3 + (size_t)nparts, sizeof(*keylens));
+	parts = calloc((size_t)nparts + 1, sizeof(*parts));
+	if (keys == NULL || keylens == NULL || parts == NULL) {
+		snprintf(err, errlen, "publish: out of memory");
+		goto out;
+	}
 	mapkey = redis_key_map(q->stream, key, key_len, &keylens[1]);
 	rrkey = redis_key(q->stream, 1, RK_RR, 0);
-	if (mapkey == NULL || rrkey == NULL) {
+	for (int i = 0; i < nparts; i++) {
+		if ((parts[i] = redis_key(q->stream, nparts, RK_PART, i)) == NULL)
+			break;
+		keys[3 + i] = parts[i];
+		keylens[3 + i] = strlen(parts[i]);
+	}
+	if (mapkey == NULL || rrkey == NULL || (nparts > 0 && parts[nparts - 1] == NULL)) {
 		snprintf(err, errlen, "publish: out of memory");
 		goto out;
 	}
@@ -135,7 +174,8 @@ scaleno_publish(struct scaleno_publisher *p, const struct scaleno_queue *q, cons
 		snprintf(err, errlen, "publish: out of memory");
 		goto out;
 	}
-	if ((rep = redis_eval_bin(p->r, "publish", keys, keylens, 3, &a, &f, err, errlen)) == NULL)
+	if ((rep = redis_eval_bin(p->r, "publish", keys, keylens, 3 + nparts, &a, &f, err,
+	    errlen)) == NULL)
 		goto out;
 	if (rep->type == RR_ERROR) {
 		snprintf(err, errlen, "redis: publish to %s: %s", q->stream, rep->str);
@@ -157,5 +197,49 @@ out:
 	redis_args_free(&f);
 	free(mapkey);
 	free(rrkey);
+	for (int i = 0; parts != NULL && i < nparts; i++)
+		free(parts[i]);
+	free(parts);
+	free(keys);
+	free(keylens);
 	return rc;
+}
+
+int
+scaleno_publish_wait(struct scaleno_publisher *p, int numreplicas, int64_t timeout_ms,
+    int *acked, char *err, size_t errlen)
+{
+	struct redis_args a = REDIS_ARGS_INIT;
+	int64_t n, old_ms;
+	int rc;
+
+	if (acked != NULL)
+		*acked = 0;
+	if (p == NULL || numreplicas < 0 || timeout_ms < 0) {
+		snprintf(err, errlen, "publish wait: %s", p == NULL ? "no publisher" :
+		    "negative replica count or timeout");
+		return -1;
+	}
+	if (redis_ensure(p->r, err, errlen) < 0)
+		return -1;
+	/* WAIT blocks up to timeout_ms (0: no limit): the socket must wait longer. */
+	if (redis_swap_timeout(p->r, timeout_ms > 0 ? timeout_ms + 2000 : 0, &old_ms) < 0) {
+		snprintf(err, errlen, "publish wait: cannot set the socket timeout");
+		return -1;
+	}
+	redis_args_str(&a, "WAIT");
+	redis_args_fmt(&a, "%d", numreplicas);
+	redis_args_fmt(&a, "%" PRId64, timeout_ms);
+	rc = redis_int_reply(redis_run(p->r, &a, false, err, errlen), "publish wait", &n, err,
+	    errlen);
+	(void)redis_swap_timeout(p->r, old_ms, NULL);
+	if (rc < 0)
+		return -1;
+	if (acked != NULL)
+		*acked = n > INT32_MAX ? INT32_MAX : (int)n;
+	if (n >= numreplicas)
+		return 0;
+	snprintf(err, errlen, "only %" PRId64 " of %d replicas acknowledged within %" PRId64 "ms",
+	    n, numreplicas, timeout_ms);
+	return 1;
 }

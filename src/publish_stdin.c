@@ -319,7 +319,7 @@ publish_stdin_cmd(const char *path, const char *qname, int64_t ttl_ms, FILE *in,
 	rc = EXIT_RUNTIME;
 	pb->ttl_ms = ttl_ms;
 	pb->out = out;
-	pb->r = redis_new_conf(&cfg->redis);
+	pb->r = redis_new_conf(&pb->q->redis);	/* the queue's own server */
 	pb->rrkey = redis_key(pb->q->stream, 1, RK_RR, 0);
 	if (pb->r == NULL || pb->rrkey == NULL) {
 		fprintf(stderr, "scaleno publish: out of memory\n");

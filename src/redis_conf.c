@@ -10,6 +10,12 @@ redis_new_conf(const struct redis_conf *conf)
 {
 	struct redis_opts o = {
 		.address = conf->address,
+		.sentinels = (const char *const *)conf->sentinels,
+		.nsentinels = conf->nsentinels,
+		.master_name = conf->master_name,
+		.sentinel_password = conf->sentinel_password,
+		.cluster = (const char *const *)conf->cluster,
+		.ncluster = conf->ncluster,
 		.username = conf->username,
 		.password = conf->password,
 		.database = conf->database,

@@ -354,6 +354,163 @@ out:
 	return rc;
 }
 
+/* ---- several servers ---- */
+
+struct redis_servers {
+	int n;
+	const struct redis_conf **conf;	/* conf[i]: server i's settings (the first user's) */
+	struct redis **r;
+};
+
+static bool
+str_eq(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+static bool
+list_eq(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!str_eq(a[i], b[i]))
+			return false;
+	return true;
+}
+
+/* Do a and b name the same server, as the same user, in the same database? */
+static bool
+same_server(const struct redis_conf *a, const struct redis_conf *b)
+{
+	return str_eq(a->address, b->address) && list_eq(a->sentinels, a->nsentinels,
+	    b->sentinels, b->nsentinels) && str_eq(a->master_name, b->master_name) &&
+	    list_eq(a->cluster, a->ncluster, b->cluster, b->ncluster) &&
+	    str_eq(a->username, b->username) && str_eq(a->password, b->password) &&
+	    a->database == b->database;
+}
+
+static int
+server_index(const struct redis_servers *s, const struct redis_conf *c)
+{
+	for (int i = 0; i < s->n; i++)
+		if (same_server(s->conf[i], c))
+			return i;
+	return -1;
+}
+
+struct redis_servers *
+redis_servers_new(const struct config *cfg)
+{
+	struct redis_servers *s = calloc(1, sizeof(*s));
+
+	if (s == NULL || (s->conf = calloc(cfg->nqueues + 1, sizeof(*s->conf))) == NULL ||
+	    (s->r = calloc(cfg->nqueues + 1, sizeof(*s->r))) == NULL)
+		goto oom;
+	for (size_t i = 0; i <= cfg->nqueues; i++) {
+		const struct redis_conf *c = i == 0 ? &cfg->redis : &cfg->queues[i - 1].redis;
+
+		if (server_index(s, c) >= 0)
+			continue;
+		s->conf[s->n] = c;
+		if ((s->r[s->n] = redis_new_conf(c)) == NULL)
+			goto oom;
+		s->n++;
+	}
+	return s;
+oom:
+	redis_servers_free(s);
+	return NULL;
+}
+
+void
+redis_servers_free(struct redis_servers *s)
+{
+	if (s == NULL)
+		return;
+	for (int i = 0; s->r != NULL && i < s->n; i++)
+		redis_free(s->r[i]);
+	free(s->r);
+	free(s->conf);
+	free(s);
+}
+
+int
+redis_servers_count(const struct redis_servers *s)
+{
+	return s->n;
+}
+
+struct redis *
+redis_servers_at(struct redis_servers *s, int i)
+{
+	return i >= 0 && i < s->n ? s->r[i] : NULL;
+}
+
+struct redis *
+redis_servers_for(struct redis_servers *s, const struct queue_policy *q)
+{
+	int i = server_index(s, &q->redis);
+
+	return s->r[i >= 0 ? i : 0];
+}
+
+int
+redis_sample_servers(struct redis_servers *s, const struct queue_policy *const *queues, int n,
+    double t, struct raw_sample *out, int *round_trips, char *err, size_t errlen)
+{
+	const struct queue_policy **qv = calloc((size_t)n + 1, sizeof(*qv));
+	struct raw_sample *raw = calloc((size_t)n + 1, sizeof(*raw));
+	int *at = calloc((size_t)n + 1, sizeof(*at)), failed = 0, trips = 0;
+	struct strbuf why = { 0 };
+
+	if (round_trips != NULL)
+		*round_trips = 0;
+	for (int i = 0; i < n; i++) {
+		memset(&out[i], 0, sizeof(out[i]));
+		out[i].t = t;
+	}
+	if (qv == NULL || raw == NULL || at == NULL) {
+		snprintf(err, errlen, "out of memory");
+		free(qv);
+		free(raw);
+		free(at);
+		return s->n;
+	}
+	for (int k = 0; k < s->n; k++) {
+		char e[512];
+		int m = 0, rt = 0;
+
+		for (int i = 0; i < n; i++)
+			if (server_index(s, &queues[i]->redis) == k ||
+			    (k == 0 && server_index(s, &queues[i]->redis) < 0)) {
+				at[m] = i;
+				qv[m++] = queues[i];
+			}
+		if (m == 0)
+			continue;
+		if (redis_sample(s->r[k], qv, m, t, raw, &rt, e, sizeof(e)) < 0) {
+			failed++;
+			strbuf_printf(&why, "%s%s%s%s%s", why.s != NULL ? "; " : "",
+			    strstr(e, redis_address(s->r[k])) != NULL ? "" : "redis ",
+			    strstr(e, redis_address(s->r[k])) != NULL ? "" : redis_address(s->r[k]),
+			    strstr(e, redis_address(s->r[k])) != NULL ? "" : ": ", e);
+		}
+		trips += rt;
+		for (int j = 0; j < m; j++)
+			out[at[j]] = raw[j];
+	}
+	if (round_trips != NULL)
+		*round_trips = trips;
+	if (failed > 0)
+		snprintf(err, errlen, "%s", why.s != NULL ? why.s : "out of memory");
+	strbuf_free(&why);
+	free(qv);
+	free(raw);
+	free(at);
+	return failed;
+}
+
 /* ---- the agent's lease ---- */
 
 static int

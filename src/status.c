@@ -163,11 +163,11 @@ status_direct(const struct config *cfg, const char *only, bool json)
 	const struct queue_policy **qv = calloc(cfg->nqueues + 1, sizeof(*qv));
 	struct raw_sample *raw = calloc(cfg->nqueues + 1, sizeof(*raw));
 	struct nomad_call *calls = calloc(cfg->nqueues + 1, sizeof(*calls));
-	struct redis *rq = redis_new_conf(&cfg->redis);
+	struct redis_servers *rq = redis_servers_new(cfg);
 	struct nomad_client *nc = NULL;
 	cJSON *root = NULL, *arr = NULL;
 	struct signals sig;
-	char err[256];
+	char err[1024];
 	int n = 0, ncalls = 0, rc = EXIT_OK;
 	bool redis_ok = false;
 
@@ -184,11 +184,11 @@ status_direct(const struct config *cfg, const char *only, bool json)
 		rc = EXIT_USAGE;
 		goto out;
 	}
-	if (redis_ensure(rq, err, sizeof(err)) == 0 &&
-	    redis_sample(rq, qv, n, 0, raw, NULL, err, sizeof(err)) == 0)
+	/* Each queue from its own server (scaleno.conf(5) "redis"). */
+	if (redis_sample_servers(rq, qv, n, 0, raw, NULL, err, sizeof(err)) == 0)
 		redis_ok = true;
 	else
-		fprintf(stderr, "scaleno status: redis %s: %s\n", cfg->redis.address, err);
+		fprintf(stderr, "scaleno status: %s\n", err);
 	if ((nc = nomad_client_new(&cfg->nomad, err, sizeof(err))) != NULL) {
 		for (int i = 0; i < n; i++) {
 			if (qv[i]->scale.target != SCALE_TARGET_NOMAD)
@@ -211,7 +211,7 @@ status_direct(const struct config *cfg, const char *only, bool json)
 		struct queue_view v = { .name = qv[i]->name, .q = qv[i], .sig = &sig };
 		cJSON *o;
 
-		raw[i].ok = raw[i].ok && redis_ok;
+		/* A queue whose server failed is marked by redis_sample_servers. */
 		sample_levels(&raw[i], &sig);
 		v.sample_ok = raw[i].ok;
 		v.stream_missing = raw[i].stream_missing;
@@ -259,7 +259,7 @@ status_direct(const struct config *cfg, const char *only, bool json)
 out:
 	cJSON_Delete(root);
 	nomad_client_free(nc);
-	redis_free(rq);
+	redis_servers_free(rq);
 	free(qv);
 	free(raw);
 	free(calls);

@@ -1,6 +1,7 @@
 -- scaleno: publish one message, routed by a sticky key -> partition map (scaleno(8) "publish").
 -- KEYS[1] the stream (with partitions > 1 the prefix of <stream>:<p>)
 -- KEYS[2] the key's map entry <stream>:key:<key>   KEYS[3] the counter <stream>:rr
+-- KEYS[4..3+partitions] (partitions > 1) the partition streams <stream>:0 ...
 -- ARGV[1] group, ARGV[2] partitions, ARGV[3] key TTL in ms, ARGV[4] the key
 -- ("" = keyless), ARGV[5..] field, value, ...   Returns {partition, entry id}.
 --
@@ -14,8 +15,8 @@
 -- A mapping beyond the current count (the partitions shrank) is replaced,
 -- since nobody reads those streams any more. Keyless messages take the
 -- partitions in turn. Redis Cluster: every key of one queue must share a
--- hash slot (a hash tag in the stream name, e.g. {payments}), because the
--- partition stream is chosen here and cannot be declared in KEYS.
+-- hash slot (a hash tag in the stream name, e.g. {payments}); every key the
+-- script may touch is declared in KEYS, the partition streams included.
 local n = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
 if n == nil or n < 1 or n ~= math.floor(n) then
@@ -39,7 +40,10 @@ if n > 1 then
     end
     redis.call('SET', KEYS[2], p, 'PX', ttl)
   end
-  stream = KEYS[1] .. ':' .. p
+  stream = KEYS[4 + p]
+  if stream == nil then
+    return redis.error_reply('ERR scaleno publish: pass the ' .. n .. ' partition streams as KEYS[4..]')
+  end
 end
 -- A stream that does not exist has no group yet, so no BUSYGROUP here; the
 -- group starts at 0 so this very message is delivered.

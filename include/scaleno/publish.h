@@ -43,6 +43,25 @@ struct scaleno_publish_options {
 	int database;			/* SELECT, 0 = default */
 	int64_t connect_timeout_ms;	/* 0 = 500 */
 	int64_t command_timeout_ms;	/* 0 = 2000 */
+	/*
+	 * Redis Sentinel: with nsentinels > 0 the address given to
+	 * scaleno_publish_open is ignored (it may be NULL) and the master of
+	 * master_name is asked of these Sentinels ("host:port" each) when
+	 * connecting and again after a connection error or a -READONLY,
+	 * -LOADING reply (scaleno.conf(5) "redis").
+	 */
+	const char *const *sentinels;
+	size_t nsentinels;
+	const char *master_name;
+	const char *sentinel_password;	/* NULL or "": Sentinels without AUTH */
+	/*
+	 * Redis Cluster: with ncluster > 0 address is ignored (may be NULL) and
+	 * these seed nodes ("host:port" each) give the slot map; commands go to
+	 * the node of their slot, MOVED and ASK are followed. The stream needs a
+	 * hash tag ("{payments}").
+	 */
+	const char *const *cluster;
+	size_t ncluster;
 };
 
 /* The queue, as in its policy file (queue.stream, queue.group, queue.partitions). */
@@ -75,6 +94,19 @@ struct scaleno_publisher *scaleno_publish_open(const char *address,
 int scaleno_publish(struct scaleno_publisher *p, const struct scaleno_queue *q,
     const char *key, size_t key_len, const char *const *fields, const size_t *lens,
     size_t nfields, int *partition, char *id, size_t idlen, char *err, size_t errlen);
+
+/*
+ * Wait until at least numreplicas replicas have acknowledged every write
+ * this publisher made so far (Redis WAIT), or timeout_ms passed (0 = wait
+ * forever). Redis replicates asynchronously: a message a failover's new
+ * master never received is lost, and this is the producer's remedy
+ * (scaleno-worker(8) "FAILOVER"). Returns 0 when enough replicas have it,
+ * 1 when fewer did before the timeout (err names how many), -1 on an
+ * error; *acked (may be NULL) gets the count. After a reconnect (a failover
+ * in between) the count covers only the new connection's writes.
+ */
+int scaleno_publish_wait(struct scaleno_publisher *p, int numreplicas, int64_t timeout_ms,
+    int *acked, char *err, size_t errlen);
 
 /* Close the connection and free p; NULL is a no-op. */
 void scaleno_publish_close(struct scaleno_publisher *p);

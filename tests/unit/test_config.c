@@ -657,6 +657,127 @@ test_bad_generated(void)
 	remove_tree(tmp);
 }
 
+/* main.conf's redis section and one policy p/q.conf in a new folder; the folder's path in tmp. */
+static char *
+redis_setup(char *tmp, size_t len, const char *redis, const char *policy_extra, const char *stream)
+{
+	struct strbuf b = { 0 };
+	char p[PATH_MAX + 8], *f;
+
+	CU_ASSERT_EQUAL_FATAL(make_policy_setup(tmp, len, NULL, NULL, 0), 0);
+	strbuf_printf(&b, "queue: {\n  name = \"q\"; stream = \"%s\";\n  scale: { target = \"none\"; };\n%s};\n",
+	    stream, policy_extra);
+	snprintf(p, sizeof(p), "%s/p", tmp);
+	free(write_tmp_file(p, "q.conf", b.s));
+	strbuf_reset(&b);
+	strbuf_printf(&b, "agent: { policy_dir = \"p\"; };\n%s\n", redis);
+	f = write_tmp_file(tmp, "main.conf", b.s);
+	strbuf_free(&b);
+	return f;
+}
+
+/* The redis section, a policy's own redis block, and their errors (scaleno.conf(5) "redis"). */
+static void
+test_redis_section(void)
+{
+	static const struct {
+		const char *redis, *policy, *stream, *needle;
+	} bad[] = {
+		{ "redis: { address = \"127.0.0.1:1\";\n sentinels = [ \"127.0.0.1:2\" ]; master_name = \"m\"; };",
+		  "", "s", "main.conf:3: redis.address and redis.sentinels are both given: give exactly one" },
+		{ "redis: { sentinels = [ \"127.0.0.1:2\" ];\n cluster = [ \"127.0.0.1:3\" ]; };", "", "{s}",
+		  "main.conf:3: redis.sentinels and redis.cluster are both given" },
+		{ "redis: { sentinels = [ \"127.0.0.1:2\" ]; };", "", "s",
+		  "main.conf:2: redis.master_name is required with redis.sentinels" },
+		{ "redis: { sentinels = [ ]; master_name = \"m\"; };", "", "s",
+		  "main.conf:2: redis.sentinels: must not be empty" },
+		{ "redis: { cluster = [ \"localhost\" ]; };", "", "{s}",
+		  "main.conf:2: redis.cluster element 1: \"localhost\" is not \"host:port\"" },
+		{ "redis: { sentinels = [ \"127.0.0.1:0\" ]; master_name = \"m\"; };", "", "s",
+		  "redis.sentinels element 1: \"127.0.0.1:0\" is not \"host:port\"" },
+		{ "redis: { cluster = [ \"127.0.0.1:7000\" ];\n database = 2; };", "", "{s}",
+		  "main.conf:3: redis.database (2) cannot be used with redis.cluster" },
+		{ "redis: { master_name = \"m\"; };", "", "s",
+		  "main.conf:2: redis.master_name applies only with redis.sentinels" },
+		{ "redis: { cluster = [ \"127.0.0.1:7000\" ]; };", "", "plain",
+		  "q.conf:2: stream \"plain\" has no hash tag" },
+		{ "redis: { cluster = [ \"127.0.0.1:7000\" ]; };", "", "{}x",
+		  "stream \"{}x\" has no hash tag" },
+		/* A policy's own block: the same rules, on the merged result. */
+		{ "", "  redis: { address = \"127.0.0.1:1\";\n cluster = [ \"127.0.0.1:2\" ]; };\n", "{s}",
+		  "q.conf:5: redis.address and redis.cluster are both given" },
+		{ "", "  redis: { cluster = [ \"127.0.0.1:2\" ]; };\n", "s",
+		  "q.conf:2: stream \"s\" has no hash tag" },
+		{ "redis: { database = 3; };", "  redis: { cluster = [ \"127.0.0.1:2\" ]; };\n", "{s}",
+		  "redis.database (3) cannot be used with redis.cluster" },
+		{ "", "  redis: { sentinels = [ \"127.0.0.1:2\" ]; };\n", "s",
+		  "q.conf:4: redis.master_name is required with redis.sentinels" },
+		{ "", "  redis: { adress = \"127.0.0.1:2\"; };\n", "s",
+		  "unknown key \"redis.adress\" (did you mean \"redis.address\"?)" },
+	};
+	char tmp[64], *f;
+	struct config *cfg;
+	struct cfg_errors errs = { 0 };
+
+	clear_env();
+	for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+		f = redis_setup(tmp, sizeof(tmp), bad[i].redis, bad[i].policy, bad[i].stream);
+		expect_one_error(f, tmp, bad[i].needle);
+		free(f);
+		remove_tree(tmp);
+	}
+
+	/* Sentinel in the main file; the policy inherits it but for its own database. */
+	f = redis_setup(tmp, sizeof(tmp), "redis: { sentinels = [ \"127.0.0.1:26379\", \"[::1]:26380\" ];\n"
+	    " master_name = \"queues\"; database = 2; command_timeout = \"3s\"; };",
+	    "  redis: { database = 5; };\n", "s");
+	CU_ASSERT_EQUAL_FATAL(config_load(f, &cfg, &errs), 0);
+	CU_ASSERT_EQUAL(cfg->redis.nsentinels, 2);
+	CU_ASSERT_STRING_EQUAL(cfg->redis.address, "sentinel queues");
+	CU_ASSERT_EQUAL(cfg->queues[0].redis.nsentinels, 2);
+	CU_ASSERT_STRING_EQUAL(cfg->queues[0].redis.sentinels[1], "[::1]:26380");
+	CU_ASSERT_STRING_EQUAL(cfg->queues[0].redis.master_name, "queues");
+	CU_ASSERT_EQUAL(cfg->queues[0].redis.database, 5);
+	CU_ASSERT_EQUAL(cfg->queues[0].redis.command_timeout_ms, 3000);
+	CU_ASSERT_TRUE(cfg->queues[0].own_redis);
+	config_free(cfg);
+	free(f);
+	remove_tree(tmp);
+
+	/* A policy on its own server keeps the main file's password and timeouts. */
+	f = redis_setup(tmp, sizeof(tmp), "redis: { address = \"127.0.0.1:7001\"; password_file = \"pw\";"
+	    " connect_timeout = \"1s\"; };", "  redis: { cluster = [ \"127.0.0.1:7000\" ]; };\n", "{s}");
+	{
+		char pw[PATH_MAX];
+
+		snprintf(pw, sizeof(pw), "%s", tmp);
+		free(write_tmp_file(pw, "pw", "secret\n"));
+	}
+	CU_ASSERT_EQUAL_FATAL(config_load(f, &cfg, &errs), 0);
+	CU_ASSERT_STRING_EQUAL(cfg->redis.address, "127.0.0.1:7001");
+	CU_ASSERT_EQUAL(cfg->queues[0].redis.ncluster, 1);
+	CU_ASSERT_EQUAL(cfg->queues[0].redis.nsentinels, 0);
+	CU_ASSERT_STRING_EQUAL(cfg->queues[0].redis.address, "cluster 127.0.0.1:7000");
+	CU_ASSERT_STRING_EQUAL(cfg->queues[0].redis.password, "secret");
+	CU_ASSERT_EQUAL(cfg->queues[0].redis.connect_timeout_ms, 1000);
+	CU_ASSERT_FALSE(cfg->redis.ncluster > 0);
+	config_free(cfg);
+	free(f);
+	remove_tree(tmp);
+
+	/* No redis block: the queue is on the main file's server. */
+	f = redis_setup(tmp, sizeof(tmp), "", "", "s");
+	CU_ASSERT_EQUAL_FATAL(config_load(f, &cfg, &errs), 0);
+	CU_ASSERT_STRING_EQUAL(cfg->queues[0].redis.address, "127.0.0.1:6379");
+	CU_ASSERT_FALSE(cfg->queues[0].own_redis);
+	config_free(cfg);
+	free(f);
+	remove_tree(tmp);
+	CU_ASSERT_TRUE(config_has_hash_tag("{a}") && config_has_hash_tag("x{a}y{") &&
+	    !config_has_hash_tag("{}a") && !config_has_hash_tag("a}{") && !config_has_hash_tag("{a"));
+	cfg_errors_free(&errs);
+}
+
 /*
  * Mangled copies of a good policy (bytes flipped, cut short, lines swapped):
  * each must load or fail with file:line messages, never crash (run under
@@ -881,6 +1002,41 @@ test_docs_match_table(void)
 	free(man);
 }
 
+/* Does a comment line of file (or of a *.conf in folder) show "# ... name = "? */
+static bool
+commented_example(const char *rel, const char *name)
+{
+	char path[PATH_MAX], pat[128];
+	struct dirent **ents = NULL;
+	bool found = false;
+	int n;
+
+	snprintf(pat, sizeof(pat), " %s = ", name);
+	snprintf(path, sizeof(path), "%s/%s", top, rel);
+	if ((n = scandir(path, &ents, NULL, alphasort)) < 0) {
+		char *text = slurp(path);
+
+		for (char *line = text; line != NULL && !found; line = strchr(line + 1, '\n')) {
+			char *end = strchr(line + 1, '\n'), *hash = strchr(line, '#');
+
+			found = hash != NULL && (end == NULL || hash < end) && strstr(hash, pat) != NULL &&
+			    (end == NULL || strstr(hash, pat) < end);
+		}
+		free(text);
+		return found;
+	}
+	for (int i = 0; i < n; i++) {
+		char f[PATH_MAX * 2];
+
+		snprintf(f, sizeof(f), "%s/%s", rel, ents[i]->d_name);
+		if (!found && ents[i]->d_name[0] != '.')
+			found = commented_example(f, name);
+		free(ents[i]);
+	}
+	free(ents);
+	return found;
+}
+
 static void
 test_examples_match_table(void)
 {
@@ -924,6 +1080,13 @@ test_examples_match_table(void)
 			for (int j = 0; j < npol && !found; j++)
 				found = config_lookup(&pol[j], qp) != NULL;
 		}
+		/*
+		 * address, sentinels and cluster exclude each other, and a policy's
+		 * own redis block is the exception: a commented example will do.
+		 */
+		if (!found && strncmp(k->path, "redis.", 6) == 0)
+			found = commented_example(k->scope == CFG_MAIN ? "etc/scaleno.conf" : "etc/policies.d",
+			    k->path + 6);
 		if (!found) {
 			fprintf(stderr, "etc/ has no example of %s\n", k->path);
 			CU_FAIL("key missing from etc/");
@@ -1022,6 +1185,7 @@ main(void)
 	CU_add_test(s, "helpers", test_helpers);
 	CU_add_test(s, "duration syntax", test_duration_syntax);
 	CU_add_test(s, "secret files", test_secret_files);
+	CU_add_test(s, "redis section and a policy's own redis block", test_redis_section);
 	CU_add_test(s, "every key in scaleno.conf(5)", test_docs_match_table);
 	CU_add_test(s, "every key in etc/", test_examples_match_table);
 	CU_add_test(s, "scaleno check exit codes", test_check_exit_codes);

@@ -96,7 +96,7 @@ test_exports(void)
 	}
 	CU_ASSERT_EQUAL(pclose(f), 0);
 	CU_ASSERT_EQUAL(other, 0);
-	CU_ASSERT_EQUAL(n, 4);	/* open, publish, close, script */
+	CU_ASSERT_EQUAL(n, 5);	/* open, publish, wait, close, script */
 }
 
 int
