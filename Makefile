@@ -120,6 +120,7 @@ check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@$(MAKE) --no-print-directory lint
 	@BUILD=$(BUILD) sh tests/run.sh $(UNIT_BINS)
+	@SCALENO_BIN=$(CURDIR)/$(BUILD)/scaleno timeout -k 10 300 python3 tests/faults/run.py --short
 
 unit: $(UNIT_BINS)
 	@BUILD=$(BUILD) SCALENO_SKIP_INTEGRATION=1 sh tests/run.sh $(UNIT_BINS)
@@ -129,7 +130,7 @@ integration: all
 
 # The fault-injection suite, every fault kind (tests/faults/run.py --help;
 # FAULTS_ARGS="--seed N --faults a,b" to replay or narrow a run). `make check`
-# runs its short form as the integration test tests/integration/test_faults.py.
+# ends with its short form (--short).
 check-faults: deps all
 	@SCALENO_BIN=$(CURDIR)/$(BUILD)/scaleno python3 tests/faults/run.py $(FAULTS_ARGS)
 
