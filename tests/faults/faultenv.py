@@ -284,13 +284,17 @@ class WorkerWorld:
                     rcs.append(H.stop(s.proc, signal.SIGTERM, timeout=15))
         return rcs
 
-    def logs(self):
+    def full_logs(self):
+        """The supervisors' logs, without the lines of the stderr-flooding handler."""
         text = ""
         for q in self.queues:
             for s in self.sups[q]:
                 try:
                     with open(s.log, errors="replace") as f:
-                        text += "".join(l for l in f if "xxxxxxxx" not in l)[-4000:]
+                        text += "".join(l for l in f if not l.startswith("xxxxxxxx"))
                 except OSError:
                     pass
         return text
+
+    def logs(self):
+        return self.full_logs()[-4000:]

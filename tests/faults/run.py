@@ -96,6 +96,16 @@ def finish(w, ctx, row, settle=90):
         row["notes"].append("worker exit codes on SIGTERM: %s" % rcs)
     if row["lost"] or row["order"] or row["worker_exits"]:
         row["notes"].append("worker logs (tail):\n" + w.logs()[-3000:])
+    sanitizer_check(row, w.full_logs())
+
+
+def sanitizer_check(row, text):
+    """A build with SANITIZE= reports on stderr, which the logs hold."""
+    for pat in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        i = text.find(pat)
+        if i >= 0:
+            row["notes"].append("sanitizer report in the logs:\n" + text[max(0, i - 200):i + 2500])
+            return
 
 
 # ---- worker scenarios
@@ -311,6 +321,7 @@ def sc_agent(ctx, row):
             if seen:
                 row["notes"].append("the Nomad token shows in the agent's %s" % ", ".join(seen))
             row["agent_info"] = "Desired 2 -> %d -> %d, %d scale calls" % (before, env.desired(), len(env.scale_posts()))
+        sanitizer_check(row, env.logtext())
         if not env.alive():
             row["agent_exits"] += 1
             row["notes"].append("agent exited %s:\n%s" % (env.agent.returncode, env.logtext()[-3000:]))
