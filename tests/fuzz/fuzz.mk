@@ -9,7 +9,7 @@ FUZZ_SAN  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fr
 PKGS      := libconfig hiredis libcurl libcjson libmicrohttpd
 FB        := build/fuzz
 FUZZ_CFLAGS := -std=c11 -g -O1 -Iinclude -D_GNU_SOURCE -DSCALENO_VERSION='"fuzz"' \
-             -DSCALENO_SYSCONFDIR='"/etc"' $(FUZZ_SAN) $(shell pkg-config --cflags $(PKGS))
+             -DSCALENO_SYSCONFDIR='"/etc"' $(FUZZ_SAN) $(shell pkg-config --cflags $(PKGS)) -MMD -MP
 FUZZ_LIBS := $(shell pkg-config --libs $(PKGS)) -lm
 
 SRCS    := $(wildcard src/*.c)
@@ -37,6 +37,8 @@ $(FB)/fuzz_nomad: EXCLUDE := $(FB)/obj/nomad.o
 $(FB)/fuzz_reply: EXCLUDE := $(FB)/obj/handler.o
 $(FB)/fuzz_%: tests/fuzz/fuzz_%.c $(LIBOBJS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(filter-out $(EXCLUDE),$(LIBOBJS)) $(FUZZ_LIBS)
+
+-include $(OBJS:.o=.d) $(TARGETS:=.d)
 
 run: targets
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(TARGETS)
