@@ -238,6 +238,8 @@ class WorkerWorld:
                     if int(n) < top.get(key, -1):
                         a["order"] += 1
                     top[key] = max(top.get(key, -1), int(n))
+                # A message never handled while a later one of its key was: skipped.
+                a["order"] += sum(1 for n in missing if int(n) < top.get(pub[n][0], -1))
         return a
 
     def settled(self):
