@@ -59,7 +59,7 @@ LIB_OBJS := $(addprefix $(BUILD)/obj/,publish.o redis.o redis_keys.o redis_scrip
 LIB_LDLIBS := $(shell pkg-config --libs hiredis) -lm
 EXAMPLE_BINS := $(patsubst contrib/examples/%.c,$(BUILD)/examples/%,$(wildcard contrib/examples/*.c))
 
-.PHONY: all deps check unit integration lint install uninstall clean bench demo
+.PHONY: all deps check unit integration lint install uninstall clean bench demo check-faults fuzz
 all: $(PROG) $(HANDLER_BINS) $(TOOL_BINS) $(LIB) $(EXAMPLE_BINS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -120,12 +120,24 @@ check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS)
 	@$(MAKE) --no-print-directory lint
 	@BUILD=$(BUILD) sh tests/run.sh $(UNIT_BINS)
+	@SCALENO_BIN=$(CURDIR)/$(BUILD)/scaleno timeout -k 10 300 python3 tests/faults/run.py --short
 
 unit: $(UNIT_BINS)
 	@BUILD=$(BUILD) SCALENO_SKIP_INTEGRATION=1 sh tests/run.sh $(UNIT_BINS)
 
 integration: all
 	@BUILD=$(BUILD) SCALENO_SKIP_UNIT=1 sh tests/run.sh
+
+# The fault-injection suite, every fault kind (tests/faults/run.py --help;
+# FAULTS_ARGS="--seed N --faults a,b" to replay or narrow a run). `make check`
+# ends with its short form (--short).
+check-faults: deps all
+	@SCALENO_BIN=$(CURDIR)/$(BUILD)/scaleno python3 tests/faults/run.py $(FAULTS_ARGS)
+
+# libFuzzer targets (clang), each for FUZZ_SECONDS (default 60): tests/fuzz/fuzz.mk.
+fuzz:
+	@sh tests/fuzz/deps.sh
+	@$(MAKE) --no-print-directory -f tests/fuzz/fuzz.mk -j2 run
 
 lint:
 	@mandoc -T lint -W warning man/*.[1-8] && echo "  LINT   man pages clean"

@@ -1,11 +1,12 @@
 #!/bin/sh
-# Install the Debian packages scaleno needs to build, test and run its demo.
+# Install the Debian packages scaleno needs to build, test and run its demo,
+# and the extra ones named as arguments (.ci/run adds valgrind).
 # Idempotent: does nothing when every package is present. Needs root (or sudo)
 # only when something is missing.
 set -eu
 
 PKGS="build-essential pkg-config libconfig-dev libhiredis-dev libcurl4-openssl-dev \
-libcjson-dev libcunit1-dev libmicrohttpd-dev redis-server mandoc python3 procps"
+libcjson-dev libcunit1-dev libmicrohttpd-dev redis-server mandoc python3 procps $*"
 
 missing=""
 for p in $PKGS; do
