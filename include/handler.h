@@ -66,7 +66,11 @@ int handler_run(struct handler *h, const struct message *m,
  * res (n entries, the caller's) gets the verdict of ms[i] for i < *nrun;
  * when *nrun < n the handler was killed at message *nrun - 1 (it died,
  * timed out, answered garbage) or memory ran out, and ms[*nrun..n) were
- * not run: they have no verdict and no attempt to count. Returns 0, or -1
+ * not run: they have no verdict and no attempt to count. *nrun == 0 with
+ * n > 0 and a return of 0: the handler answered more lines than it was
+ * sent (it answered one twice), so no reply can be matched to its message;
+ * the handler was restarted, and the messages must be run again one at a
+ * time (handler_run) with no attempt counted. Returns 0, or -1
  * when the handler could not be started for ms[*nrun] (reason in
  * res[*nrun], as HANDLER_RETRY; the messages before it ran).
  */

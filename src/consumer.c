@@ -325,6 +325,7 @@ fetch(struct consumer *c)
 	redis_batch_clear(&c->batch);
 	c->recovering = false;
 	c->nahead = c->ahead_next = 0;
+	c->solo = false;
 	for (int i = 0; i < c->nsrc; i++) {
 		struct source *s = &c->src[i];
 		const char *k = s->key, *id = s->pend_cursor;
@@ -616,6 +617,9 @@ run_ahead(struct consumer *c, size_t i)
 		start_trouble(c, &c->ahead_res[nrun]);
 		return -1;
 	}
+	/* Replies out of step (handler.h): no verdict holds; the rest runs one at a time. */
+	if (nrun == 0 && n > 0)
+		c->solo = true;
 	c->start_streak = 0;
 	return 0;
 }
@@ -745,7 +749,8 @@ process_batch(struct consumer *c)
 		 * Verdicts still held for later entries (after a STEP_ABANDON, say):
 		 * this one runs alone, so they are not run a second time.
 		 */
-		if (first == NULL && c->pipelined && c->ahead_next >= c->nahead && runnable(c, e)) {
+		if (first == NULL && c->pipelined && !c->solo && c->ahead_next >= c->nahead &&
+		    runnable(c, e)) {
 			if (run_ahead(c, i) < 0) {
 				c->batch_pos = i;	/* kept in hand, as for STEP_ABANDON */
 				break;

@@ -80,6 +80,7 @@ struct consumer {
 	struct handler_result *ahead_res;
 	size_t *ahead_pos;	/* batch index of each */
 	size_t nahead, ahead_next;	/* verdicts held, next one to take */
+	bool solo;		/* the handler answered out of step: the rest of the batch one at a time */
 };
 
 /* Log a Redis failure, count it, and wait, longer each time in a row. */

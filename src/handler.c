@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +45,8 @@ extern char **environ;
 #define ENCODE_AHEAD (256 * 1024)	/* pipe: message bytes encoded ahead of the writer */
 #define WRITE_IOV 64		/* pipe: message lines per writev */
 #define READ_CHUNK 16384	/* pipe: reply bytes per read */
+#define SETTLE_MIN_US 200	/* pipe batch: watch for a surplus reply at least this long, */
+#define SETTLE_MAX_US 250000	/* and at most this long (twice the slowest reply gap between) */
 
 struct proc {
 	pid_t pid;		/* 0 = not started */
@@ -65,7 +68,7 @@ struct handler {
 };
 
 /* What one exchange with a handler process ended with. */
-enum io_end { IO_DONE = 0, IO_TIMEOUT, IO_EOF, IO_OVERLONG, IO_GARBAGE, IO_ERROR };
+enum io_end { IO_DONE = 0, IO_TIMEOUT, IO_EOF, IO_OVERLONG, IO_GARBAGE, IO_ERROR, IO_SURPLUS };
 
 /* exec: one message written to a process whose exit is the verdict. */
 struct io {
@@ -731,7 +734,7 @@ exchange_read(struct handler *h, struct exchange *x, struct handler_result *res,
 			 */
 			if (x->nrep >= x->wi + (x->woff > 0)) {
 				*at = x->nrep > 0 ? x->nrep - 1 : 0;
-				return IO_OVERLONG;
+				return x->n > 1 ? IO_SURPLUS : IO_OVERLONG;
 			}
 			if (buf[i] != '\n') {
 				if (h->rlen >= REPLY_MAX) {
@@ -860,6 +863,34 @@ pipe_fail(struct handler *h, const struct exchange *x, int rc, struct handler_re
 	}
 }
 
+/*
+ * After the last reply of a pipelined exchange: a handler that answered one
+ * message twice has shifted every later verdict by one, and its reply to
+ * the last message is still to come. Watch its stdout for about twice the
+ * slowest reply gap of the exchange (SETTLE_MIN_US..SETTLE_MAX_US): a byte
+ * there means the replies outnumber the messages. 1 surplus, 0 clean.
+ */
+static int
+exchange_settle(struct handler *h, const struct exchange *x)
+{
+	double gap = 0;
+	int64_t us;
+	struct pollfd pfd = { .fd = h->p.out_fd, .events = POLLIN };
+	struct timespec ts;
+	char c;
+
+	for (size_t k = 0; k < x->n; k++)
+		if (x->s[k].replied - exchange_clock(x, k) > gap)
+			gap = x->s[k].replied - exchange_clock(x, k);
+	us = (int64_t)(gap * 2e6);
+	us = us < SETTLE_MIN_US ? SETTLE_MIN_US : us > SETTLE_MAX_US ? SETTLE_MAX_US : us;
+	ts.tv_sec = us / 1000000;
+	ts.tv_nsec = (long)(us % 1000000) * 1000;
+	if (pfd.fd < 0 || ppoll(&pfd, 1, &ts, NULL) <= 0 || (pfd.revents & (POLLIN | POLLHUP)) == 0)
+		return 0;
+	return read(pfd.fd, &c, 1) == 1;	/* EOF: it exited after its last reply, no surplus */
+}
+
 /* The pipe protocol for ms[0..n), pipelined; see handler_run_batch. */
 static int
 run_pipe(struct handler *h, const struct message *ms, size_t n,
@@ -886,7 +917,17 @@ run_pipe(struct handler *h, const struct message *ms, size_t n,
 	}
 	h->rlen = 0;
 	rc = exchange_run(h, &x, draining, drain_deadline_ms, res, &at);
-	if (rc == IO_DONE) {
+	if (rc == IO_DONE && x.n > 1 && exchange_settle(h, &x))
+		rc = IO_SURPLUS;
+	if (rc == IO_SURPLUS) {
+		/* Which reply belongs to which message is unknown: none counts. */
+		log_warnx("queue %s: pipe handler answered more lines than it was sent messages; "
+		    "the verdicts of its last %zu messages are void, they run again one at a time; "
+		    "handler restarted", h->queue, x.n);
+		proc_reap(&h->p, 1);
+		memset(res, 0, x.n * sizeof(*res));
+		*nrun = 0;
+	} else if (rc == IO_DONE) {
 		*nrun = x.n;
 	} else {
 		pipe_fail(h, &x, rc, &res[at]);

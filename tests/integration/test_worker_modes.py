@@ -22,6 +22,7 @@ suite = H.Suite()
 #   poison=1          always "retry" (never succeeds)
 #   bad=1             "retry" unless the file $FIXED exists
 #   garbage=1         answers garbage
+#   twice=1           answers "ok" twice (one line too many)
 #   slow=MS           sleeps before answering
 #   crash=1           kills its consumer process (SIGKILL)
 #   $FAIL_RATE        fraction of other messages answered "retry" at random
@@ -55,6 +56,9 @@ for raw in sys.stdin.buffer:
         print("retry bad message", flush=True)
     elif f.get("garbage") == "1":
         print("maybe?", flush=True)
+    elif f.get("twice") == "1":
+        log("ok %s %s %d" % (n, m["id"], m["delivery"]))
+        print("ok\nok", flush=True)
     elif random.random() < rate:
         print("retry random failure", flush=True)
     else:

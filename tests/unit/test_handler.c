@@ -707,7 +707,8 @@ static const char verdict_script[] =
 	"while IFS= read -r l; do v=${l##*\\\"v\\\":\\\"}; v=${v%%\\\"*}; "
 	"echo \"$v\" >> \"$BATCH_LOG\"; case $v in "
 	"retry) echo 'retry asked to';; fail) echo 'fail asked to';; garbage) echo maybe;; "
-	"die) exit 7;; slow) sleep 0.15; echo ok;; hang) sleep 30;; *) echo ok;; esac; done";
+	"die) exit 7;; slow) sleep 0.15; echo ok;; hang) sleep 30;; twice) echo ok; echo ok;; "
+	"*) echo ok;; esac; done";
 
 static char *verdict_argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c",
 	(char *)(uintptr_t)verdict_script, NULL };
@@ -855,6 +856,39 @@ test_batch_failure_at_k(void)
 		handler_free(h);
 		if (cases[c].log != NULL)
 			CU_ASSERT_STRING_EQUAL(batch_log(), cases[c].log);
+	}
+}
+
+/*
+ * A handler that answers one message twice: its extra "ok" would become the
+ * next message's verdict (and that one's "retry" the one after). No reply
+ * of such an exchange counts (nrun 0), wherever the surplus shows, and the
+ * handler is restarted: the next batch gets its own replies.
+ */
+static void
+test_batch_answered_twice(void)
+{
+	static const char *cases[][5] = {
+		{ "a", "twice", "retry", "b", "c" },
+		{ "a", "b", "c", "twice", "retry" },
+	};
+
+	for (size_t c = 0; c < ARRAY_LEN(cases); c++) {
+		struct handler *h = verdict_handler(5000);
+		struct batch bt;
+		size_t nrun = 99;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		batch_init(&bt, cases[c], 5);
+		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+		CU_ASSERT_EQUAL(nrun, 0);
+		batch_init(&bt, cases[0] + 2, 3);	/* retry b c */
+		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+		CU_ASSERT_EQUAL(nrun, 3);
+		CU_ASSERT_EQUAL(bt.r[0].outcome, HANDLER_RETRY);
+		CU_ASSERT_EQUAL(bt.r[1].outcome, HANDLER_OK);
+		CU_ASSERT_EQUAL(bt.r[2].outcome, HANDLER_OK);
+		handler_free(h);
 	}
 }
 
@@ -1098,6 +1132,7 @@ main(void)
 	CU_add_test(s, "batch: retry and fail mixed", test_batch_mixed_verdicts);
 	CU_add_test(s, "batch: death or garbage at message k", test_batch_failure_at_k);
 	CU_add_test(s, "batch: testhandler -k", test_batch_death_testhandler);
+	CU_add_test(s, "batch: a message answered twice", test_batch_answered_twice);
 	CU_add_test(s, "batch: timeout at message k", test_batch_timeout_at_k);
 	CU_add_test(s, "batch: drain deadline", test_batch_drain_deadline);
 	CU_add_test(s, "batch: huge messages", test_batch_huge);
