@@ -78,6 +78,13 @@ int handler_run_batch(struct handler *h, const struct message *ms, size_t n,
     volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
     struct handler_result *res, size_t *nrun);
 
+/*
+ * fn(arg) is called about every 100 ms while a handler runs (between polls,
+ * never from a signal handler): the consumer keeps its Redis state fresh
+ * through long handler runs. NULL fn: none.
+ */
+void handler_set_tick(struct handler *h, void (*fn)(void *), void *arg);
+
 /* JSON text of m as the protocols send it (one line, no newline). Caller frees. */
 char *handler_message_json(const struct message *m);
 

@@ -72,6 +72,8 @@ consumer_name(int slot, char *buf, size_t len)
 
 /* ---- setup ---- */
 
+static void handler_tick(void *arg);
+
 static void
 consumer_free(struct consumer *c)
 {
@@ -116,9 +118,7 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 	c->ordered = q->mode == MODE_ORDERED_DROP || q->mode == MODE_HALT;
 	c->npart = q->partitions > 0 ? q->partitions : 1;
 	nstage = q->mode == MODE_DLQ ? (int)q->worker.nretry_delays : 0;
-	c->lease_ttl_ms = q->worker.timeout_ms + LEASE_MARGIN_MS;
-	if (c->lease_ttl_ms < 2 * LEASE_MARGIN_MS)
-		c->lease_ttl_ms = 2 * LEASE_MARGIN_MS;
+	c->lease_ttl_ms = queue_lease_ttl_ms(q->worker.timeout_ms);
 	c->src = calloc((size_t)(c->npart + nstage), sizeof(*c->src));
 	c->part = calloc((size_t)c->npart, sizeof(*c->part));
 	c->rkeys = calloc((size_t)(c->npart + nstage), sizeof(*c->rkeys));
@@ -169,6 +169,7 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 		goto oom;
 	if ((c->h = handler_new(q, err, errlen)) == NULL)
 		return -1;
+	handler_set_tick(c->h, handler_tick, c);
 	return 0;
 oom:
 	snprintf(err, errlen, "out of memory");
@@ -378,14 +379,34 @@ fetch(struct consumer *c)
 		if (next_due < block)
 			block = next_due;
 	}
-	for (int i = 0; i < c->nsrc; i++)
-		if (c->src[i].stage == 0 && source_active(c, &c->src[i])) {
-			c->rmap[nk] = i;
-			c->rkeys[nk] = c->src[i].key;
-			c->rids[nk++] = ">";
+	for (int i = 0; i < c->nsrc; i++) {
+		if (c->src[i].stage != 0 || !source_active(c, &c->src[i]))
+			continue;
+		if (c->ordered) {
+			/*
+			 * The read must end before the lease can pass to another
+			 * consumer: a message delivered after that would stay
+			 * pending here while the new owner goes on with the next.
+			 */
+			int64_t left = c->part[i].renewed_at + c->lease_ttl_ms - now -
+			    READ_LEASE_MARGIN_MS;
+
+			if (left < 1)
+				continue;	/* renewed (or given up) by periodic() first */
+			if (left < block)
+				block = left;
 		}
+		c->rmap[nk] = i;
+		c->rkeys[nk] = c->src[i].key;
+		c->rids[nk++] = ">";
+	}
 	if (nk == 0) {
-		/* Nothing we may read (no lease, or halted): wait for a change. */
+		/*
+		 * Nothing we may read (no lease, or halted): wait for a change, no
+		 * longer than until the next lease round, which may bring one.
+		 */
+		if (c->ordered && c->next_lease - now < block)
+			block = c->next_lease - now;
 		util_sleep_ms(block > 0 ? block : 1, c->stop);
 		return 0;
 	}
@@ -703,6 +724,46 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 	}
 }
 
+/*
+ * Parallel modes: keep the idle time of the entries still in hand (batch
+ * entries from `from` on) below claim_idle while the batch is worked
+ * through, so no other consumer reclaims them and runs them a second time.
+ * Every claim_idle/3, they are claimed again by their own consumer with a
+ * min-idle that an entry another consumer took over cannot have reached
+ * (redis_stream_touch).
+ */
+static void
+keep_fresh(struct consumer *c, size_t from)
+{
+	int64_t now = util_now_ms(), every = c->q->worker.claim_idle_ms / 3;
+	char err[512];
+
+	if (c->ordered || now - c->held_at < every || from >= c->batch.n)
+		return;
+	for (int i = 0; i < c->nsrc; i++) {
+		size_t n = 0;
+
+		for (size_t j = from; j < c->batch.n; j++)
+			if (c->batch.e[j].src == i && !c->batch.e[j].deleted)
+				c->ackids[c->nacks + n++] = c->batch.e[j].id;
+		if (n > 0 && redis_stream_touch(c->r, c->src[i].key, c->q->group, c->name,
+		    now - c->held_at - every, c->ackids + c->nacks, n, err, sizeof(err)) < 0)
+			log_warnx("%s: keeping the entries in hand fresh on %s: %s", c->q->name,
+			    c->src[i].key, err);
+	}
+	c->held_at = util_now_ms();
+}
+
+/* While the handler runs: the entries from the one in hand on stay fresh. */
+static void
+handler_tick(void *arg)
+{
+	struct consumer *c = arg;
+
+	if (c->batch_pos > 0)
+		keep_fresh(c, c->batch_pos - 1);
+}
+
 static void
 process_batch(struct consumer *c)
 {
@@ -745,6 +806,7 @@ process_batch(struct consumer *c)
 		c->batch_pos = i + 1;
 		if (skip[e->src] || !source_active(c, &c->src[e->src]))
 			continue;
+		keep_fresh(c, i);
 		/*
 		 * Verdicts still held for later entries (after a STEP_ABANDON, say):
 		 * this one runs alone, so they are not run a second time.
@@ -836,6 +898,7 @@ consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
 		}
 		c.err_streak = 0;
 		c.batch_pos = 0;
+		c.held_at = util_now_ms();
 		if (n > 0)
 			process_batch(&c);
 	}

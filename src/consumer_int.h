@@ -17,7 +17,8 @@
 #include "redis_msg.h"
 #include "wstats.h"
 
-#define LEASE_MARGIN_MS 5000	/* lease ttl = handler timeout + this */
+#define LEASE_MARGIN_MS QUEUE_LEASE_MARGIN_MS	/* lease ttl = handler timeout + this */
+#define READ_LEASE_MARGIN_MS 2000	/* a blocking read ends this long before the lease can */
 #define CLAIM_COUNT 100
 #define TAKEOVER_MAX_ROUNDS 1000	/* XAUTOCLAIM rounds when taking a partition over */
 #define DLQ_DEPTH_EVERY_MS 5000
@@ -80,6 +81,7 @@ struct consumer {
 	struct handler_result *ahead_res;
 	size_t *ahead_pos;	/* batch index of each */
 	size_t nahead, ahead_next;	/* verdicts held, next one to take */
+	int64_t held_at;	/* when the batch's entries were last fetched or kept fresh */
 	bool solo;		/* the handler answered out of step: the rest of the batch one at a time */
 };
 

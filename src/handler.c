@@ -63,6 +63,8 @@ struct handler {
 	int64_t timeout_ms;
 	char *queue, *stream;
 	struct proc p;		/* the long-lived pipe handler */
+	void (*tick)(void *);	/* handler_set_tick */
+	void *tick_arg;
 	char reply[REPLY_MAX + 1];
 	size_t rlen;
 };
@@ -102,6 +104,20 @@ struct exchange {
 	double t0;		/* when it began: message 0's clock */
 	int deadline_is_drain;
 };
+
+void
+handler_set_tick(struct handler *h, void (*fn)(void *), void *arg)
+{
+	h->tick = fn;
+	h->tick_arg = arg;
+}
+
+static void
+tick(struct handler *h)
+{
+	if (h->tick != NULL)
+		h->tick(h->tick_arg);
+}
 
 static void
 proc_init(struct proc *p)
@@ -266,6 +282,7 @@ io_run(struct handler *h, struct proc *p, struct io *io, int64_t start,
 		rc = poll(pfd, (nfds_t)nfd, tmo);
 		if (rc == -1 && errno != EINTR)
 			return IO_ERROR;
+		tick(h);
 		if (iw >= 0 && rc > 0 && pfd[iw].revents != 0) {
 			ssize_t n = write(p->in_fd, io->wbuf + io->woff, io->wlen - io->woff);
 
@@ -817,6 +834,7 @@ exchange_run(struct handler *h, struct exchange *x, volatile sig_atomic_t *drain
 			*at = k;
 			return IO_ERROR;
 		}
+		tick(h);
 		if (h->p.pidfd < 0 && !h->p.reaped &&
 		    waitpid(h->p.pid, &h->p.status, WNOHANG) == h->p.pid) {
 			h->p.reaped = 1;

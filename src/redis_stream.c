@@ -278,6 +278,37 @@ redis_stream_autoclaim(struct redis *r, const char *stream, const char *group,
 	return rc;
 }
 
+int
+redis_stream_touch(struct redis *r, const char *stream, const char *group,
+    const char *consumer, int64_t min_idle_ms, const char *const *ids, size_t n, char *err,
+    size_t errlen)
+{
+	struct redis_args a = REDIS_ARGS_INIT;
+	struct redis_reply *rep;
+	int refreshed = -1;
+
+	redis_args_str(&a, "XCLAIM");
+	redis_args_key(&a, stream);
+	redis_args_str(&a, group);
+	redis_args_str(&a, consumer);
+	redis_args_fmt(&a, "%" PRId64, min_idle_ms);
+	for (size_t i = 0; i < n; i++)
+		redis_args_str(&a, ids[i]);
+	redis_args_str(&a, "JUSTID");
+	if (n == 0) {
+		redis_args_free(&a);
+		return 0;
+	}
+	if ((rep = redis_run(r, &a, true, err, errlen)) == NULL)
+		return -1;
+	if (rep->type == RR_ARRAY)
+		refreshed = (int)rep->elements;
+	else
+		redis_bad_reply("XCLAIM", err, errlen);
+	redis_reply_free(rep);
+	return refreshed;
+}
+
 /*
  * Redis' Lua cannot unpack more than about 8000 values into one call: an
  * entry with more fields is moved by plain commands, adding before
