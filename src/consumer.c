@@ -191,10 +191,32 @@ trouble(struct consumer *c, unsigned *streak, const char *what, const char *err)
 	util_sleep_ms(ms, c->stop);
 }
 
+/*
+ * Redis came back without the queue's keys (a restart without persistence,
+ * a failover to an empty replica, FLUSHALL): the groups are created again
+ * before the next read, and everything is read from the start.
+ */
+static void
+keys_gone(struct consumer *c, const char *err)
+{
+	if (strstr(err, "NOGROUP") == NULL && strstr(err, "no such key") == NULL)
+		return;
+	if (c->ready)
+		log_warnx("%s: consumer %s: the queue's consumer group or stream is gone (%s); "
+		    "creating them again", c->q->name, c->name, err);
+	c->ready = false;
+	for (int i = 0; i < c->nsrc; i++) {
+		consumer_pending_reset(&c->src[i]);
+		c->src[i].claim_cursor[0] = '\0';
+		c->src[i].next_due = 0;
+	}
+}
+
 void
 consumer_redis_trouble(struct consumer *c, const char *what, const char *err)
 {
 	wstats_add(&c->stats->redis_errors, 1);
+	keys_gone(c, err);
 	trouble(c, &c->err_streak, what, err);
 }
 
@@ -367,8 +389,13 @@ fetch(struct consumer *c)
 		n = redis_stream_read_due(c->r, s->key, c->q->group, c->name, s->delay_ms,
 		    c->q->worker.batch, i, &c->batch, &next_due, err, sizeof(err));
 		if (n < 0) {
-			consumer_redis_trouble(c, "reading a retry stage", err);
-			return -1;
+			/* Not a reason to leave the main stream unread: try this stage later. */
+			wstats_add(&c->stats->redis_errors, 1);
+			log_warnx("%s: consumer %s: reading retry stage %s: %s (trying it again in "
+			    "%dms)", c->q->name, c->name, s->key, err, ERR_BACKOFF_CAP_MS);
+			keys_gone(c, err);
+			s->next_due = now + ERR_BACKOFF_CAP_MS;
+			continue;
 		}
 		if (n > 0)
 			return n;

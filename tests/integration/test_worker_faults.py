@@ -95,5 +95,26 @@ def test_held_entries_not_reclaimed():
     assert H.stop(e.proc) == 0
 
 
+
+@suite.test
+def test_redis_back_empty():
+    """Redis loses every key (FLUSHALL): the consumers create their groups again and go on,
+    whether the producer only XADDs or recreates the stream and its group first."""
+    e = Env(worker={"processes": 2})
+    e.publish([{"n": "a%d" % i} for i in range(10)])
+    e.start()
+    H.wait_until(lambda: len(e.ok()) >= 10, timeout=20, what="the first messages")
+    for round_, make_group in ((1, False), (2, True)):
+        e.redis.cli("FLUSHALL")
+        if make_group:
+            e.redis.cli("XGROUP", "CREATE", e.stream, "g", "0", "MKSTREAM")
+        names = ["r%d-%d" % (round_, i) for i in range(10)]
+        e.publish([{"n": n} for n in names])
+        H.wait_until(lambda: set(names) <= {n for n, _, _ in e.ok()}, timeout=30, interval=0.2,
+                     what="messages published after FLUSHALL (round %d)" % round_)
+    assert "creating them again" in e.log_text()
+    assert H.stop(e.proc) == 0
+
+
 if __name__ == "__main__":
     suite.main()
