@@ -629,6 +629,34 @@ start_trouble(struct consumer *c, const struct handler_result *res)
 	    res->error[0] ? res->error : "unknown error");
 }
 
+/*
+ * The handler's view of e's first attempt in this delivery (its meta):
+ * partition (a stage entry's from its origin stream), stage, attempt
+ * number, and the failures it brings from earlier stages.
+ */
+static void
+message_meta(const struct consumer *c, struct message *m)
+{
+	const struct source *s = &c->src[m->src];
+	size_t len = 0;
+	const char *v;
+
+	m->stage = s->stage;
+	m->partition = s->part >= 0 ? s->part : 0;
+	m->attempt = redis_msg_attempts_before(m, s->stage > 0) + 1;
+	m->first_failed_ms = 0;
+	m->last_error = NULL;
+	if (s->stage == 0)
+		return;
+	if ((v = redis_msg_field(m, "x-origin-stream", &len)) != NULL)
+		for (int i = 0; i < c->npart; i++)
+			if (strlen(c->src[i].key) == len && memcmp(c->src[i].key, v, len) == 0)
+				m->partition = i;
+	if ((v = redis_msg_field(m, "x-first-failed-ms", &len)) != NULL && len < 20)
+		m->first_failed_ms = strtoll(v, NULL, 10);
+	m->last_error = redis_msg_field(m, "x-error", NULL);
+}
+
 /* Whether handle() would run the handler on e (not gone, not over max_deliveries). */
 static bool
 runnable(const struct consumer *c, const struct message *e)
@@ -655,6 +683,7 @@ run_ahead(struct consumer *c, size_t i)
 		if (!runnable(c, &c->batch.e[j]))
 			continue;
 		c->ahead_msg[n] = c->batch.e[j];	/* borrows its fields */
+		message_meta(c, &c->ahead_msg[n]);
 		c->ahead_pos[n++] = j;
 	}
 	rc = handler_run_batch(c->h, c->ahead_msg, n, c->stop, &drain_deadline_ms, c->ahead_res,
@@ -693,8 +722,10 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 	const struct source *s = &c->src[e->src];
 	struct handler_result res;
 	struct mode_decision d;
+	struct message m = *e;	/* borrows e's fields; meta for the handler */
 	char error[600] = "";
 	int failures = 0;
+	int64_t before;
 
 	if (e->deleted) {
 		log_warnx("%s: %s %s is pending but gone from the stream (trimmed or deleted); "
@@ -702,20 +733,25 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 		ack_later(c, e);
 		return STEP_NEXT;
 	}
+	message_meta(c, &m);
+	before = m.attempt - 1;
 	if (modes_precheck(&c->lim, e->delivery, &d)) {
 		snprintf(error, sizeof(error), "delivered %" PRId64 " times (max_deliveries %d): it "
 		    "keeps crashing or stalling its consumer", e->delivery, c->lim.max_deliveries);
 		if (c->ordered && consumer_lease_ensure(c, s->part) < 0)
 			return STEP_SKIP_PART;
-		return apply(c, e, &d, 0, error);
+		return apply(c, e, &d, (int)before, error);
 	}
 	for (;;) {
 		if (c->ordered && consumer_lease_ensure(c, s->part) < 0)
 			return STEP_SKIP_PART;
+		m.attempt = before + failures + 1;
+		if (failures > 0)
+			m.last_error = error;
 		if (first != NULL) {
 			res = *first;
 			first = NULL;
-		} else if (handler_run(c->h, e, c->stop, &drain_deadline_ms, &res) < 0) {
+		} else if (handler_run(c->h, &m, c->stop, &drain_deadline_ms, &res) < 0) {
 			start_trouble(c, &res);
 			return STEP_ABANDON;
 		} else {
@@ -724,8 +760,10 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 		wstats_observe(c->stats, res.duration_s);
 		if (res.outcome == HANDLER_OK) {
 			modes_decide(&c->lim, HANDLER_OK, 0, s->stage, &d);
-			return apply(c, e, &d, failures, "");
+			return apply(c, e, &d, (int)(before + failures + 1), "");
 		}
+		if (m.first_failed_ms == 0)
+			m.first_failed_ms = util_wall_ms();
 		failures++;
 		snprintf(error, sizeof(error), "%s", res.error[0] ? res.error : "handler failed");
 		if (*c->stop) {
@@ -736,10 +774,10 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 		}
 		modes_decide(&c->lim, res.outcome, failures, s->stage, &d);
 		if (d.action != MODE_ACT_RETRY)
-			return apply(c, e, &d, failures, error);
+			return apply(c, e, &d, (int)(before + failures), error);
 		wstats_count(c->stats, WS_RETRIED);
-		log_debug("%s: %s %s attempt %d failed (%s); retrying in %" PRId64 "ms", c->q->name,
-		    s->key, e->id, failures, error, d.backoff_ms);
+		log_debug("%s: %s %s attempt %" PRId64 " failed (%s); retrying in %" PRId64 "ms",
+		    c->q->name, s->key, e->id, before + failures, error, d.backoff_ms);
 		/* Jitter in [backoff/2, backoff], so a failing dependency is not hit in step. */
 		if (backoff_sleep(c, s->part, d.backoff_ms / 2 +
 		    (int64_t)(util_rand01() * (double)(d.backoff_ms / 2))) < 0)

@@ -450,33 +450,119 @@ utf8_clean(const char *s, size_t len)
 	return out;
 }
 
+/* Whether s[0..len) is valid UTF-8 without a NUL: it can travel as a JSON string as it is. */
+static bool
+utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	for (size_t i = 0, n; i < len; i += n)
+		if ((n = utf8_seq(u + i, len - i)) == 0)
+			return false;
+	return true;
+}
+
+/* Standard base64 (RFC 4648, with padding) of s[0..len). Caller frees. */
+static char *
+base64(const char *s, size_t len)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *u = (const unsigned char *)s;
+	char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < len ? (uint32_t)u[i + 1] << 8 : 0) |
+		    (i + 2 < len ? u[i + 2] : 0);
+
+		*o++ = tab[v >> 18 & 63];
+		*o++ = tab[v >> 12 & 63];
+		*o++ = i + 1 < len ? tab[v >> 6 & 63] : '=';
+		*o++ = i + 2 < len ? tab[v & 63] : '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+/* An integer as raw JSON text: cJSON prints numbers through printf/sscanf of a double. */
+static bool
+add_int(cJSON *o, const char *name, int64_t v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", (long long)v);
+	return cJSON_AddRawToObject(o, name, buf) != NULL;
+}
+
+/*
+ * meta (scaleno-worker(8) "The message"): attempt, stage, first_failed_ms
+ * and last_error once it failed, binary when a value went as base64.
+ */
+static cJSON *
+message_meta(cJSON *root, const struct message *m)
+{
+	cJSON *meta = cJSON_AddObjectToObject(root, "meta");
+	char *err;
+
+	if (meta == NULL || !add_int(meta, "attempt", m->attempt > 0 ? m->attempt : 1) ||
+	    !add_int(meta, "stage", m->stage))
+		return NULL;
+	if (m->first_failed_ms > 0 && !add_int(meta, "first_failed_ms", m->first_failed_ms))
+		return NULL;
+	if (m->last_error != NULL) {
+		err = utf8_clean(m->last_error, strlen(m->last_error));
+		if (err == NULL || cJSON_AddStringToObject(meta, "last_error", err) == NULL) {
+			free(err);
+			return NULL;
+		}
+		free(err);
+	}
+	return meta;
+}
+
 char *
 handler_message_json(const struct message *m)
 {
-	cJSON *root = cJSON_CreateObject(), *fields;
-	char *text = NULL, delivery[24];
+	cJSON *root = cJSON_CreateObject(), *fields, *meta, *binary = NULL;
+	char *text = NULL;
 
 	if (root == NULL)
 		return NULL;
-	/* An integer as raw text: cJSON prints numbers through printf/sscanf of a double, per message. */
-	snprintf(delivery, sizeof(delivery), "%lld", (long long)m->delivery);
 	if (cJSON_AddStringToObject(root, "queue", m->queue != NULL ? m->queue : "") == NULL ||
 	    cJSON_AddStringToObject(root, "stream", m->stream != NULL ? m->stream : "") == NULL ||
+	    !add_int(root, "partition", m->partition) ||
 	    cJSON_AddStringToObject(root, "id", m->id) == NULL ||
-	    cJSON_AddRawToObject(root, "delivery", delivery) == NULL ||
-	    (fields = cJSON_AddObjectToObject(root, "fields")) == NULL)
+	    !add_int(root, "delivery", m->delivery) ||
+	    (fields = cJSON_AddObjectToObject(root, "fields")) == NULL ||
+	    (meta = message_meta(root, m)) == NULL)
 		goto out;
 	for (size_t i = 0; i < m->nfields; i++) {
-		char *name = utf8_clean(m->names[i], m->name_lens[i]);
-		char *value = utf8_clean(m->values[i], m->value_lens[i]);
-		cJSON *item = value != NULL ? cJSON_CreateString(value) : NULL;
+		bool bin = !utf8_valid(m->values[i], m->value_lens[i]);
+		char *name, *value;
+		cJSON *item;
 
+		/* Bookkeeping of the retry stages stays in Redis. */
+		if (m->stage > 0 && redis_is_failure_field(m->names[i], m->name_lens[i]))
+			continue;
+		name = utf8_clean(m->names[i], m->name_lens[i]);
+		value = bin ? base64(m->values[i], m->value_lens[i]) :
+		    utf8_clean(m->values[i], m->value_lens[i]);
+		item = value != NULL ? cJSON_CreateString(value) : NULL;
 		free(value);
+		if (bin && name != NULL && item != NULL && binary == NULL &&
+		    (binary = cJSON_AddArrayToObject(meta, "binary")) == NULL) {
+			cJSON_Delete(item);
+			item = NULL;
+		}
 		if (name == NULL || item == NULL) {
 			free(name);
 			cJSON_Delete(item);
 			goto out;
 		}
+		if (bin)
+			cJSON_AddItemToArray(binary, cJSON_CreateString(name));
 		cJSON_AddItemToObject(fields, name, item);
 		free(name);
 	}
@@ -512,8 +598,8 @@ run_exec(struct handler *h, const struct message *m, const char *line, size_t le
     int64_t start, volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
     struct handler_result *res)
 {
-	char e_queue[256], e_stream[256], e_id[80], e_delivery[48], how[96];
-	const char *add[4] = { e_queue, e_stream, e_id, e_delivery };
+	char e_queue[256], e_stream[256], e_id[80], e_delivery[48], e_attempt[48], how[96];
+	const char *add[5] = { e_queue, e_stream, e_id, e_delivery, e_attempt };
 	struct io io = { .wbuf = line, .wlen = len };
 	struct proc p;
 	char **envp;
@@ -523,6 +609,8 @@ run_exec(struct handler *h, const struct message *m, const char *line, size_t le
 	snprintf(e_stream, sizeof(e_stream), "SCALENO_STREAM=%s", m->stream != NULL ? m->stream : h->stream);
 	snprintf(e_id, sizeof(e_id), "SCALENO_ID=%s", m->id);
 	snprintf(e_delivery, sizeof(e_delivery), "SCALENO_DELIVERY=%lld", (long long)m->delivery);
+	snprintf(e_attempt, sizeof(e_attempt), "SCALENO_ATTEMPT=%lld",
+	    (long long)(m->attempt > 0 ? m->attempt : 1));
 	envp = env_build(add, ARRAY_LEN(add));
 	if (envp == NULL) {
 		set_result(res, HANDLER_RETRY, "out of memory");
