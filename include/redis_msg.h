@@ -98,6 +98,12 @@ int64_t redis_id_ms(const char *id);
 
 /* ---- for the stream and partition modules: reading replies into messages ---- */
 
+/*
+ * Redis' Lua cannot unpack more than about 8000 values into one call: an
+ * entry with more field pairs than this is never passed to a script whole.
+ */
+#define REDIS_LUA_MAX_PAIRS 3900
+
 /* A string reply that is an id into dst (REDIS_ID_MAX). 0 or -1. */
 int redis_copy_id(char *dst, const struct redis_reply *r);
 /* Fill e from a field list reply (flat name, value, ...), or as deleted when nil. */

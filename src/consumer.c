@@ -113,6 +113,7 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 	c->q = q;
 	c->stats = stats;
 	c->stop = stop;
+	c->drain_deadline = &drain_deadline_ms;
 	consumer_name(slot, c->name, sizeof(c->name));
 	modes_limits(q, &c->lim);
 	c->ordered = q->mode == MODE_ORDERED_DROP || q->mode == MODE_HALT;
@@ -309,6 +310,8 @@ periodic(struct consumer *c)
 		consumer_leases_maintain(c, now);
 		c->next_lease = now + (c->lease_ttl_ms / 3 < 1000 ? c->lease_ttl_ms / 3 : 1000);
 	}
+	if (c->q->mode == MODE_HALT && c->q->worker.halt_probe_ms > 0)
+		consumer_halt_probe(c, now);
 	/* Ordered partitions change hands only with their lease (see partition_take). */
 	claim_every = c->q->worker.claim_idle_ms / 2;
 	claim_every = claim_every < 250 ? 250 : claim_every > 30000 ? 30000 : claim_every;
@@ -725,7 +728,7 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 	struct message m = *e;	/* borrows e's fields; meta for the handler */
 	char error[600] = "";
 	int failures = 0;
-	int64_t before;
+	int64_t before, failing_since = 0;	/* monotonic ms of this delivery's first failure */
 
 	if (e->deleted) {
 		log_warnx("%s: %s %s is pending but gone from the stream (trimmed or deleted); "
@@ -759,11 +762,13 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 		}
 		wstats_observe(c->stats, res.duration_s);
 		if (res.outcome == HANDLER_OK) {
-			modes_decide(&c->lim, HANDLER_OK, 0, s->stage, &d);
+			modes_decide(&c->lim, HANDLER_OK, 0, s->stage, 0, &d);
 			return apply(c, e, &d, (int)(before + failures + 1), "");
 		}
 		if (m.first_failed_ms == 0)
 			m.first_failed_ms = util_wall_ms();
+		if (failing_since == 0)
+			failing_since = util_now_ms();
 		failures++;
 		snprintf(error, sizeof(error), "%s", res.error[0] ? res.error : "handler failed");
 		if (*c->stop) {
@@ -772,7 +777,8 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 			    error);
 			return STEP_STOP;
 		}
-		modes_decide(&c->lim, res.outcome, failures, s->stage, &d);
+		modes_decide(&c->lim, res.outcome, failures, s->stage, util_now_ms() - failing_since,
+		    &d);
 		if (d.action != MODE_ACT_RETRY)
 			return apply(c, e, &d, (int)(before + failures), error);
 		wstats_count(c->stats, WS_RETRIED);

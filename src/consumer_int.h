@@ -42,12 +42,14 @@ struct partition {
 	char token[320];
 	bool held, halted;
 	int64_t renewed_at;	/* monotonic ms of the last successful acquire/renew */
+	int64_t next_probe;	/* halted: monotonic ms of the next try of its head (halt_probe) */
 };
 
 struct consumer {
 	const struct queue_policy *q;
 	struct worker_stats *stats;
 	volatile sig_atomic_t *stop;
+	const volatile int64_t *drain_deadline;	/* for handler runs outside consumer.c */
 	char name[256];
 	struct redis *r;
 	struct handler *h;
@@ -104,5 +106,7 @@ void consumer_leases_release(struct consumer *c);
 void consumer_part_lost(struct consumer *c, int i, const char *why);
 /* Write e's halt record (mode halt) and stop its partition until resumed. */
 void consumer_halt(struct consumer *c, const struct message *e, int attempts, const char *error);
+/* Try the head message of each halted partition whose worker.halt_probe has come. */
+void consumer_halt_probe(struct consumer *c, int64_t now);
 
 #endif
