@@ -45,8 +45,8 @@ extern char **environ;
 #define ENCODE_AHEAD (256 * 1024)	/* pipe: message bytes encoded ahead of the writer */
 #define WRITE_IOV 64		/* pipe: message lines per writev */
 #define READ_CHUNK 16384	/* pipe: reply bytes per read */
-#define SETTLE_MIN_US 200	/* pipe batch: watch for a surplus reply at least this long, */
-#define SETTLE_MAX_US 250000	/* and at most this long (twice the slowest reply gap between) */
+#define SETTLE_MIN_US 100	/* pipe batch: watch for a surplus reply at least this long, */
+#define SETTLE_MAX_US 250000	/* and at most this long (3 x the mean time per reply between) */
 
 struct proc {
 	pid_t pid;		/* 0 = not started */
@@ -972,23 +972,23 @@ pipe_fail(struct handler *h, const struct exchange *x, int rc, struct handler_re
 /*
  * After the last reply of a pipelined exchange: a handler that answered one
  * message twice has shifted every later verdict by one, and its reply to
- * the last message is still to come. Watch its stdout for about twice the
- * slowest reply gap of the exchange (SETTLE_MIN_US..SETTLE_MAX_US): a byte
- * there means the replies outnumber the messages. 1 surplus, 0 clean.
+ * the last message is still to come, about one message's time later. Watch
+ * its stdout for three times the mean time between the exchange's replies
+ * (the first one, which includes the handler's wake-up, left out), within
+ * SETTLE_MIN_US..SETTLE_MAX_US: a byte there means the replies outnumber
+ * the messages. 1 surplus, 0 clean.
  */
 static int
 exchange_settle(struct handler *h, const struct exchange *x)
 {
-	double gap = 0;
+	double gap;
 	int64_t us;
 	struct pollfd pfd = { .fd = h->p.out_fd, .events = POLLIN };
 	struct timespec ts;
 	char c;
 
-	for (size_t k = 0; k < x->n; k++)
-		if (x->s[k].replied - exchange_clock(x, k) > gap)
-			gap = x->s[k].replied - exchange_clock(x, k);
-	us = (int64_t)(gap * 2e6);
+	gap = (x->s[x->n - 1].replied - x->s[0].replied) / (double)(x->n - 1);
+	us = (int64_t)(gap * 3e6);
 	us = us < SETTLE_MIN_US ? SETTLE_MIN_US : us > SETTLE_MAX_US ? SETTLE_MAX_US : us;
 	ts.tv_sec = us / 1000000;
 	ts.tv_nsec = (long)(us % 1000000) * 1000;
