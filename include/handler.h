@@ -10,6 +10,7 @@
 #define SCALENO_HANDLER_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +85,13 @@ int handler_run_batch(struct handler *h, const struct message *ms, size_t n,
  * through long handler runs. NULL fn: none.
  */
 void handler_set_tick(struct handler *h, void (*fn)(void *), void *arg);
+
+/*
+ * pipe: whether the handler has written output no message asked for (a
+ * reply too many that came after its batch ended). The verdicts of its
+ * last batch cannot be trusted then; handler_run restarts it.
+ */
+bool handler_output_pending(const struct handler *h);
 
 /* JSON text of m as the protocols send it (one line, no newline). Caller frees. */
 char *handler_message_json(const struct message *m);

@@ -908,6 +908,20 @@ process_batch(struct consumer *c)
 		if (st == STEP_SKIP_PART)
 			skip[e->src] = true;
 	}
+	/*
+	 * A reply too many that came after the pipelined exchange ended: the
+	 * batch's verdicts may be shifted, so none of its successes is
+	 * acknowledged; they are read again from our pending list and run one
+	 * at a time (a duplicate, never a loss).
+	 */
+	if (c->pipelined && c->nacks > 0 && handler_output_pending(c->h)) {
+		log_warnx("%s: the pipe handler answered more lines than it was sent messages; "
+		    "the %zu successes of this batch are not acknowledged and run again", c->q->name,
+		    c->nacks);
+		c->nacks = 0;
+		for (int i = 0; i < c->nsrc; i++)
+			skip[i] = true;
+	}
 	/* What was skipped or left stays pending; re-read it before anything new. */
 	for (int i = 0; i < c->nsrc; i++)
 		if (skip[i])

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <sys/wait.h>
@@ -659,6 +660,14 @@ copy_reason(char *dst, size_t len, const char *word, const char *reason)
 	for (; *reason != '\0' && o + 1 < len; reason++)
 		dst[o++] = (*reason >= 0x20 && *reason < 0x7f) ? *reason : '?';
 	dst[o] = '\0';
+}
+
+bool
+handler_output_pending(const struct handler *h)
+{
+	int n = 0;
+
+	return h->p.pid > 0 && h->p.out_fd >= 0 && ioctl(h->p.out_fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 /* Before a message: a pipe handler that died or chattered while idle is restarted. */

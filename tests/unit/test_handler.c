@@ -965,6 +965,24 @@ test_batch_answered_twice(void)
 		CU_ASSERT_EQUAL(bt.r[2].outcome, HANDLER_OK);
 		handler_free(h);
 	}
+	/* A surplus after the exchange is over shows as pending output (polled, 2 s at most). */
+	struct handler *h = verdict_handler(5000);
+	struct batch bt;
+	bool seen = false;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	batch_init(&bt, cases[0] + 1, 1);	/* twice */
+	CU_ASSERT_EQUAL(handler_run(h, &bt.m[0], NULL, NULL, &bt.r[0]), 0);
+	/* (Both lines in one read: out of step at once, handler already restarted.) */
+	for (int i = 0; i < 200 && bt.r[0].outcome == HANDLER_OK &&
+	    !(seen = handler_output_pending(h)); i++)
+		usleep(10000);
+	CU_ASSERT_TRUE(seen || bt.r[0].outcome == HANDLER_RETRY);
+	batch_init(&bt, cases[0] + 2, 1);	/* retry: its own reply, after a restart */
+	CU_ASSERT_EQUAL(handler_run(h, &bt.m[0], NULL, NULL, &bt.r[0]), 0);
+	CU_ASSERT_EQUAL(bt.r[0].outcome, HANDLER_RETRY);
+	CU_ASSERT_FALSE(handler_output_pending(h));
+	handler_free(h);
 }
 
 /* testhandler -k: dies on reading message 3 of 8, with its replies to 1 and 2 sent. */
