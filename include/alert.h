@@ -12,13 +12,14 @@
 
 enum alert_kind {
 	ALERT_DEAD_LETTERED = 0,
-	ALERT_PARTITION_HALTED,
+	ALERT_PARTITION_HALTED,	/* kind "halted" */
 	ALERT_CRASH_LOOP,
 	ALERT_AT_MAX_OVER_AGE,
 	ALERT_NOMAD_UNREACHABLE,
 	ALERT_REDIS_UNREACHABLE,
 	ALERT_NOMAD_BLOCKED,
 	ALERT_NOMAD_CONFIG,
+	ALERT_RESUMED,		/* a halted partition goes on (probe succeeded, or scaleno resume) */
 };
 
 /*

@@ -120,6 +120,8 @@ struct worker_conf {
 	int64_t block_ms;	/* XREADGROUP BLOCK bound */
 	int64_t consumer_idle_ms; /* remove consumers inactive this long with nothing pending */
 	int64_t kill_timeout_ms; /* the Nomad job's kill_timeout; drain_timeout stays below it */
+	int64_t retry_for_ms;	/* modes 2, 4: keep retrying a message this long after its first failure */
+	int64_t halt_probe_ms;	/* mode 4: retry a halted partition's head this often (0 = never) */
 };
 
 struct alert_conf {
@@ -128,6 +130,19 @@ struct alert_conf {
 	char *webhook;		/* "" = off */
 	int64_t min_interval_ms; /* rate limit per (kind, subject) */
 };
+
+/*
+ * The partition lease of an order-critical queue (scaleno-worker(8)): the
+ * handler timeout plus 5 s, at least 10 s. worker.block must stay below it.
+ */
+#define QUEUE_LEASE_MARGIN_MS 5000
+static inline int64_t
+queue_lease_ttl_ms(int64_t timeout_ms)
+{
+	int64_t t = timeout_ms + QUEUE_LEASE_MARGIN_MS;
+
+	return t < 2 * QUEUE_LEASE_MARGIN_MS ? 2 * QUEUE_LEASE_MARGIN_MS : t;
+}
 
 struct queue_policy {
 	char *name;

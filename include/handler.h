@@ -10,6 +10,7 @@
 #define SCALENO_HANDLER_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,13 +67,31 @@ int handler_run(struct handler *h, const struct message *m,
  * res (n entries, the caller's) gets the verdict of ms[i] for i < *nrun;
  * when *nrun < n the handler was killed at message *nrun - 1 (it died,
  * timed out, answered garbage) or memory ran out, and ms[*nrun..n) were
- * not run: they have no verdict and no attempt to count. Returns 0, or -1
+ * not run: they have no verdict and no attempt to count. *nrun == 0 with
+ * n > 0 and a return of 0: the handler answered more lines than it was
+ * sent (it answered one twice), so no reply can be matched to its message;
+ * the handler was restarted, and the messages must be run again one at a
+ * time (handler_run) with no attempt counted. Returns 0, or -1
  * when the handler could not be started for ms[*nrun] (reason in
  * res[*nrun], as HANDLER_RETRY; the messages before it ran).
  */
 int handler_run_batch(struct handler *h, const struct message *ms, size_t n,
     volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
     struct handler_result *res, size_t *nrun);
+
+/*
+ * fn(arg) is called about every 100 ms while a handler runs (between polls,
+ * never from a signal handler): the consumer keeps its Redis state fresh
+ * through long handler runs. NULL fn: none.
+ */
+void handler_set_tick(struct handler *h, void (*fn)(void *), void *arg);
+
+/*
+ * pipe: whether the handler has written output no message asked for (a
+ * reply too many that came after its batch ended). The verdicts of its
+ * last batch cannot be trusted then; handler_run restarts it.
+ */
+bool handler_output_pending(const struct handler *h);
 
 /* JSON text of m as the protocols send it (one line, no newline). Caller frees. */
 char *handler_message_json(const struct message *m);

@@ -29,6 +29,7 @@ struct mode_limits {
 	int nstages;		/* retry stages (mode 3) */
 	int max_deliveries;	/* a message delivered more often than this is poison */
 	int64_t backoff_ms, max_backoff_ms;
+	int64_t retry_for_ms;	/* modes 2 and 4: keep retrying this long after the first failure */
 };
 
 struct mode_decision {
@@ -51,10 +52,13 @@ int modes_precheck(const struct mode_limits *lim, int64_t delivery, struct mode_
 /*
  * After a handler run: outcome is the verdict, failures the number of failed
  * attempts of this delivery so far including this one (0 on success), stage
- * where the message was read from (0 = the main stream, k = retry stage k).
+ * where the message was read from (0 = the main stream, k = retry stage k),
+ * failing_ms how long ago this delivery first failed. Modes 2 and 4 retry a
+ * retryable failure until both `retries` retries are made and retry_for has
+ * passed; a permanent failure ends at once in every mode.
  */
 void modes_decide(const struct mode_limits *lim, enum handler_outcome outcome, int failures,
-    int stage, struct mode_decision *d);
+    int stage, int64_t failing_ms, struct mode_decision *d);
 
 /*
  * Backoff before synchronous retry number n (1-based): none in mode 1

@@ -26,6 +26,18 @@ struct message {
 	char id[REDIS_ID_MAX];
 	bool deleted;		/* pending, but gone from the stream (XDEL or trim) */
 	int64_t delivery;	/* Redis delivery count (1 = first delivery) */
+	/*
+	 * For the handler (scaleno-worker(8) "The message"), set by the
+	 * consumer before each run: the partition, the retry stage (0 = main
+	 * stream), this attempt's number counting every attempt at the message
+	 * from 1, and the first failure's time (0 = none yet) and last error
+	 * (NULL = none yet; not owned).
+	 */
+	int partition;
+	int stage;
+	int64_t attempt;
+	int64_t first_failed_ms;
+	const char *last_error;
 	size_t nfields;
 	char **names;
 	size_t *name_lens;
@@ -61,7 +73,8 @@ size_t redis_fields_count(const struct redis_fields *f);	/* pairs */
 /*
  * The fields of e moved to a retry stage or the DLQ after a failure: the
  * original fields plus x-origin-stream and x-origin-id (kept from an earlier
- * move, else origin and e->id), x-attempts (accumulated), x-first-failed-ms
+ * move, else origin and e->id), x-attempts = attempts (every attempt at the
+ * message so far, the count the handler sees as meta.attempt), x-first-failed-ms
  * (kept), x-last-failed-ms = now_ms, x-error = error, x-error-history (one
  * line per failure: "<ms> <main|retry:k> x<attempts>: <error>", oldest
  * dropped beyond a few KB) and x-stage = to_stage when it is > 0.
@@ -73,11 +86,23 @@ int redis_failure_fields(const struct message *e, const char *origin, int attemp
     const char *error, int64_t now_ms, int from_stage, int to_stage, struct redis_fields *out);
 /* Whether a field name is one the failure fields above write. */
 bool redis_is_failure_field(const char *name, size_t len);
+/*
+ * Attempts made at e before this delivery: x-attempts of a retry-stage or
+ * dead-letter entry (0 on a main-stream entry), plus one per earlier
+ * delivery of this entry (a crash or a drain in the middle of it).
+ */
+int64_t redis_msg_attempts_before(const struct message *e, bool stage_entry);
 
 /* Millisecond part of a stream id; -1 when it is not one. */
 int64_t redis_id_ms(const char *id);
 
 /* ---- for the stream and partition modules: reading replies into messages ---- */
+
+/*
+ * Redis' Lua cannot unpack more than about 8000 values into one call: an
+ * entry with more field pairs than this is never passed to a script whole.
+ */
+#define REDIS_LUA_MAX_PAIRS 3900
 
 /* A string reply that is an id into dst (REDIS_ID_MAX). 0 or -1. */
 int redis_copy_id(char *dst, const struct redis_reply *r);

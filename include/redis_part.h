@@ -54,4 +54,16 @@ int redis_resume(struct redis *r, const char *halt_key, const char *stream,
     const char *group, const char *dlq, bool skip, const char *expected_id,
     const struct redis_fields *fields, char *halted_id, char *dlq_id, char *err, size_t errlen);
 
+/*
+ * The owner's probe of a halted partition (worker.halt_probe) handled the
+ * halting message id: acknowledge it and remove the halt record, in one
+ * script, only while the record still names id. 1 done, 0 not halted,
+ * -1 error (a record naming another message gives an error "CHANGED").
+ */
+int redis_halt_done(struct redis *r, const char *halt_key, const char *stream, const char *group,
+    const char *id, char *err, size_t errlen);
+/* The probe failed again: update fields of the record while it still names id. 1, 0, -1. */
+int redis_halt_probed(struct redis *r, const char *halt_key, const char *stream, const char *group,
+    const char *id, const struct redis_fields *fields, char *err, size_t errlen);
+
 #endif

@@ -64,6 +64,21 @@ int redis_stream_autoclaim(struct redis *r, const char *stream, const char *grou
     const char *consumer, int64_t min_idle_ms, char *cursor, int count, int64_t *claimed,
     int64_t *deleted, char *err, size_t errlen);
 
+/* XADD key * fields; new_id (REDIS_ID_MAX, may be NULL) gets its id. 0 or -1. */
+int redis_stream_add(struct redis *r, const char *key, const struct redis_fields *fields,
+    char *new_id, char *err, size_t errlen);
+
+/*
+ * Keep entries this consumer holds fresh: XCLAIM stream group consumer
+ * min_idle ids... JUSTID resets their idle time without counting a
+ * delivery. An entry another consumer claimed meanwhile has been idle for
+ * less than min_idle (it claimed it after it had been ours for claim_idle)
+ * and is left alone. Returns the number refreshed.
+ */
+int redis_stream_touch(struct redis *r, const char *stream, const char *group,
+    const char *consumer, int64_t min_idle_ms, const char *const *ids, size_t n, char *err,
+    size_t errlen);
+
 /*
  * Atomic move (one Lua script): acknowledge id in src for group and, only
  * if it was still pending (someone else may have handled it meanwhile),

@@ -58,13 +58,14 @@ static int64_t hook_paused_until;
 
 static const char *const kind_names[] = {
 	[ALERT_DEAD_LETTERED] = "dead_lettered",
-	[ALERT_PARTITION_HALTED] = "partition_halted",
+	[ALERT_PARTITION_HALTED] = "halted",
 	[ALERT_CRASH_LOOP] = "crash_loop",
 	[ALERT_AT_MAX_OVER_AGE] = "at_max_over_age",
 	[ALERT_NOMAD_UNREACHABLE] = "nomad_unreachable",
 	[ALERT_REDIS_UNREACHABLE] = "redis_unreachable",
 	[ALERT_NOMAD_BLOCKED] = "nomad_blocked",
 	[ALERT_NOMAD_CONFIG] = "nomad_config",
+	[ALERT_RESUMED] = "resumed",
 };
 
 const char *

@@ -26,10 +26,10 @@ static void
 resume_usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: scaleno resume -q QUEUE [-c FILE] [-p PARTITION] [--skip]\n"
+	    "usage: scaleno resume -q QUEUE [-c FILE] [-p PARTITION | --all] [--skip]\n"
 	    "Restart a halted partition: retry the halting message, or with --skip move it\n"
-	    "to the dead-letter stream and go on with the next one. Without -p, every\n"
-	    "halted partition of QUEUE. See scaleno-worker(8).\n");
+	    "to the dead-letter stream and go on with the next one (--skip needs -p or\n"
+	    "--all). Without -p, every halted partition of QUEUE. See scaleno-worker(8).\n");
 }
 
 /* Resume one partition stream. An exit code; *halted set when it was halted. */
@@ -103,8 +103,9 @@ resume_one(const struct resume *x, const char *stream, bool skip, bool *halted)
 	if (r == 0)
 		printf("%s: no longer halted; nothing skipped\n", stream);
 	else
-		printf("%s: skipped %s into %s as %s; the partition goes on with the next message\n",
-		    stream, hid, x->dlq, did);
+		printf("%s: skipped %s into %s as %s (after %s attempt(s): %.*s); the partition goes "
+		    "on with the next message\n", stream, hid, x->dlq, did, atttext, (int)elen,
+		    error != NULL ? error : "");
 	rc = EXIT_OK;
 out:
 	redis_fields_free(&f);
@@ -116,17 +117,18 @@ out:
 int
 cmd_resume(int argc, char **argv)
 {
-	enum { O_SKIP = CLI_LONG };
+	enum { O_SKIP = CLI_LONG, O_ALL };
 	static const struct cli_opt opts[] = {
 		{ 'p', NULL, "a partition number" },
 		{ O_SKIP, "skip", NULL },
+		{ O_ALL, "all", NULL },
 		{ 0, NULL, NULL },
 	};
 	struct cli c = { .cmd = "resume", .usage = resume_usage,
 		.flags = CLI_CONFIG | CLI_QUEUE | CLI_REDIS, .opts = opts, .max_args = 0 };
 	struct cli_queue qx = { 0 };
 	struct resume x = { 0 };
-	bool skip = false;
+	bool skip = false, all = false;
 	long part = -1;
 	int ch, rc, nhalted = 0;
 
@@ -135,9 +137,16 @@ cmd_resume(int argc, char **argv)
 			return c.rc;
 		if (ch == O_SKIP)
 			skip = true;
+		if (ch == O_ALL)
+			all = true;
 	}
 	if (ch == CLI_STOP)
 		return c.rc;
+	if (all && part >= 0)
+		return cli_usage_error(&c, "-p and --all exclude each other");
+	/* Skipping moves a message out of its key's order: never by default on every partition. */
+	if (skip && !all && part < 0)
+		return cli_usage_error(&c, "--skip needs -p PARTITION or --all");
 	if ((rc = cli_open(&c, &qx)) != EXIT_OK)
 		goto out;
 	x.q = qx.q;

@@ -308,6 +308,24 @@ config__check_policy(struct loader *ld, const config_setting_t *qs, struct queue
 		SERR(ld, config__where(qs, d->lo, config__where(qs, d->hi, qs)), "%s (%s) must %s %s (%s): %s", d->lo, a,
 		    d->strict ? "stay below" : "not exceed", d->hi, b, d->why);
 	}
+	if (q->order_critical && q->worker.block_ms >= queue_lease_ttl_ms(q->worker.timeout_ms) &&
+	    config__all_ok(ld, CFG_POLICY, "worker.block", "worker.timeout", (char *)NULL)) {
+		fmt_ms(q->worker.block_ms, a, sizeof(a));
+		fmt_ms(queue_lease_ttl_ms(q->worker.timeout_ms), b, sizeof(b));
+		SERR(ld, config__where(qs, "worker.block", worker != NULL ? worker : qs),
+		    "worker.block (%s) must stay below the partition lease (%s: worker.timeout + 5s, at "
+		    "least 10s): a read blocked past the lease can take a message its new owner "
+		    "does not see, and the key's order is lost", a, b);
+	}
+	if (worker != NULL && !q->order_critical && q->worker.claim_idle_ms > 0 &&
+	    (int64_t)q->worker.batch * q->worker.timeout_ms > q->worker.claim_idle_ms) {
+		const config_setting_t *s = config__where(qs, "worker.claim_idle", worker);
+
+		log_warnx("%s:%d: worker.batch x worker.timeout is above worker.claim_idle: a batch of "
+		    "slow messages outlasts claim_idle; the consumer keeps the entries it holds fresh, "
+		    "but if it stalls they are reclaimed and run twice (lower batch or raise claim_idle)",
+		    config__setting_file(ld, s), config__setting_line(s));
+	}
 	if (worker != NULL && q->worker.claim_idle_ms > 0 && q->worker.claim_idle_ms <= q->worker.timeout_ms) {
 		const config_setting_t *s = config__where(qs, "worker.claim_idle", worker);
 

@@ -72,6 +72,8 @@ consumer_name(int slot, char *buf, size_t len)
 
 /* ---- setup ---- */
 
+static void handler_tick(void *arg);
+
 static void
 consumer_free(struct consumer *c)
 {
@@ -111,14 +113,13 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 	c->q = q;
 	c->stats = stats;
 	c->stop = stop;
+	c->drain_deadline = &drain_deadline_ms;
 	consumer_name(slot, c->name, sizeof(c->name));
 	modes_limits(q, &c->lim);
 	c->ordered = q->mode == MODE_ORDERED_DROP || q->mode == MODE_HALT;
 	c->npart = q->partitions > 0 ? q->partitions : 1;
 	nstage = q->mode == MODE_DLQ ? (int)q->worker.nretry_delays : 0;
-	c->lease_ttl_ms = q->worker.timeout_ms + LEASE_MARGIN_MS;
-	if (c->lease_ttl_ms < 2 * LEASE_MARGIN_MS)
-		c->lease_ttl_ms = 2 * LEASE_MARGIN_MS;
+	c->lease_ttl_ms = queue_lease_ttl_ms(q->worker.timeout_ms);
 	c->src = calloc((size_t)(c->npart + nstage), sizeof(*c->src));
 	c->part = calloc((size_t)c->npart, sizeof(*c->part));
 	c->rkeys = calloc((size_t)(c->npart + nstage), sizeof(*c->rkeys));
@@ -170,6 +171,7 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 		goto oom;
 	if ((c->h = handler_new(q, err, errlen)) == NULL)
 		return -1;
+	handler_set_tick(c->h, handler_tick, c);
 	return 0;
 oom:
 	snprintf(err, errlen, "out of memory");
@@ -191,10 +193,32 @@ trouble(struct consumer *c, unsigned *streak, const char *what, const char *err)
 	util_sleep_ms(ms, c->stop);
 }
 
+/*
+ * Redis came back without the queue's keys (a restart without persistence,
+ * a failover to an empty replica, FLUSHALL): the groups are created again
+ * before the next read, and everything is read from the start.
+ */
+static void
+keys_gone(struct consumer *c, const char *err)
+{
+	if (strstr(err, "NOGROUP") == NULL && strstr(err, "no such key") == NULL)
+		return;
+	if (c->ready)
+		log_warnx("%s: consumer %s: the queue's consumer group or stream is gone (%s); "
+		    "creating them again", c->q->name, c->name, err);
+	c->ready = false;
+	for (int i = 0; i < c->nsrc; i++) {
+		consumer_pending_reset(&c->src[i]);
+		c->src[i].claim_cursor[0] = '\0';
+		c->src[i].next_due = 0;
+	}
+}
+
 void
 consumer_redis_trouble(struct consumer *c, const char *what, const char *err)
 {
 	wstats_add(&c->stats->redis_errors, 1);
+	keys_gone(c, err);
 	trouble(c, &c->err_streak, what, err);
 }
 
@@ -287,6 +311,8 @@ periodic(struct consumer *c)
 		consumer_leases_maintain(c, now);
 		c->next_lease = now + (c->lease_ttl_ms / 3 < 1000 ? c->lease_ttl_ms / 3 : 1000);
 	}
+	if (c->q->mode == MODE_HALT && c->q->worker.halt_probe_ms > 0)
+		consumer_halt_probe(c, now);
 	/* Ordered partitions change hands only with their lease (see partition_take). */
 	claim_every = c->q->worker.claim_idle_ms / 2;
 	claim_every = claim_every < 250 ? 250 : claim_every > 30000 ? 30000 : claim_every;
@@ -326,6 +352,7 @@ fetch(struct consumer *c)
 	redis_batch_clear(&c->batch);
 	c->recovering = false;
 	c->nahead = c->ahead_next = 0;
+	c->solo = false;
 	if (redis_ensure(c->r, err, sizeof(err)) < 0) {
 		consumer_redis_trouble(c, "connecting", err);
 		return -1;
@@ -383,8 +410,13 @@ fetch(struct consumer *c)
 		n = redis_stream_read_due(c->r, s->key, c->q->group, c->name, s->delay_ms,
 		    c->q->worker.batch, i, &c->batch, &next_due, err, sizeof(err));
 		if (n < 0) {
-			consumer_redis_trouble(c, "reading a retry stage", err);
-			return -1;
+			/* Not a reason to leave the main stream unread: try this stage later. */
+			wstats_add(&c->stats->redis_errors, 1);
+			log_warnx("%s: consumer %s: reading retry stage %s: %s (trying it again in "
+			    "%dms)", c->q->name, c->name, s->key, err, ERR_BACKOFF_CAP_MS);
+			keys_gone(c, err);
+			s->next_due = now + ERR_BACKOFF_CAP_MS;
+			continue;
 		}
 		if (n > 0)
 			return n;
@@ -395,14 +427,34 @@ fetch(struct consumer *c)
 		if (next_due < block)
 			block = next_due;
 	}
-	for (int i = 0; i < c->nsrc; i++)
-		if (c->src[i].stage == 0 && source_active(c, &c->src[i])) {
-			c->rmap[nk] = i;
-			c->rkeys[nk] = c->src[i].key;
-			c->rids[nk++] = ">";
+	for (int i = 0; i < c->nsrc; i++) {
+		if (c->src[i].stage != 0 || !source_active(c, &c->src[i]))
+			continue;
+		if (c->ordered) {
+			/*
+			 * The read must end before the lease can pass to another
+			 * consumer: a message delivered after that would stay
+			 * pending here while the new owner goes on with the next.
+			 */
+			int64_t left = c->part[i].renewed_at + c->lease_ttl_ms - now -
+			    READ_LEASE_MARGIN_MS;
+
+			if (left < 1)
+				continue;	/* renewed (or given up) by periodic() first */
+			if (left < block)
+				block = left;
 		}
+		c->rmap[nk] = i;
+		c->rkeys[nk] = c->src[i].key;
+		c->rids[nk++] = ">";
+	}
 	if (nk == 0) {
-		/* Nothing we may read (no lease, or halted): wait for a change. */
+		/*
+		 * Nothing we may read (no lease, or halted): wait for a change, no
+		 * longer than until the next lease round, which may bring one.
+		 */
+		if (c->ordered && c->next_lease - now < block)
+			block = c->next_lease - now;
 		util_sleep_ms(block > 0 ? block : 1, c->stop);
 		return 0;
 	}
@@ -598,6 +650,34 @@ start_trouble(struct consumer *c, const struct handler_result *res)
 	    res->error[0] ? res->error : "unknown error");
 }
 
+/*
+ * The handler's view of e's first attempt in this delivery (its meta):
+ * partition (a stage entry's from its origin stream), stage, attempt
+ * number, and the failures it brings from earlier stages.
+ */
+static void
+message_meta(const struct consumer *c, struct message *m)
+{
+	const struct source *s = &c->src[m->src];
+	size_t len = 0;
+	const char *v;
+
+	m->stage = s->stage;
+	m->partition = s->part >= 0 ? s->part : 0;
+	m->attempt = redis_msg_attempts_before(m, s->stage > 0) + 1;
+	m->first_failed_ms = 0;
+	m->last_error = NULL;
+	if (s->stage == 0)
+		return;
+	if ((v = redis_msg_field(m, "x-origin-stream", &len)) != NULL)
+		for (int i = 0; i < c->npart; i++)
+			if (strlen(c->src[i].key) == len && memcmp(c->src[i].key, v, len) == 0)
+				m->partition = i;
+	if ((v = redis_msg_field(m, "x-first-failed-ms", &len)) != NULL && len < 20)
+		m->first_failed_ms = strtoll(v, NULL, 10);
+	m->last_error = redis_msg_field(m, "x-error", NULL);
+}
+
 /* Whether handle() would run the handler on e (not gone, not over max_deliveries). */
 static bool
 runnable(const struct consumer *c, const struct message *e)
@@ -624,6 +704,7 @@ run_ahead(struct consumer *c, size_t i)
 		if (!runnable(c, &c->batch.e[j]))
 			continue;
 		c->ahead_msg[n] = c->batch.e[j];	/* borrows its fields */
+		message_meta(c, &c->ahead_msg[n]);
 		c->ahead_pos[n++] = j;
 	}
 	rc = handler_run_batch(c->h, c->ahead_msg, n, c->stop, &drain_deadline_ms, c->ahead_res,
@@ -634,6 +715,9 @@ run_ahead(struct consumer *c, size_t i)
 		start_trouble(c, &c->ahead_res[nrun]);
 		return -1;
 	}
+	/* Replies out of step (handler.h): no verdict holds; the rest runs one at a time. */
+	if (nrun == 0 && n > 0)
+		c->solo = true;
 	c->start_streak = 0;
 	return 0;
 }
@@ -659,8 +743,10 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 	const struct source *s = &c->src[e->src];
 	struct handler_result res;
 	struct mode_decision d;
+	struct message m = *e;	/* borrows e's fields; meta for the handler */
 	char error[600] = "";
 	int failures = 0;
+	int64_t before, failing_since = 0;	/* monotonic ms of this delivery's first failure */
 
 	if (e->deleted) {
 		log_warnx("%s: %s %s is pending but gone from the stream (trimmed or deleted); "
@@ -668,20 +754,25 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 		ack_later(c, e);
 		return STEP_NEXT;
 	}
+	message_meta(c, &m);
+	before = m.attempt - 1;
 	if (modes_precheck(&c->lim, e->delivery, &d)) {
 		snprintf(error, sizeof(error), "delivered %" PRId64 " times (max_deliveries %d): it "
 		    "keeps crashing or stalling its consumer", e->delivery, c->lim.max_deliveries);
 		if (c->ordered && consumer_lease_ensure(c, s->part) < 0)
 			return STEP_SKIP_PART;
-		return apply(c, e, &d, 0, error);
+		return apply(c, e, &d, (int)before, error);
 	}
 	for (;;) {
 		if (c->ordered && consumer_lease_ensure(c, s->part) < 0)
 			return STEP_SKIP_PART;
+		m.attempt = before + failures + 1;
+		if (failures > 0)
+			m.last_error = error;
 		if (first != NULL) {
 			res = *first;
 			first = NULL;
-		} else if (handler_run(c->h, e, c->stop, &drain_deadline_ms, &res) < 0) {
+		} else if (handler_run(c->h, &m, c->stop, &drain_deadline_ms, &res) < 0) {
 			start_trouble(c, &res);
 			return STEP_ABANDON;
 		} else {
@@ -689,9 +780,13 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 		}
 		wstats_observe(c->stats, res.duration_s);
 		if (res.outcome == HANDLER_OK) {
-			modes_decide(&c->lim, HANDLER_OK, 0, s->stage, &d);
-			return apply(c, e, &d, failures, "");
+			modes_decide(&c->lim, HANDLER_OK, 0, s->stage, 0, &d);
+			return apply(c, e, &d, (int)(before + failures + 1), "");
 		}
+		if (m.first_failed_ms == 0)
+			m.first_failed_ms = util_wall_ms();
+		if (failing_since == 0)
+			failing_since = util_now_ms();
 		failures++;
 		snprintf(error, sizeof(error), "%s", res.error[0] ? res.error : "handler failed");
 		if (*c->stop) {
@@ -700,12 +795,13 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 			    error);
 			return STEP_STOP;
 		}
-		modes_decide(&c->lim, res.outcome, failures, s->stage, &d);
+		modes_decide(&c->lim, res.outcome, failures, s->stage, util_now_ms() - failing_since,
+		    &d);
 		if (d.action != MODE_ACT_RETRY)
-			return apply(c, e, &d, failures, error);
+			return apply(c, e, &d, (int)(before + failures), error);
 		wstats_count(c->stats, WS_RETRIED);
-		log_debug("%s: %s %s attempt %d failed (%s); retrying in %" PRId64 "ms", c->q->name,
-		    s->key, e->id, failures, error, d.backoff_ms);
+		log_debug("%s: %s %s attempt %" PRId64 " failed (%s); retrying in %" PRId64 "ms",
+		    c->q->name, s->key, e->id, before + failures, error, d.backoff_ms);
 		/* Jitter in [backoff/2, backoff], so a failing dependency is not hit in step. */
 		if (backoff_sleep(c, s->part, d.backoff_ms / 2 +
 		    (int64_t)(util_rand01() * (double)(d.backoff_ms / 2))) < 0)
@@ -715,6 +811,46 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 			return STEP_STOP;
 		}
 	}
+}
+
+/*
+ * Parallel modes: keep the idle time of the entries still in hand (batch
+ * entries from `from` on) below claim_idle while the batch is worked
+ * through, so no other consumer reclaims them and runs them a second time.
+ * Every claim_idle/3, they are claimed again by their own consumer with a
+ * min-idle that an entry another consumer took over cannot have reached
+ * (redis_stream_touch).
+ */
+static void
+keep_fresh(struct consumer *c, size_t from)
+{
+	int64_t now = util_now_ms(), every = c->q->worker.claim_idle_ms / 3;
+	char err[512];
+
+	if (c->ordered || now - c->held_at < every || from >= c->batch.n)
+		return;
+	for (int i = 0; i < c->nsrc; i++) {
+		size_t n = 0;
+
+		for (size_t j = from; j < c->batch.n; j++)
+			if (c->batch.e[j].src == i && !c->batch.e[j].deleted)
+				c->ackids[c->nacks + n++] = c->batch.e[j].id;
+		if (n > 0 && redis_stream_touch(c->r, c->src[i].key, c->q->group, c->name,
+		    now - c->held_at - every, c->ackids + c->nacks, n, err, sizeof(err)) < 0)
+			log_warnx("%s: keeping the entries in hand fresh on %s: %s", c->q->name,
+			    c->src[i].key, err);
+	}
+	c->held_at = util_now_ms();
+}
+
+/* While the handler runs: the entries from the one in hand on stay fresh. */
+static void
+handler_tick(void *arg)
+{
+	struct consumer *c = arg;
+
+	if (c->batch_pos > 0)
+		keep_fresh(c, c->batch_pos - 1);
 }
 
 static void
@@ -759,11 +895,13 @@ process_batch(struct consumer *c)
 		c->batch_pos = i + 1;
 		if (skip[e->src] || !source_active(c, &c->src[e->src]))
 			continue;
+		keep_fresh(c, i);
 		/*
 		 * Verdicts still held for later entries (after a STEP_ABANDON, say):
 		 * this one runs alone, so they are not run a second time.
 		 */
-		if (first == NULL && c->pipelined && c->ahead_next >= c->nahead && runnable(c, e)) {
+		if (first == NULL && c->pipelined && !c->solo && c->ahead_next >= c->nahead &&
+		    runnable(c, e)) {
 			if (run_ahead(c, i) < 0) {
 				c->batch_pos = i;	/* kept in hand, as for STEP_ABANDON */
 				break;
@@ -787,6 +925,20 @@ process_batch(struct consumer *c)
 		}
 		if (st == STEP_SKIP_PART)
 			skip[e->src] = true;
+	}
+	/*
+	 * A reply too many that came after the pipelined exchange ended: the
+	 * batch's verdicts may be shifted, so none of its successes is
+	 * acknowledged; they are read again from our pending list and run one
+	 * at a time (a duplicate, never a loss).
+	 */
+	if (c->pipelined && c->nacks > 0 && handler_output_pending(c->h)) {
+		log_warnx("%s: the pipe handler answered more lines than it was sent messages; "
+		    "the %zu successes of this batch are not acknowledged and run again", c->q->name,
+		    c->nacks);
+		c->nacks = 0;
+		for (int i = 0; i < c->nsrc; i++)
+			skip[i] = true;
 	}
 	/* What was skipped or left stays pending; re-read it before anything new. */
 	for (int i = 0; i < c->nsrc; i++)
@@ -849,6 +1001,7 @@ consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
 		}
 		c.err_streak = 0;
 		c.batch_pos = 0;
+		c.held_at = util_now_ms();
 		if (n > 0)
 			process_batch(&c);
 	}

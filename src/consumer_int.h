@@ -17,7 +17,8 @@
 #include "redis_msg.h"
 #include "wstats.h"
 
-#define LEASE_MARGIN_MS 5000	/* lease ttl = handler timeout + this */
+#define LEASE_MARGIN_MS QUEUE_LEASE_MARGIN_MS	/* lease ttl = handler timeout + this */
+#define READ_LEASE_MARGIN_MS 2000	/* a blocking read ends this long before the lease can */
 #define CLAIM_COUNT 100
 #define TAKEOVER_MAX_ROUNDS 1000	/* XAUTOCLAIM rounds when taking a partition over */
 #define DLQ_DEPTH_EVERY_MS 5000
@@ -41,12 +42,14 @@ struct partition {
 	char token[320];
 	bool held, halted;
 	int64_t renewed_at;	/* monotonic ms of the last successful acquire/renew */
+	int64_t next_probe;	/* halted: monotonic ms of the next try of its head (halt_probe) */
 };
 
 struct consumer {
 	const struct queue_policy *q;
 	struct worker_stats *stats;
 	volatile sig_atomic_t *stop;
+	const volatile int64_t *drain_deadline;	/* for handler runs outside consumer.c */
 	char name[256];
 	struct redis *r;
 	struct handler *h;
@@ -81,6 +84,8 @@ struct consumer {
 	struct handler_result *ahead_res;
 	size_t *ahead_pos;	/* batch index of each */
 	size_t nahead, ahead_next;	/* verdicts held, next one to take */
+	int64_t held_at;	/* when the batch's entries were last fetched or kept fresh */
+	bool solo;		/* the handler answered out of step: the rest of the batch one at a time */
 };
 
 /* Log a Redis failure, count it, and wait, longer each time in a row. */
@@ -102,5 +107,7 @@ void consumer_leases_release(struct consumer *c);
 void consumer_part_lost(struct consumer *c, int i, const char *why);
 /* Write e's halt record (mode halt) and stop its partition until resumed. */
 void consumer_halt(struct consumer *c, const struct message *e, int attempts, const char *error);
+/* Try the head message of each halted partition whose worker.halt_probe has come. */
+void consumer_halt_probe(struct consumer *c, int64_t now);
 
 #endif

@@ -7,6 +7,7 @@
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alert.h"
@@ -30,14 +31,20 @@ consumer_part_lost(struct consumer *c, int i, const char *why)
 }
 
 static void
-consumer_set_halted(struct consumer *c, int i, bool halted)
+consumer_set_halted(struct consumer *c, int i, bool halted, const char *how)
 {
 	struct partition *p = &c->part[i];
+	char text[512];
 
 	if (p->halted && !halted) {
-		log_info("%s: partition %s resumed", c->q->name, c->src[i].key);
+		log_info("%s: partition %s resumed (%s)", c->q->name, c->src[i].key, how);
+		snprintf(text, sizeof(text), "queue %s partition %d (%s) resumed: %s", c->q->name, i,
+		    c->src[i].key, how);
+		(void)alert_fire(&c->q->alert, c->q->name, ALERT_RESUMED, c->src[i].key, text);
 		consumer_pending_reset(&c->src[i]);
 	}
+	if (halted && !p->halted)
+		p->next_probe = util_now_ms() + c->q->worker.halt_probe_ms;
 	p->halted = halted;
 	wstats_set_halted(c->stats, i, halted);
 }
@@ -98,7 +105,7 @@ consumer_leases_maintain(struct consumer *c, int64_t now)
 		    &halted, err, sizeof(err));
 		if (rc == 1) {
 			p->renewed_at = now;
-			consumer_set_halted(c, i, halted);
+			consumer_set_halted(c, i, halted, "its halt record was removed");
 			held++;
 		} else if (rc == 0) {
 			consumer_part_lost(c, i, "held by another consumer");
@@ -142,10 +149,11 @@ consumer_leases_maintain(struct consumer *c, int64_t now)
 		p->held = true;
 		p->renewed_at = now;
 		p->halted = false;
-		consumer_set_halted(c, i, halted);
+		consumer_set_halted(c, i, halted, "");
 		if (halted)
-			log_warnx("%s: partition %s is halted; waiting for `scaleno resume -q %s%s`",
-			    c->q->name, c->src[i].key, c->q->name, c->npart > 1 ? " -p N" : "");
+			log_warnx("%s: partition %d (%s) is halted; waiting for `scaleno resume -q %s "
+			    "-p %d` or a probe (worker.halt_probe)", c->q->name, i, c->src[i].key,
+			    c->q->name, i);
 		if (partition_take(c, i) < 0) {
 			(void)redis_part_release(c->r, p->lease_key, p->token, err, sizeof(err));
 			p->held = false;
@@ -231,11 +239,93 @@ consumer_halt(struct consumer *c, const struct message *e, int attempts, const c
 		(void)redis_part_release(c->r, p->lease_key, p->token, err, sizeof(err));
 		return;
 	}
-	consumer_set_halted(c, s->part, true);
-	log_error("%s: partition %s HALTED on %s after %d attempt(s): %s; run `scaleno resume -q %s%s`",
-	    c->q->name, s->key, e->id, attempts, error, c->q->name, c->npart > 1 ? " -p N" : "");
-	snprintf(text, sizeof(text), "queue %s partition %s halted on message %s after %d "
-	    "attempt(s): %s", c->q->name, s->key, e->id, attempts, error);
+	consumer_set_halted(c, s->part, true, "");
+	log_error("%s: partition %d (%s) HALTED on %s after %d attempt(s): %s; it is tried again "
+	    "every worker.halt_probe, or run `scaleno resume -q %s -p %d [--skip]`", c->q->name,
+	    s->part, s->key, e->id, attempts, error, c->q->name, s->part);
+	snprintf(text, sizeof(text), "queue %s partition %d (%s) halted on message %s after %d "
+	    "attempt(s): %s", c->q->name, s->part, s->key, e->id, attempts, error);
 	(void)alert_fire(&c->q->alert, c->q->name, ALERT_PARTITION_HALTED, s->key, text);
 }
 
+
+/* One probe of halted partition i: run its halting message once more. */
+static void
+probe_one(struct consumer *c, int i)
+{
+	struct partition *p = &c->part[i];
+	struct source *s = &c->src[i];
+	struct message h;
+	struct redis_batch b = { 0 };
+	struct redis_fields f = { 0 };
+	struct handler_result res;
+	const char *v;
+	char err[512];
+	bool halted = false;
+	int rc;
+
+	if ((rc = redis_halt_get(c->r, p->halt_key, &h, err, sizeof(err))) <= 0) {
+		if (rc == 0)
+			consumer_set_halted(c, i, false, "its halt record was removed");
+		return;
+	}
+	if (redis_stream_range(c->r, s->key, h.id, h.id, 1, false, &b, err, sizeof(err)) < 0 ||
+	    b.n == 0) {
+		log_warnx("%s: partition %d: the halting message %s cannot be read (%s); only "
+		    "`scaleno resume --skip` lifts this halt", c->q->name, i, h.id,
+		    b.n == 0 ? "gone from the stream" : err);
+		goto out;
+	}
+	rc = redis_part_renew(c->r, p->lease_key, p->halt_key, p->token, c->lease_ttl_ms,
+	    &halted, err, sizeof(err));
+	if (rc != 1) {
+		consumer_part_lost(c, i, rc == 0 ? "held by another consumer" : err);
+		goto out;
+	}
+	p->renewed_at = util_now_ms();
+	b.e[0].src = i;
+	b.e[0].queue = c->q->name;
+	b.e[0].stream = s->key;
+	b.e[0].partition = i;
+	b.e[0].delivery = (v = redis_msg_field(&h, "delivery", NULL)) != NULL ? atoll(v) : 1;
+	b.e[0].attempt = ((v = redis_msg_field(&h, "attempts", NULL)) != NULL ? atoll(v) : 0) + 1;
+	b.e[0].first_failed_ms = (v = redis_msg_field(&h, "time-ms", NULL)) != NULL ? atoll(v) : 0;
+	b.e[0].last_error = redis_msg_field(&h, "error", NULL);
+	if (handler_run(c->h, &b.e[0], c->stop, c->drain_deadline, &res) < 0 ||
+	    res.outcome != HANDLER_OK) {
+		log_info("%s: partition %d stays halted: probe of %s (attempt %" PRId64 ") failed: %s",
+		    c->q->name, i, h.id, b.e[0].attempt, res.error);
+		if (redis_fields_addf(&f, "attempts", "%" PRId64, b.e[0].attempt) == 0 &&
+		    redis_fields_addf(&f, "error", "%s", res.error) == 0 &&
+		    redis_halt_probed(c->r, p->halt_key, s->key, c->q->group, h.id, &f, err,
+		    sizeof(err)) < 0)
+			log_warnx("%s: updating the halt record of partition %d: %s", c->q->name, i, err);
+		goto out;
+	}
+	wstats_observe(c->stats, res.duration_s);
+	if ((rc = redis_halt_done(c->r, p->halt_key, s->key, c->q->group, h.id, err,
+	    sizeof(err))) < 0) {
+		log_warnx("%s: partition %d: %s was handled by the probe but the halt could not be "
+		    "lifted: %s (it runs again)", c->q->name, i, h.id, err);
+		goto out;
+	}
+	wstats_count(c->stats, WS_OK);
+	consumer_set_halted(c, i, false, "the probe of its halting message succeeded");
+out:
+	redis_fields_free(&f);
+	redis_batch_free(&b);
+	redis_msg_free(&h);
+}
+
+void
+consumer_halt_probe(struct consumer *c, int64_t now)
+{
+	for (int i = 0; i < c->npart && !*c->stop; i++) {
+		struct partition *p = &c->part[i];
+
+		if (!p->held || !p->halted || now < p->next_probe)
+			continue;
+		p->next_probe = now + c->q->worker.halt_probe_ms;
+		probe_one(c, i);
+	}
+}

@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,6 +46,8 @@ extern char **environ;
 #define ENCODE_AHEAD (256 * 1024)	/* pipe: message bytes encoded ahead of the writer */
 #define WRITE_IOV 64		/* pipe: message lines per writev */
 #define READ_CHUNK 16384	/* pipe: reply bytes per read */
+#define SETTLE_MIN_US 100	/* pipe batch: watch for a surplus reply at least this long, */
+#define SETTLE_MAX_US 250000	/* and at most this long (3 x the mean time per reply between) */
 
 struct proc {
 	pid_t pid;		/* 0 = not started */
@@ -60,12 +64,14 @@ struct handler {
 	int64_t timeout_ms;
 	char *queue, *stream;
 	struct proc p;		/* the long-lived pipe handler */
+	void (*tick)(void *);	/* handler_set_tick */
+	void *tick_arg;
 	char reply[REPLY_MAX + 1];
 	size_t rlen;
 };
 
 /* What one exchange with a handler process ended with. */
-enum io_end { IO_DONE = 0, IO_TIMEOUT, IO_EOF, IO_OVERLONG, IO_GARBAGE, IO_ERROR };
+enum io_end { IO_DONE = 0, IO_TIMEOUT, IO_EOF, IO_OVERLONG, IO_GARBAGE, IO_ERROR, IO_SURPLUS };
 
 /* exec: one message written to a process whose exit is the verdict. */
 struct io {
@@ -99,6 +105,20 @@ struct exchange {
 	double t0;		/* when it began: message 0's clock */
 	int deadline_is_drain;
 };
+
+void
+handler_set_tick(struct handler *h, void (*fn)(void *), void *arg)
+{
+	h->tick = fn;
+	h->tick_arg = arg;
+}
+
+static void
+tick(struct handler *h)
+{
+	if (h->tick != NULL)
+		h->tick(h->tick_arg);
+}
 
 static void
 proc_init(struct proc *p)
@@ -263,6 +283,7 @@ io_run(struct handler *h, struct proc *p, struct io *io, int64_t start,
 		rc = poll(pfd, (nfds_t)nfd, tmo);
 		if (rc == -1 && errno != EINTR)
 			return IO_ERROR;
+		tick(h);
 		if (iw >= 0 && rc > 0 && pfd[iw].revents != 0) {
 			ssize_t n = write(p->in_fd, io->wbuf + io->woff, io->wlen - io->woff);
 
@@ -430,33 +451,119 @@ utf8_clean(const char *s, size_t len)
 	return out;
 }
 
+/* Whether s[0..len) is valid UTF-8 without a NUL: it can travel as a JSON string as it is. */
+static bool
+utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+
+	for (size_t i = 0, n; i < len; i += n)
+		if ((n = utf8_seq(u + i, len - i)) == 0)
+			return false;
+	return true;
+}
+
+/* Standard base64 (RFC 4648, with padding) of s[0..len). Caller frees. */
+static char *
+base64(const char *s, size_t len)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *u = (const unsigned char *)s;
+	char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < len ? (uint32_t)u[i + 1] << 8 : 0) |
+		    (i + 2 < len ? u[i + 2] : 0);
+
+		*o++ = tab[v >> 18 & 63];
+		*o++ = tab[v >> 12 & 63];
+		*o++ = i + 1 < len ? tab[v >> 6 & 63] : '=';
+		*o++ = i + 2 < len ? tab[v & 63] : '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+/* An integer as raw JSON text: cJSON prints numbers through printf/sscanf of a double. */
+static bool
+add_int(cJSON *o, const char *name, int64_t v)
+{
+	char buf[24];
+
+	snprintf(buf, sizeof(buf), "%lld", (long long)v);
+	return cJSON_AddRawToObject(o, name, buf) != NULL;
+}
+
+/*
+ * meta (scaleno-worker(8) "The message"): attempt, stage, first_failed_ms
+ * and last_error once it failed, binary when a value went as base64.
+ */
+static cJSON *
+message_meta(cJSON *root, const struct message *m)
+{
+	cJSON *meta = cJSON_AddObjectToObject(root, "meta");
+	char *err;
+
+	if (meta == NULL || !add_int(meta, "attempt", m->attempt > 0 ? m->attempt : 1) ||
+	    !add_int(meta, "stage", m->stage))
+		return NULL;
+	if (m->first_failed_ms > 0 && !add_int(meta, "first_failed_ms", m->first_failed_ms))
+		return NULL;
+	if (m->last_error != NULL) {
+		err = utf8_clean(m->last_error, strlen(m->last_error));
+		if (err == NULL || cJSON_AddStringToObject(meta, "last_error", err) == NULL) {
+			free(err);
+			return NULL;
+		}
+		free(err);
+	}
+	return meta;
+}
+
 char *
 handler_message_json(const struct message *m)
 {
-	cJSON *root = cJSON_CreateObject(), *fields;
-	char *text = NULL, delivery[24];
+	cJSON *root = cJSON_CreateObject(), *fields, *meta, *binary = NULL;
+	char *text = NULL;
 
 	if (root == NULL)
 		return NULL;
-	/* An integer as raw text: cJSON prints numbers through printf/sscanf of a double, per message. */
-	snprintf(delivery, sizeof(delivery), "%lld", (long long)m->delivery);
 	if (cJSON_AddStringToObject(root, "queue", m->queue != NULL ? m->queue : "") == NULL ||
 	    cJSON_AddStringToObject(root, "stream", m->stream != NULL ? m->stream : "") == NULL ||
+	    !add_int(root, "partition", m->partition) ||
 	    cJSON_AddStringToObject(root, "id", m->id) == NULL ||
-	    cJSON_AddRawToObject(root, "delivery", delivery) == NULL ||
-	    (fields = cJSON_AddObjectToObject(root, "fields")) == NULL)
+	    !add_int(root, "delivery", m->delivery) ||
+	    (fields = cJSON_AddObjectToObject(root, "fields")) == NULL ||
+	    (meta = message_meta(root, m)) == NULL)
 		goto out;
 	for (size_t i = 0; i < m->nfields; i++) {
-		char *name = utf8_clean(m->names[i], m->name_lens[i]);
-		char *value = utf8_clean(m->values[i], m->value_lens[i]);
-		cJSON *item = value != NULL ? cJSON_CreateString(value) : NULL;
+		bool bin = !utf8_valid(m->values[i], m->value_lens[i]);
+		char *name, *value;
+		cJSON *item;
 
+		/* Bookkeeping of the retry stages stays in Redis. */
+		if (m->stage > 0 && redis_is_failure_field(m->names[i], m->name_lens[i]))
+			continue;
+		name = utf8_clean(m->names[i], m->name_lens[i]);
+		value = bin ? base64(m->values[i], m->value_lens[i]) :
+		    utf8_clean(m->values[i], m->value_lens[i]);
+		item = value != NULL ? cJSON_CreateString(value) : NULL;
 		free(value);
+		if (bin && name != NULL && item != NULL && binary == NULL &&
+		    (binary = cJSON_AddArrayToObject(meta, "binary")) == NULL) {
+			cJSON_Delete(item);
+			item = NULL;
+		}
 		if (name == NULL || item == NULL) {
 			free(name);
 			cJSON_Delete(item);
 			goto out;
 		}
+		if (bin)
+			cJSON_AddItemToArray(binary, cJSON_CreateString(name));
 		cJSON_AddItemToObject(fields, name, item);
 		free(name);
 	}
@@ -492,8 +599,8 @@ run_exec(struct handler *h, const struct message *m, const char *line, size_t le
     int64_t start, volatile sig_atomic_t *draining, const volatile int64_t *drain_deadline_ms,
     struct handler_result *res)
 {
-	char e_queue[256], e_stream[256], e_id[80], e_delivery[48], how[96];
-	const char *add[4] = { e_queue, e_stream, e_id, e_delivery };
+	char e_queue[256], e_stream[256], e_id[80], e_delivery[48], e_attempt[48], how[96];
+	const char *add[5] = { e_queue, e_stream, e_id, e_delivery, e_attempt };
 	struct io io = { .wbuf = line, .wlen = len };
 	struct proc p;
 	char **envp;
@@ -503,6 +610,8 @@ run_exec(struct handler *h, const struct message *m, const char *line, size_t le
 	snprintf(e_stream, sizeof(e_stream), "SCALENO_STREAM=%s", m->stream != NULL ? m->stream : h->stream);
 	snprintf(e_id, sizeof(e_id), "SCALENO_ID=%s", m->id);
 	snprintf(e_delivery, sizeof(e_delivery), "SCALENO_DELIVERY=%lld", (long long)m->delivery);
+	snprintf(e_attempt, sizeof(e_attempt), "SCALENO_ATTEMPT=%lld",
+	    (long long)(m->attempt > 0 ? m->attempt : 1));
 	envp = env_build(add, ARRAY_LEN(add));
 	if (envp == NULL) {
 		set_result(res, HANDLER_RETRY, "out of memory");
@@ -551,6 +660,14 @@ copy_reason(char *dst, size_t len, const char *word, const char *reason)
 	for (; *reason != '\0' && o + 1 < len; reason++)
 		dst[o++] = (*reason >= 0x20 && *reason < 0x7f) ? *reason : '?';
 	dst[o] = '\0';
+}
+
+bool
+handler_output_pending(const struct handler *h)
+{
+	int n = 0;
+
+	return h->p.pid > 0 && h->p.out_fd >= 0 && ioctl(h->p.out_fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 /* Before a message: a pipe handler that died or chattered while idle is restarted. */
@@ -731,7 +848,7 @@ exchange_read(struct handler *h, struct exchange *x, struct handler_result *res,
 			 */
 			if (x->nrep >= x->wi + (x->woff > 0)) {
 				*at = x->nrep > 0 ? x->nrep - 1 : 0;
-				return IO_OVERLONG;
+				return x->n > 1 ? IO_SURPLUS : IO_OVERLONG;
 			}
 			if (buf[i] != '\n') {
 				if (h->rlen >= REPLY_MAX) {
@@ -814,6 +931,7 @@ exchange_run(struct handler *h, struct exchange *x, volatile sig_atomic_t *drain
 			*at = k;
 			return IO_ERROR;
 		}
+		tick(h);
 		if (h->p.pidfd < 0 && !h->p.reaped &&
 		    waitpid(h->p.pid, &h->p.status, WNOHANG) == h->p.pid) {
 			h->p.reaped = 1;
@@ -860,6 +978,34 @@ pipe_fail(struct handler *h, const struct exchange *x, int rc, struct handler_re
 	}
 }
 
+/*
+ * After the last reply of a pipelined exchange: a handler that answered one
+ * message twice has shifted every later verdict by one, and its reply to
+ * the last message is still to come, about one message's time later. Watch
+ * its stdout for three times the mean time between the exchange's replies
+ * (the first one, which includes the handler's wake-up, left out), within
+ * SETTLE_MIN_US..SETTLE_MAX_US: a byte there means the replies outnumber
+ * the messages. 1 surplus, 0 clean.
+ */
+static int
+exchange_settle(struct handler *h, const struct exchange *x)
+{
+	double gap;
+	int64_t us;
+	struct pollfd pfd = { .fd = h->p.out_fd, .events = POLLIN };
+	struct timespec ts;
+	char c;
+
+	gap = (x->s[x->n - 1].replied - x->s[0].replied) / (double)(x->n - 1);
+	us = (int64_t)(gap * 3e6);
+	us = us < SETTLE_MIN_US ? SETTLE_MIN_US : us > SETTLE_MAX_US ? SETTLE_MAX_US : us;
+	ts.tv_sec = us / 1000000;
+	ts.tv_nsec = (long)(us % 1000000) * 1000;
+	if (pfd.fd < 0 || ppoll(&pfd, 1, &ts, NULL) <= 0 || (pfd.revents & (POLLIN | POLLHUP)) == 0)
+		return 0;
+	return read(pfd.fd, &c, 1) == 1;	/* EOF: it exited after its last reply, no surplus */
+}
+
 /* The pipe protocol for ms[0..n), pipelined; see handler_run_batch. */
 static int
 run_pipe(struct handler *h, const struct message *ms, size_t n,
@@ -886,7 +1032,17 @@ run_pipe(struct handler *h, const struct message *ms, size_t n,
 	}
 	h->rlen = 0;
 	rc = exchange_run(h, &x, draining, drain_deadline_ms, res, &at);
-	if (rc == IO_DONE) {
+	if (rc == IO_DONE && x.n > 1 && exchange_settle(h, &x))
+		rc = IO_SURPLUS;
+	if (rc == IO_SURPLUS) {
+		/* Which reply belongs to which message is unknown: none counts. */
+		log_warnx("queue %s: pipe handler answered more lines than it was sent messages; "
+		    "the verdicts of its last %zu messages are void, they run again one at a time; "
+		    "handler restarted", h->queue, x.n);
+		proc_reap(&h->p, 1);
+		memset(res, 0, x.n * sizeof(*res));
+		*nrun = 0;
+	} else if (rc == IO_DONE) {
 		*nrun = x.n;
 	} else {
 		pipe_fail(h, &x, rc, &res[at]);

@@ -1,6 +1,8 @@
 /*
  * modes.c — see include/modes.h. The whole table of scaleno-worker(8), MODES, in one place.
  */
+#include <stdbool.h>
+
 #include "modes.h"
 
 void
@@ -12,6 +14,7 @@ modes_limits(const struct queue_policy *q, struct mode_limits *lim)
 	lim->max_deliveries = q->worker.max_deliveries;
 	lim->backoff_ms = q->worker.backoff_ms;
 	lim->max_backoff_ms = q->worker.max_backoff_ms;
+	lim->retry_for_ms = q->worker.retry_for_ms;
 }
 
 /* Where a message goes when this mode gives up on it. */
@@ -57,8 +60,10 @@ modes_backoff_ms(const struct mode_limits *lim, int n)
 
 void
 modes_decide(const struct mode_limits *lim, enum handler_outcome outcome, int failures,
-    int stage, struct mode_decision *d)
+    int stage, int64_t failing_ms, struct mode_decision *d)
 {
+	bool ordered = lim->mode == MODE_ORDERED_DROP || lim->mode == MODE_HALT;
+
 	d->next_stage = 0;
 	d->backoff_ms = 0;
 	if (outcome == HANDLER_OK) {
@@ -66,7 +71,8 @@ modes_decide(const struct mode_limits *lim, enum handler_outcome outcome, int fa
 		return;
 	}
 	/* A permanent failure skips the synchronous retries (and the stages). */
-	if (outcome == HANDLER_RETRY && failures <= lim->retries) {
+	if (outcome == HANDLER_RETRY &&
+	    (failures <= lim->retries || (ordered && failing_ms < lim->retry_for_ms))) {
 		d->action = MODE_ACT_RETRY;
 		d->backoff_ms = modes_backoff_ms(lim, failures);
 		return;

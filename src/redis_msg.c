@@ -231,6 +231,18 @@ redis_is_failure_field(const char *name, size_t len)
 	return false;
 }
 
+int64_t
+redis_msg_attempts_before(const struct message *e, bool stage_entry)
+{
+	size_t len = 0;
+	const char *v = stage_entry ? redis_msg_field(e, "x-attempts", &len) : NULL;
+	int64_t before = 0;
+
+	if (v != NULL && len > 0 && len < 19 && strspn(v, "0123456789") == len)
+		before = strtoll(v, NULL, 10);
+	return before + (e->delivery > 1 ? e->delivery - 1 : 0);
+}
+
 /* A field of e as a NUL-terminated copy in out's owned strings, or def. */
 static int
 keep_field(const struct message *e, const char *name, const char *def, struct redis_fields *out)
@@ -247,10 +259,9 @@ int
 redis_failure_fields(const struct message *e, const char *origin, int attempts,
     const char *error, int64_t now_ms, int from_stage, int to_stage, struct redis_fields *out)
 {
-	const char *hist, *prev;
+	const char *hist;
 	char where[24];
-	size_t hlen = 0, plen = 0;
-	long long before = 0;
+	size_t hlen = 0;
 	char now[24];
 	int ok = 1;
 
@@ -258,17 +269,10 @@ redis_failure_fields(const struct message *e, const char *origin, int attempts,
 		if (!redis_is_failure_field(e->names[i], e->name_lens[i]))
 			ok = redis_fields_add(out, e->names[i], e->name_lens[i], e->values[i],
 			    e->value_lens[i]) == 0;
-	if ((prev = redis_msg_field(e, "x-attempts", &plen)) != NULL && plen < 20) {
-		char tmp[24];
-
-		memcpy(tmp, prev, plen);
-		tmp[plen] = '\0';
-		before = strtoll(tmp, NULL, 10);
-	}
 	snprintf(now, sizeof(now), "%" PRId64, now_ms);
 	ok = ok && keep_field(e, "x-origin-stream", origin, out) == 0 &&
 	    keep_field(e, "x-origin-id", e->id, out) == 0 &&
-	    redis_fields_addf(out, "x-attempts", "%lld", before + attempts) == 0 &&
+	    redis_fields_addf(out, "x-attempts", "%d", attempts) == 0 &&
 	    keep_field(e, "x-first-failed-ms", now, out) == 0 &&
 	    redis_fields_addf(out, "x-last-failed-ms", "%s", now) == 0 &&
 	    redis_fields_addf(out, "x-error", "%s", error) == 0;

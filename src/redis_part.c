@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "redis_part.h"
+#include "redis_stream.h"
 #include "util.h"
 
 static int
@@ -116,10 +117,11 @@ redis_halt_get(struct redis *r, const char *halt_key, struct message *out, char 
 	return rc;
 }
 
-int
-redis_resume(struct redis *r, const char *halt_key, const char *stream,
-    const char *group, const char *dlq, bool skip, const char *expected_id,
-    const struct redis_fields *fields, char *halted_id, char *dlq_id, char *err, size_t errlen)
+/* One operation of resume.lua; see there. extra: ARGV after the id (may be NULL). */
+static int
+resume_op(struct redis *r, const char *halt_key, const char *stream, const char *group,
+    const char *dlq, const char *op, const char *id, const struct redis_args *extra,
+    char *halted_id, char *dlq_id, char *err, size_t errlen)
 {
 	const char *keys[] = { halt_key, stream, dlq };
 	struct redis_args a = REDIS_ARGS_INIT;
@@ -127,9 +129,9 @@ redis_resume(struct redis *r, const char *halt_key, const char *stream,
 	int rc = -1;
 
 	redis_args_str(&a, group);
-	redis_args_str(&a, skip ? "skip" : "retry");
-	redis_args_str(&a, expected_id != NULL ? expected_id : "");
-	rep = redis_run_script(r, "resume", keys, 3, &a, skip ? &fields->a : NULL, err, errlen);
+	redis_args_str(&a, op);
+	redis_args_str(&a, id != NULL ? id : "");
+	rep = redis_run_script(r, "resume", keys, 3, &a, extra, err, errlen);
 	if (rep == NULL)
 		return -1;
 	if (rep->type == RR_ERROR)
@@ -147,6 +149,54 @@ redis_resume(struct redis *r, const char *halt_key, const char *stream,
 	}
 	redis_reply_free(rep);
 	return rc;
+}
+
+int
+redis_resume(struct redis *r, const char *halt_key, const char *stream,
+    const char *group, const char *dlq, bool skip, const char *expected_id,
+    const struct redis_fields *fields, char *halted_id, char *dlq_id, char *err, size_t errlen)
+{
+	struct redis_args one = REDIS_ARGS_INIT;
+	char nid[REDIS_ID_MAX];
+	int rc;
+
+	if (!skip)
+		return resume_op(r, halt_key, stream, group, dlq, "retry", NULL, NULL, halted_id,
+		    dlq_id, err, errlen);
+	if (redis_fields_count(fields) <= REDIS_LUA_MAX_PAIRS)
+		return resume_op(r, halt_key, stream, group, dlq, "skip", expected_id, &fields->a,
+		    halted_id, dlq_id, err, errlen);
+	/* Too many fields for one Lua call: add it first; a failure after duplicates, never loses. */
+	if (redis_stream_add(r, dlq, fields, nid, err, errlen) < 0)
+		return -1;
+	redis_args_str(&one, nid);
+	rc = resume_op(r, halt_key, stream, group, dlq, "skipped", expected_id, &one, halted_id,
+	    dlq_id, err, errlen);
+	redis_args_free(&one);
+	if (rc == 0 || (rc < 0 && strstr(err, "CHANGED") != NULL)) {
+		/* Nothing skipped: take the dead-letter entry back. */
+		const char *ids[] = { nid };
+		char e2[256];
+
+		(void)redis_stream_delete(r, dlq, ids, 1, e2, sizeof(e2));
+	}
+	return rc;
+}
+
+int
+redis_halt_done(struct redis *r, const char *halt_key, const char *stream, const char *group,
+    const char *id, char *err, size_t errlen)
+{
+	return resume_op(r, halt_key, stream, group, stream, "done", id, NULL, NULL, NULL, err,
+	    errlen);
+}
+
+int
+redis_halt_probed(struct redis *r, const char *halt_key, const char *stream, const char *group,
+    const char *id, const struct redis_fields *fields, char *err, size_t errlen)
+{
+	return resume_op(r, halt_key, stream, group, stream, "probed", id, &fields->a, NULL, NULL,
+	    err, errlen);
 }
 
 /* A script or command whose reply is one integer; returns it or -1. */

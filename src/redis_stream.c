@@ -278,36 +278,73 @@ redis_stream_autoclaim(struct redis *r, const char *stream, const char *group,
 	return rc;
 }
 
-/*
- * Redis' Lua cannot unpack more than about 8000 values into one call: an
- * entry with more fields is moved by plain commands, adding before
- * acknowledging (group NULL: no ack) and deleting, so a failure in between
- * duplicates it but never loses it.
- */
-#define LUA_MAX_PAIRS 3900
+int
+redis_stream_touch(struct redis *r, const char *stream, const char *group,
+    const char *consumer, int64_t min_idle_ms, const char *const *ids, size_t n, char *err,
+    size_t errlen)
+{
+	struct redis_args a = REDIS_ARGS_INIT;
+	struct redis_reply *rep;
+	int refreshed = -1;
 
+	redis_args_str(&a, "XCLAIM");
+	redis_args_key(&a, stream);
+	redis_args_str(&a, group);
+	redis_args_str(&a, consumer);
+	redis_args_fmt(&a, "%" PRId64, min_idle_ms);
+	for (size_t i = 0; i < n; i++)
+		redis_args_str(&a, ids[i]);
+	redis_args_str(&a, "JUSTID");
+	if (n == 0) {
+		redis_args_free(&a);
+		return 0;
+	}
+	if ((rep = redis_run(r, &a, true, err, errlen)) == NULL)
+		return -1;
+	if (rep->type == RR_ARRAY)
+		refreshed = (int)rep->elements;
+	else
+		redis_bad_reply("XCLAIM", err, errlen);
+	redis_reply_free(rep);
+	return refreshed;
+}
+
+/*
+ * An entry with more than REDIS_LUA_MAX_PAIRS fields is moved by plain
+ * commands, adding before acknowledging (group NULL: no ack) and deleting,
+ * so a failure in between duplicates it but never loses it.
+ */
 static int
 move_unscripted(struct redis *r, const char *src, const char *dst, const char *group,
     const char *id, bool del, const struct redis_fields *fields, char *new_id, char *err,
     size_t errlen)
+{
+	if (redis_stream_add(r, dst, fields, new_id, err, errlen) < 0)
+		return -1;
+	if (group != NULL && redis_stream_ack(r, src, group, &id, 1, NULL, NULL, err, errlen) < 0)
+		return -1;
+	if (del && redis_stream_delete(r, src, &id, 1, err, errlen) < 0)
+		return -1;
+	return 1;
+}
+
+int
+redis_stream_add(struct redis *r, const char *key, const struct redis_fields *fields,
+    char *new_id, char *err, size_t errlen)
 {
 	struct redis_args a = REDIS_ARGS_INIT;
 	struct redis_reply *rep;
 	int rc;
 
 	redis_args_str(&a, "XADD");
-	redis_args_key(&a, dst);
+	redis_args_key(&a, key);
 	redis_args_str(&a, "*");
 	for (size_t i = 0; i < fields->a.n; i++)
 		redis_args_push(&a, fields->a.v[i], fields->a.len[i]);
 	rep = redis_run(r, &a, false, err, errlen);
 	if ((rc = redis_id_reply(rep, "XADD", new_id, err, errlen)) != 1)
 		return rc < 0 ? rc : redis_bad_reply("XADD", err, errlen);
-	if (group != NULL && redis_stream_ack(r, src, group, &id, 1, NULL, NULL, err, errlen) < 0)
-		return -1;
-	if (del && redis_stream_delete(r, src, &id, 1, err, errlen) < 0)
-		return -1;
-	return 1;
+	return 0;
 }
 
 int
@@ -323,7 +360,7 @@ redis_stream_move(struct redis *r, const char *src, const char *dst, const char 
 		snprintf(err, errlen, "move %s: no fields", id);
 		return -1;
 	}
-	if (redis_fields_count(fields) > LUA_MAX_PAIRS && token == NULL)
+	if (redis_fields_count(fields) > REDIS_LUA_MAX_PAIRS && token == NULL)
 		return move_unscripted(r, src, dst, group, id, del, fields, new_id, err, errlen);
 	redis_args_str(&a, group);
 	redis_args_str(&a, id);
@@ -418,7 +455,7 @@ redis_stream_replay(struct redis *r, const char *dlq, const char *origin, const 
 		snprintf(err, errlen, "replay %s: the entry has no original fields", id);
 		return -1;
 	}
-	if (redis_fields_count(fields) > LUA_MAX_PAIRS)
+	if (redis_fields_count(fields) > REDIS_LUA_MAX_PAIRS)
 		return move_unscripted(r, dlq, origin, NULL, id, true, fields, new_id, err, errlen);
 	redis_args_str(&a, id);
 	rep = redis_run_script(r, "replay", keys, 2, &a, &fields->a, err, errlen);

@@ -22,6 +22,9 @@ suite = H.Suite()
 #   poison=1          always "retry" (never succeeds)
 #   bad=1             "retry" unless the file $FIXED exists
 #   garbage=1         answers garbage
+#   twice=1           answers "ok" twice (one line too many)
+#   permfail=1        "fail" (permanent) unless the file $FIXED exists
+#   $OUTAGE           while this file exists, every message is answered "retry"
 #   slow=MS           sleeps before answering
 #   crash=1           kills its consumer process (SIGKILL)
 #   $FAIL_RATE        fraction of other messages answered "retry" at random
@@ -32,6 +35,7 @@ import json, os, random, sys, time
 oklog = os.environ["OKLOG"]
 rate = float(os.environ.get("FAIL_RATE", "0"))
 fixed = os.environ.get("FIXED", "")
+outage = os.environ.get("OUTAGE", "")
 fd = os.open(oklog, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 def log(s):
     os.write(fd, (s + "\n").encode())
@@ -49,12 +53,19 @@ for raw in sys.stdin.buffer:
     if f.get("slow"):
         log("start %s" % n)
         time.sleep(int(f["slow"]) / 1000.0)
-    if f.get("poison") == "1":
+    if outage and os.path.exists(outage):
+        print("retry upstream down", flush=True)
+    elif f.get("permfail") == "1" and not (fixed and os.path.exists(fixed)):
+        print("fail permanent failure", flush=True)
+    elif f.get("poison") == "1":
         print("retry poison message", flush=True)
     elif f.get("bad") == "1" and not (fixed and os.path.exists(fixed)):
         print("retry bad message", flush=True)
     elif f.get("garbage") == "1":
         print("maybe?", flush=True)
+    elif f.get("twice") == "1":
+        log("ok %s %s %d" % (n, m["id"], m["delivery"]))
+        print("ok\nok", flush=True)
     elif random.random() < rate:
         print("retry random failure", flush=True)
     else:
@@ -261,7 +272,7 @@ def test_mode3_kill9_nothing_lost():
 @suite.test
 def test_mode4_halt_survives_restart_then_skip_and_resume():
     """An always-failing message halts the partition across a restart; resume --skip goes on in order."""
-    e = Env(order=True, worker={"retries": 2})
+    e = Env(order=True, worker={"retries": 2, "retry_for": '"0s"', "halt_probe": '"0s"'})
     msgs = [{"n": str(i)} for i in range(30)]
     msgs[7]["poison"] = "1"	# skipped into the DLQ by an operator
     msgs[15]["bad"] = "1"	# fixed, then retried by `scaleno resume`
@@ -276,7 +287,7 @@ def test_mode4_halt_survives_restart_then_skip_and_resume():
     H.wait_until(lambda: e.metric("scaleno_partition_halted", partition="0") == 1, timeout=10,
                  what="the halted gauge")
     assert [n for n, _, _ in e.ok()] == [str(i) for i in range(7)]
-    H.wait_until(lambda: "partition_halted" in e.alert_kinds(), timeout=10, what="the halt alert")
+    H.wait_until(lambda: "halted" in e.alert_kinds(), timeout=10, what="the halt alert")
     # The halt survives a restart of the worker.
     assert H.stop(e.proc, signal.SIGTERM, timeout=10) == 0
     e.start()
@@ -284,6 +295,8 @@ def test_mode4_halt_survives_restart_then_skip_and_resume():
                  what="the restarted worker to see the halt")
     assert [n for n, _, _ in e.ok()] == [str(i) for i in range(7)]
     r = H.run_scaleno(["resume", "-q", e.queue, "-c", e.conf, "--skip"])
+    assert r.returncode == 1 and "--skip needs -p PARTITION or --all" in r.stderr, r.stderr
+    r = H.run_scaleno(["resume", "-q", e.queue, "-c", e.conf, "--skip", "--all"])
     assert r.returncode == 0, r.stderr
     assert "skipped " + rec["id"] in r.stdout, r.stdout
     dead = e.dlq()
@@ -327,7 +340,7 @@ def test_mode1_drops_and_counts():
 @suite.test
 def test_mode2_order_holds_and_drops():
     """Loss acceptable, order critical: one reader at a time, in order, failures dropped."""
-    e = Env(loss=False, order=True, worker={"processes": 3, "retries": 1})
+    e = Env(loss=False, order=True, worker={"processes": 3, "retries": 1, "retry_for": '"0s"'})
     msgs = [{"n": "%03d" % i, **({"poison": "1"} if i % 25 == 5 else {})} for i in range(300)]
     e.publish(msgs[:150])
     e.start()
@@ -537,7 +550,8 @@ def test_handler_that_cannot_start_uses_no_attempts():
 @suite.test
 def test_mode4_partitions_halt_alone_and_keep_order():
     """Three partitions over two consumers: one halts, the others go on, each in order."""
-    e = Env(order=True, partitions=3, worker={"processes": 2, "retries": 1})
+    e = Env(order=True, partitions=3, worker={"processes": 2, "retries": 1, "retry_for": '"0s"',
+                                              "halt_probe": '"0s"'})
     for p in range(3):
         e.publish([{"n": "%d-%02d" % (p, i), **({"poison": "1"} if (p, i) == (1, 4) else {})}
                    for i in range(20)], stream="%s:%d" % (e.stream, p))

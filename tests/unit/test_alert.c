@@ -72,7 +72,7 @@ test_command_gets_json(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(text);
 	j = cJSON_Parse(text);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
-	CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "kind")->valuestring, "partition_halted");
+	CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "kind")->valuestring, "halted");
 	CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "queue")->valuestring, "jobs");
 	CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "subject")->valuestring, "partition 3");
 	CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "text")->valuestring, "halted: \"quoted\"\nand a newline");
@@ -186,7 +186,8 @@ static void
 test_kind_names(void)
 {
 	CU_ASSERT_STRING_EQUAL(alert_kind_name(ALERT_DEAD_LETTERED), "dead_lettered");
-	CU_ASSERT_STRING_EQUAL(alert_kind_name(ALERT_PARTITION_HALTED), "partition_halted");
+	CU_ASSERT_STRING_EQUAL(alert_kind_name(ALERT_PARTITION_HALTED), "halted");
+	CU_ASSERT_STRING_EQUAL(alert_kind_name(ALERT_RESUMED), "resumed");
 	CU_ASSERT_STRING_EQUAL(alert_kind_name(ALERT_CRASH_LOOP), "crash_loop");
 	CU_ASSERT_STRING_EQUAL(alert_kind_name(ALERT_AT_MAX_OVER_AGE), "at_max_over_age");
 	CU_ASSERT_STRING_EQUAL(alert_kind_name(ALERT_NOMAD_UNREACHABLE), "nomad_unreachable");

@@ -231,10 +231,11 @@ static void
 test_exec_env(void)
 {
 	char *argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c",
-		(char *)(uintptr_t)"test \"$SCALENO_QUEUE/$SCALENO_STREAM/$SCALENO_ID/$SCALENO_DELIVERY\" "
-		"= jobs/jobs-stream/1-1/1 && read -r line && case \"$line\" in "
-		"'{\"queue\":\"jobs\",\"stream\":\"jobs-stream\",\"id\":\"1-1\",\"delivery\":1,"
-		"\"fields\":{\"key\":\"value\"}}') exit 0;; esac; exit 65", NULL };
+		(char *)(uintptr_t)"test \"$SCALENO_QUEUE/$SCALENO_STREAM/$SCALENO_ID/$SCALENO_DELIVERY/"
+		"$SCALENO_ATTEMPT\" = jobs/jobs-stream/1-1/1/1 && read -r line && case \"$line\" in "
+		"'{\"queue\":\"jobs\",\"stream\":\"jobs-stream\",\"partition\":0,\"id\":\"1-1\","
+		"\"delivery\":1,\"fields\":{\"key\":\"value\"},\"meta\":{\"attempt\":1,\"stage\":0}}') "
+		"exit 0;; esac; exit 65", NULL };
 	struct handler_result r;
 
 	setenv("SCALENO_ID", "inherited-must-be-replaced", 1);
@@ -620,6 +621,11 @@ test_huge_messages(void)
 	free(v);
 }
 
+/*
+ * Values that are not valid UTF-8 (or hold a NUL) go as base64 of their
+ * exact bytes, listed in meta.binary; valid ones as they are. Field names
+ * keep U+FFFD for what is not UTF-8.
+ */
 static void
 test_json_non_utf8(void)
 {
@@ -627,34 +633,103 @@ test_json_non_utf8(void)
 		const char *in;
 		size_t len;
 		const char *out;
+		bool binary;
 	} cases[] = {
-		{ "plain", 5, "plain" },
-		{ "caf\xc3\xa9", 5, "caf\xc3\xa9" },			/* valid 2-byte */
-		{ "\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80" },		/* valid 4-byte */
-		{ "a\xff" "b", 3, "a\xef\xbf\xbd" "b" },		/* invalid byte */
-		{ "a\0b", 3, "a\xef\xbf\xbd" "b" },			/* NUL */
-		{ "\xc0\x80", 2, "\xef\xbf\xbd\xef\xbf\xbd" },		/* overlong NUL */
-		{ "\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* surrogate */
-		{ "\xe2\x82", 2, "\xef\xbf\xbd\xef\xbf\xbd" },		/* truncated */
-		{ "q\"\\\n\t", 5, "q\"\\\n\t" },			/* JSON escapes */
+		{ "plain", 5, "plain", false },
+		{ "caf\xc3\xa9", 5, "caf\xc3\xa9", false },			/* valid 2-byte */
+		{ "\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80", false },	/* valid 4-byte */
+		{ "q\"\\\n\t", 5, "q\"\\\n\t", false },			/* JSON escapes */
+		{ "", 0, "", false },
+		{ "a\xff" "b", 3, "Yf9i", true },				/* invalid byte */
+		{ "a\0b", 3, "YQBi", true },					/* NUL */
+		{ "\xc0\x80", 2, "wIA=", true },				/* overlong NUL */
+		{ "\xed\xa0\x80", 3, "7aCA", true },				/* surrogate */
+		{ "\xe2\x82", 2, "4oI=", true },				/* truncated */
+		{ "\x08\x96\x01\x12\x04\x74", 6, "CJYBEgR0", true },	/* protobuf */
 	};
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		struct msgbuf b;
 		char *json;
-		cJSON *j, *f, *v;
+		cJSON *j, *f, *v, *meta, *bin;
 
 		msg_init(&b, "8-1", "k\xfe", cases[i].in, cases[i].len);
 		json = handler_message_json(&b.m);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(json);
 		CU_ASSERT_PTR_NULL(strchr(json, '\n'));
 		j = cJSON_Parse(json);
-		CU_ASSERT_PTR_NOT_NULL(j);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(j);
 		f = cJSON_GetObjectItemCaseSensitive(j, "fields");
 		v = cJSON_GetObjectItemCaseSensitive(f, "k\xef\xbf\xbd");
 		CU_ASSERT_TRUE(cJSON_IsString(v));
 		if (cJSON_IsString(v))
 			CU_ASSERT_STRING_EQUAL(v->valuestring, cases[i].out);
+		meta = cJSON_GetObjectItemCaseSensitive(j, "meta");
+		bin = cJSON_GetObjectItemCaseSensitive(meta, "binary");
+		CU_ASSERT_EQUAL(bin != NULL, cases[i].binary);
+		if (bin != NULL) {
+			CU_ASSERT_EQUAL(cJSON_GetArraySize(bin), 1);
+			CU_ASSERT_STRING_EQUAL(cJSON_GetArrayItem(bin, 0)->valuestring, "k\xef\xbf\xbd");
+		}
+		cJSON_Delete(j);
+		free(json);
+	}
+}
+
+/*
+ * The message of scaleno-worker(8): partition, meta with the attempt
+ * number and stage; in a retry stage, fields without the bookkeeping and
+ * meta with the first failure and the last error.
+ */
+static void
+test_json_meta(void)
+{
+	static const char *names[] = { "user", "x-origin-stream", "x-attempts", "x-error",
+		"x-error-history", "x-stage", "x-first-failed-ms", "x-origin-id", "x-last-failed-ms" };
+	static const char *values[] = { "42", "jobs", "4", "upstream 503", "h", "1", "1700", "1-1",
+		"1800" };
+	size_t nl[ARRAY_LEN(names)], vl[ARRAY_LEN(names)];
+	struct msgbuf b;
+	char *json;
+	cJSON *j, *f, *meta;
+
+	for (int stage = 0; stage < 2; stage++) {
+		msg_init(&b, "9-1", "user", "42", 2);
+		for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+			nl[i] = strlen(names[i]);
+			vl[i] = strlen(values[i]);
+		}
+		b.m.names = (char **)(uintptr_t)names;
+		b.m.values = (char **)(uintptr_t)values;
+		b.m.name_lens = nl;
+		b.m.value_lens = vl;
+		b.m.nfields = ARRAY_LEN(names);
+		b.m.partition = 3;
+		b.m.stage = stage;
+		b.m.attempt = stage ? 5 : 1;
+		b.m.first_failed_ms = stage ? 1700 : 0;
+		b.m.last_error = stage ? "upstream 503" : NULL;
+		json = handler_message_json(&b.m);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(json);
+		j = cJSON_Parse(json);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+		CU_ASSERT_EQUAL(cJSON_GetObjectItemCaseSensitive(j, "partition")->valueint, 3);
+		f = cJSON_GetObjectItemCaseSensitive(j, "fields");
+		/* Main stream: every field is the producer's; a stage: only user. */
+		CU_ASSERT_EQUAL(cJSON_GetArraySize(f), stage ? 1 : (int)ARRAY_LEN(names));
+		meta = cJSON_GetObjectItemCaseSensitive(j, "meta");
+		CU_ASSERT_EQUAL(cJSON_GetObjectItemCaseSensitive(meta, "attempt")->valueint, stage ? 5 : 1);
+		CU_ASSERT_EQUAL(cJSON_GetObjectItemCaseSensitive(meta, "stage")->valueint, stage);
+		if (stage) {
+			CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItemCaseSensitive(meta, "last_error")->valuestring,
+			    "upstream 503");
+			CU_ASSERT_EQUAL(cJSON_GetObjectItemCaseSensitive(meta, "first_failed_ms")->valuedouble,
+			    1700);
+		} else {
+			CU_ASSERT_PTR_NULL(cJSON_GetObjectItemCaseSensitive(meta, "last_error"));
+			CU_ASSERT_PTR_NULL(cJSON_GetObjectItemCaseSensitive(meta, "first_failed_ms"));
+		}
+		CU_ASSERT_PTR_NULL(cJSON_GetObjectItemCaseSensitive(meta, "binary"));
 		cJSON_Delete(j);
 		free(json);
 	}
@@ -707,7 +782,8 @@ static const char verdict_script[] =
 	"while IFS= read -r l; do v=${l##*\\\"v\\\":\\\"}; v=${v%%\\\"*}; "
 	"echo \"$v\" >> \"$BATCH_LOG\"; case $v in "
 	"retry) echo 'retry asked to';; fail) echo 'fail asked to';; garbage) echo maybe;; "
-	"die) exit 7;; slow) sleep 0.15; echo ok;; hang) sleep 30;; *) echo ok;; esac; done";
+	"die) exit 7;; slow) sleep 0.15; echo ok;; hang) sleep 30;; twice) echo ok; echo ok;; "
+	"*) echo ok;; esac; done";
 
 static char *verdict_argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c",
 	(char *)(uintptr_t)verdict_script, NULL };
@@ -856,6 +932,57 @@ test_batch_failure_at_k(void)
 		if (cases[c].log != NULL)
 			CU_ASSERT_STRING_EQUAL(batch_log(), cases[c].log);
 	}
+}
+
+/*
+ * A handler that answers one message twice: its extra "ok" would become the
+ * next message's verdict (and that one's "retry" the one after). No reply
+ * of such an exchange counts (nrun 0), wherever the surplus shows, and the
+ * handler is restarted: the next batch gets its own replies.
+ */
+static void
+test_batch_answered_twice(void)
+{
+	static const char *cases[][5] = {
+		{ "a", "twice", "retry", "b", "c" },
+		{ "a", "b", "c", "twice", "retry" },
+	};
+
+	for (size_t c = 0; c < ARRAY_LEN(cases); c++) {
+		struct handler *h = verdict_handler(5000);
+		struct batch bt;
+		size_t nrun = 99;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		batch_init(&bt, cases[c], 5);
+		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+		CU_ASSERT_EQUAL(nrun, 0);
+		batch_init(&bt, cases[0] + 2, 3);	/* retry b c */
+		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+		CU_ASSERT_EQUAL(nrun, 3);
+		CU_ASSERT_EQUAL(bt.r[0].outcome, HANDLER_RETRY);
+		CU_ASSERT_EQUAL(bt.r[1].outcome, HANDLER_OK);
+		CU_ASSERT_EQUAL(bt.r[2].outcome, HANDLER_OK);
+		handler_free(h);
+	}
+	/* A surplus after the exchange is over shows as pending output (polled, 2 s at most). */
+	struct handler *h = verdict_handler(5000);
+	struct batch bt;
+	bool seen = false;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	batch_init(&bt, cases[0] + 1, 1);	/* twice */
+	CU_ASSERT_EQUAL(handler_run(h, &bt.m[0], NULL, NULL, &bt.r[0]), 0);
+	/* (Both lines in one read: out of step at once, handler already restarted.) */
+	for (int i = 0; i < 200 && bt.r[0].outcome == HANDLER_OK &&
+	    !(seen = handler_output_pending(h)); i++)
+		usleep(10000);
+	CU_ASSERT_TRUE(seen || bt.r[0].outcome == HANDLER_RETRY);
+	batch_init(&bt, cases[0] + 2, 1);	/* retry: its own reply, after a restart */
+	CU_ASSERT_EQUAL(handler_run(h, &bt.m[0], NULL, NULL, &bt.r[0]), 0);
+	CU_ASSERT_EQUAL(bt.r[0].outcome, HANDLER_RETRY);
+	CU_ASSERT_FALSE(handler_output_pending(h));
+	handler_free(h);
 }
 
 /* testhandler -k: dies on reading message 3 of 8, with its replies to 1 and 2 sent. */
@@ -1094,10 +1221,12 @@ main(void)
 	CU_add_test(s, "drain deadline", test_drain_deadline);
 	CU_add_test(s, "huge messages", test_huge_messages);
 	CU_add_test(s, "JSON of non-UTF-8 fields", test_json_non_utf8);
+	CU_add_test(s, "JSON meta and clean fields", test_json_meta);
 	CU_add_test(s, "batch: all ok, in order, early replies", test_batch_all_ok);
 	CU_add_test(s, "batch: retry and fail mixed", test_batch_mixed_verdicts);
 	CU_add_test(s, "batch: death or garbage at message k", test_batch_failure_at_k);
 	CU_add_test(s, "batch: testhandler -k", test_batch_death_testhandler);
+	CU_add_test(s, "batch: a message answered twice", test_batch_answered_twice);
 	CU_add_test(s, "batch: timeout at message k", test_batch_timeout_at_k);
 	CU_add_test(s, "batch: drain deadline", test_batch_drain_deadline);
 	CU_add_test(s, "batch: huge messages", test_batch_huge);

@@ -10,6 +10,11 @@ static const struct mode_limits L2 = { MODE_ORDERED_DROP, 3, 0, 10, 200, 10000 }
 static const struct mode_limits L3 = { MODE_DLQ, 3, 3, 10, 200, 10000 };
 static const struct mode_limits L4 = { MODE_HALT, 3, 0, 10, 200, 1000 };
 static const struct mode_limits L3NOSTAGE = { MODE_DLQ, 1, 0, 5, 100, 1000 };
+/* retry_for 5 minutes */
+static const struct mode_limits L2R = { MODE_ORDERED_DROP, 3, 0, 10, 200, 10000, 300000 };
+static const struct mode_limits L4R = { MODE_HALT, 3, 0, 10, 200, 10000, 300000 };
+static const struct mode_limits L1R = { MODE_DROP, 3, 0, 10, 200, 10000, 300000 };
+static const struct mode_limits L3R = { MODE_DLQ, 3, 1, 10, 200, 10000, 300000 };
 
 static const struct {
 	const struct mode_limits *lim;
@@ -18,6 +23,7 @@ static const struct {
 	enum mode_action want;
 	int want_stage;
 	int64_t want_backoff;
+	int64_t failing_ms;
 } table[] = {
 	/* success acknowledges in every mode, wherever the message is */
 	{ &L1, HANDLER_OK, 0, 0, MODE_ACT_ACK, 0, 0 },
@@ -50,6 +56,18 @@ static const struct {
 	{ &L4, HANDLER_RETRY, 3, 0, MODE_ACT_RETRY, 0, 800 },
 	{ &L4, HANDLER_RETRY, 4, 0, MODE_ACT_HALT, 0, 0 },
 	{ &L4, HANDLER_FAIL, 1, 0, MODE_ACT_HALT, 0, 0 },
+	/* retry_for: modes 2 and 4 go on past `retries` until it has passed, backoff capped */
+	{ &L4R, HANDLER_RETRY, 4, 0, MODE_ACT_RETRY, 0, 1600, 1400 },
+	{ &L4R, HANDLER_RETRY, 40, 0, MODE_ACT_RETRY, 0, 10000, 299999 },
+	{ &L4R, HANDLER_RETRY, 40, 0, MODE_ACT_HALT, 0, 0, 300000 },
+	{ &L4R, HANDLER_RETRY, 2, 0, MODE_ACT_RETRY, 0, 400, 900000 },	/* at least `retries` */
+	{ &L4R, HANDLER_FAIL, 1, 0, MODE_ACT_HALT, 0, 0, 0 },		/* fail halts at once */
+	{ &L2R, HANDLER_RETRY, 30, 0, MODE_ACT_RETRY, 0, 10000, 200000 },
+	{ &L2R, HANDLER_RETRY, 30, 0, MODE_ACT_DROP, 0, 0, 300001 },
+	{ &L2R, HANDLER_FAIL, 1, 0, MODE_ACT_DROP, 0, 0, 0 },
+	/* the parallel modes do not use it */
+	{ &L1R, HANDLER_RETRY, 4, 0, MODE_ACT_DROP, 0, 0, 1000 },
+	{ &L3R, HANDLER_RETRY, 4, 0, MODE_ACT_STAGE, 1, 0, 1000 },
 };
 
 static void
@@ -58,7 +76,8 @@ test_decide_table(void)
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		struct mode_decision d;
 
-		modes_decide(table[i].lim, table[i].outcome, table[i].failures, table[i].stage, &d);
+		modes_decide(table[i].lim, table[i].outcome, table[i].failures, table[i].stage,
+		    table[i].failing_ms, &d);
 		if (d.action != table[i].want || d.next_stage != table[i].want_stage ||
 		    d.backoff_ms != table[i].want_backoff)
 			fprintf(stderr, "row %zu: got %s stage %d backoff %lld\n", i,

@@ -87,14 +87,17 @@ test_failure_fields(void)
 		.name_lens = nl, .values = values, .value_lens = vl };
 	struct redis_fields f = { 0 };
 
-	CU_ASSERT_EQUAL(redis_failure_fields(&e, "s", 2, "bad", 999, 1, 2, &f), 0);
+	/* Stage entry: 3 attempts before it came here, delivered 4 times (3 redeliveries). */
+	CU_ASSERT_EQUAL(redis_msg_attempts_before(&e, true), 6);
+	CU_ASSERT_EQUAL(redis_msg_attempts_before(&e, false), 3);	/* main: its own x-attempts is data */
+	CU_ASSERT_EQUAL(redis_failure_fields(&e, "s", 8, "bad", 999, 1, 2, &f), 0);
 	CU_ASSERT_STRING_EQUAL(field(&f, "a"), "1");
-	CU_ASSERT_STRING_EQUAL(field(&f, "x-attempts"), "5");
+	CU_ASSERT_STRING_EQUAL(field(&f, "x-attempts"), "8");	/* the total, as the handler counted */
 	CU_ASSERT_STRING_EQUAL(field(&f, "x-origin-id"), "100-0");	/* kept from the first move */
 	CU_ASSERT_STRING_EQUAL(field(&f, "x-origin-stream"), "s");
 	CU_ASSERT_STRING_EQUAL(field(&f, "x-first-failed-ms"), "999");
 	CU_ASSERT_STRING_EQUAL(field(&f, "x-error"), "bad");
-	CU_ASSERT_STRING_EQUAL(field(&f, "x-error-history"), "10 main x3: boom\n999 retry:1 x2: bad");
+	CU_ASSERT_STRING_EQUAL(field(&f, "x-error-history"), "10 main x3: boom\n999 retry:1 x8: bad");
 	CU_ASSERT_STRING_EQUAL(field(&f, "x-stage"), "2");
 	/* binary values pass through with their length */
 	for (size_t i = 0; i < redis_fields_count(&f); i++)
