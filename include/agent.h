@@ -46,6 +46,9 @@ struct agent_queue {
 	unsigned nomad_failures;
 	int64_t nomad_retry_at_ms;
 	int64_t nomad_down_since_ms;
+	bool nomad_outage;		/* a Nomad call failed and the same kind has not succeeded since */
+	bool nomad_outage_scale;	/* ... and it was the scale call */
+	bool nomad_recovered;		/* this tick ended the outage: log it if the tick stays healthy */
 	bool deployment_logged;
 	bool config_alerted;		/* a configuration error (NOMAD_CONFIG) was alerted */
 

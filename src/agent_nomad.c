@@ -82,6 +82,9 @@ agent_queue_nomad_failed(struct agent_queue *s, const char *what, const struct n
 {
 	s->nomad_errors++;
 	s->nomad_failures++;
+	s->nomad_outage = true;
+	s->nomad_outage_scale = strcmp(what, "scale") == 0;
+	s->nomad_recovered = false;
 	if (s->nomad_down_since_ms == 0)
 		s->nomad_down_since_ms = now_ms;
 	agent_queue_note_nomad(s, what, c, now_ms);
@@ -108,12 +111,19 @@ agent_queue_nomad_failed(struct agent_queue *s, const char *what, const struct n
 	}
 }
 
+/*
+ * Record a Nomad call that succeeded (scale: it was the scale call). It ends
+ * an outage only when it is the kind of call that failed: a status read
+ * does not end a refused scale. The recovery is logged at the end of the
+ * tick (agent_nomad_recovered), once nothing else has failed since.
+ */
 static void
-agent_queue_nomad_ok(struct agent_queue *s, int64_t now_ms)
+agent_queue_nomad_ok(struct agent_queue *s, bool scale)
 {
-	if (s->nomad_failures > 0 && s->nomad_last != NOMAD_OK)
-		log_info("queue %s: nomad answers again for job %s", s->name, s->q->scale.job);
-	(void)now_ms;
+	if (s->nomad_outage && (scale || !s->nomad_outage_scale)) {
+		s->nomad_outage = false;
+		s->nomad_recovered = true;
+	}
 	s->nomad_failures = 0;
 	s->nomad_down_since_ms = 0;
 	s->nomad_last = NOMAD_OK;
@@ -327,9 +337,9 @@ agent_queue_confirm(struct agent_queue *s)
 /* Take a scale status answer for s. */
 static void
 agent_queue_status(struct agent *a, struct agent_queue *s, const struct nomad_call *c,
-    double now_s, int64_t now_ms)
+    double now_s)
 {
-	agent_queue_nomad_ok(s, now_ms);
+	agent_queue_nomad_ok(s, false);
 	s->nomad_ok = true;
 	s->status_due = false;
 	s->desired = c->desired;
@@ -357,7 +367,7 @@ agent_queue_status(struct agent *a, struct agent_queue *s, const struct nomad_ca
  * used this tick (every queue then reads its status).
  */
 static int
-agent_jobs_list(struct agent *a, int64_t now_ms)
+agent_jobs_list(struct agent *a)
 {
 	struct agent_batch b;
 	int rc = 0;
@@ -432,7 +442,7 @@ agent_jobs_list(struct agent *a, int64_t now_ms)
 			log_warnx("queue %s: job %s is stopped; not scaling it", s->name, s->q->scale.job);
 		s->job_stopped = st->stop;
 		if (!s->status_due)
-			agent_queue_nomad_ok(s, now_ms);
+			agent_queue_nomad_ok(s, false);
 	}
 	agent_batch_free(&b);
 	return rc;
@@ -490,7 +500,7 @@ agent_nomad_status(struct agent *a, double now_s, int64_t now_ms)
 			s->backing_off = true;
 		}
 	}
-	listed = a->jobs_list >= 0 && agent_jobs_list(a, now_ms) == 0;
+	listed = a->jobs_list >= 0 && agent_jobs_list(a) == 0;
 	for (size_t i = 0; !listed && i < a->nqs; i++)
 		a->qs[i].status_due = true;
 
@@ -513,7 +523,7 @@ agent_nomad_status(struct agent *a, double now_s, int64_t now_ms)
 				agent_queue_nomad_failed(s, "status", &c, now_ms);
 				continue;
 			}
-			agent_queue_status(a, s, &c, now_s, now_ms);
+			agent_queue_status(a, s, &c, now_s);
 		}
 		agent_batch_free(&b);
 	}
@@ -664,7 +674,7 @@ agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 				s->job_index = c->job_modify_index;
 			s->deployment_logged = false;
 			s->unsure = false;
-			agent_queue_nomad_ok(s, now_ms);
+			agent_queue_nomad_ok(s, true);
 			continue;
 		}
 		/*
@@ -693,4 +703,12 @@ agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms)
 			agent_queue_nomad_failed(s, "scale", c, now_ms);
 	}
 	agent_batch_free(&b);
+	/* An outage ended by this tick's calls, none of which failed after it: say so now. */
+	for (size_t i = 0; i < a->nqs; i++) {
+		struct agent_queue *s = &a->qs[i];
+
+		if (s->nomad_recovered && s->nomad_ok && s->nomad_last == NOMAD_OK)
+			log_info("queue %s: nomad answers again for job %s", s->name, s->q->scale.job);
+		s->nomad_recovered = false;
+	}
 }
