@@ -13,7 +13,6 @@
  * libmicrohttpd's thread and only reads the text snapshots published under
  * snap_lock after each tick.
  */
-#include <getopt.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -478,34 +477,28 @@ agent_usage(FILE *f)
 int
 cmd_agent(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	static const struct cli_opt opts[] = {
+		{ 'n', "dry-run", NULL },
+		{ 'v', "verbose", NULL },
+		{ 0, NULL, NULL },
 	};
+	struct cli c = { .cmd = "agent", .usage = agent_usage, .flags = CLI_CONFIG | CLI_NOMAD,
+	    .opts = opts, .max_args = 0 };
 	struct agent a;
 	char err[256], host[64];
 	bool verbose = false, stop = false, reload = false;
 	int ch;
 
 	memset(&a, 0, sizeof(a));
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "c:nvh", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'c': a.config_path = optarg; break;
-		case 'n': a.dry_run_flag = true; break;
-		case 'v': verbose = true; break;
-		case 'h': agent_usage(stdout); return EXIT_OK;
-		default: agent_usage(stderr); return EXIT_USAGE;
-		}
+	while ((ch = cli_next(&c, argc, argv)) > 0) {
+		if (ch == 'n')
+			a.dry_run_flag = true;
+		else if (ch == 'v')
+			verbose = true;
 	}
-	if (optind != argc) {
-		fprintf(stderr, "scaleno agent: unexpected argument \"%s\"\n", argv[optind]);
-		agent_usage(stderr);
-		return EXIT_USAGE;
-	}
+	if (ch == CLI_STOP)
+		return c.rc;
+	a.config_path = c.config_path;
 	if (a.config_path == NULL)
 		a.config_path = config_default_path();
 	if (cli_load_config_flags("agent", a.config_path, 0, &a.cfg) != EXIT_OK)
