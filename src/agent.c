@@ -468,6 +468,13 @@ agent_http(void *arg, const char *method, const char *path, struct httpd_reply *
 
 /* --- the command ---------------------------------------------------------- */
 
+/* The agent's own options; -c and -h are the front end's (cli.h). */
+static const struct cli_opt agent_opts[] = {
+	{ 'n', "dry-run", NULL },
+	{ 'v', "verbose", NULL },
+	{ 0, NULL, NULL },
+};
+
 static void
 agent_usage(FILE *f)
 {
@@ -477,13 +484,8 @@ agent_usage(FILE *f)
 int
 cmd_agent(int argc, char **argv)
 {
-	static const struct cli_opt opts[] = {
-		{ 'n', "dry-run", NULL },
-		{ 'v', "verbose", NULL },
-		{ 0, NULL, NULL },
-	};
 	struct cli c = { .cmd = "agent", .usage = agent_usage, .flags = CLI_CONFIG | CLI_NOMAD,
-	    .opts = opts, .max_args = 0 };
+	    .opts = agent_opts, .max_args = 0 };
 	struct agent a;
 	char err[256], host[64];
 	bool verbose = false, stop = false, reload = false;
