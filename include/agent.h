@@ -1,7 +1,9 @@
 /*
  * agent — the state of `scaleno agent` (scaleno(8), "The agent"), shared by
- * its parts: agent.c (the loop, the tick, reload, the lease), agent_view.c
- * (the /v1/status document) and agent_metrics.c (/metrics).
+ * its parts: agent.c (the loop, the tick, reload, the lease), agent_nomad.c
+ * (the Nomad phases: reads, bounds, capacity, history, the scale batch),
+ * agent_view.c (the /v1/status document), agent_ready.c (/readyz) and
+ * agent_metrics.c (/metrics).
  */
 #ifndef SCALENO_AGENT_H
 #define SCALENO_AGENT_H
@@ -19,6 +21,9 @@ struct httpd;
 struct redis_servers;
 struct queue_view;
 struct strbuf;
+
+/* Redis or Nomad unreachable this long before an alert fires (scaleno(8), "Alerts"). */
+#define UNREACHABLE_ALERT_MS 60000
 
 /* The agent's memory of one queue; survives reloads when the name stays. */
 struct agent_queue {
@@ -41,6 +46,9 @@ struct agent_queue {
 	unsigned nomad_failures;
 	int64_t nomad_retry_at_ms;
 	int64_t nomad_down_since_ms;
+	bool nomad_outage;		/* a Nomad call failed and the same kind has not succeeded since */
+	bool nomad_outage_scale;	/* ... and it was the scale call */
+	bool nomad_recovered;		/* this tick ended the outage: log it if the tick stays healthy */
 	bool deployment_logged;
 	bool config_alerted;		/* a configuration error (NOMAD_CONFIG) was alerted */
 
@@ -102,6 +110,16 @@ struct agent {
 	int64_t snap_stall_ms;		/* /healthz: no tick for this long is a stall */
 	char snap_unready[256];		/* /readyz: why the agent is not ready ("" = ready) */
 };
+
+/*
+ * Phase 2 of a tick (agent_nomad.c): Nomad's counts (and, when due, the
+ * job's bounds) for every due queue that scales a job, at engine time now_s
+ * and monotonic now_ms; capacity and history are taken from the answers.
+ */
+void agent_nomad_status(struct agent *a, double now_s, int64_t now_ms);
+
+/* Phase 3 (agent_nomad.c): decide for every due queue, then send the scale calls in one batch. */
+void agent_decide_and_act(struct agent *a, double now_s, int64_t now_ms);
 
 /* The bounds the agent asks within: the policy's narrowed by the job's scaling block. */
 void agent_queue_bounds(const struct agent_queue *s, int *lo, int *hi);

@@ -40,6 +40,9 @@ struct metric {
 
 #define QUEUE_FIELD(t, member)	{ t, offsetof(struct agent_queue, member), NULL }
 #define AGENT_FIELD(t, member)	{ t, offsetof(struct agent, member), NULL }
+/* A gauge of the queue's current signals (shown once it has been sampled). */
+#define SAMPLE_GAUGE(name, t, member, help) \
+	{ name, EXPO_GAUGE, help, NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(t, ss.cur.member) }
 
 static double
 field_read(const void *base, const struct field *f)
@@ -86,19 +89,12 @@ decision_count(const void *base)
 }
 
 static const struct metric queue_metrics[] = {
-	{ "scaleno_queue_backlog", EXPO_GAUGE, "Undelivered plus pending entries.",
-	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_I64, ss.cur.backlog) },
-	{ "scaleno_queue_undelivered", EXPO_GAUGE, "Entries not yet delivered to the group (lag).",
-	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_I64, ss.cur.undelivered) },
-	{ "scaleno_queue_pending", EXPO_GAUGE, "Entries delivered but not acknowledged.",
-	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_I64, ss.cur.pending) },
-	{ "scaleno_queue_oldest_age_seconds", EXPO_GAUGE,
-	  "Age of the oldest waiting entry, by Redis server time.",
-	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_DOUBLE, ss.cur.oldest_age_s) },
-	{ "scaleno_queue_arrival_rate", EXPO_GAUGE, "Smoothed arrivals, messages per second.",
-	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_DOUBLE, ss.cur.arrival_rate) },
-	{ "scaleno_queue_completion_rate", EXPO_GAUGE, "Smoothed completions, messages per second.",
-	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_DOUBLE, ss.cur.completion_rate) },
+	SAMPLE_GAUGE("scaleno_queue_backlog", F_I64, backlog, "Undelivered plus pending entries."),
+	SAMPLE_GAUGE("scaleno_queue_undelivered", F_I64, undelivered, "Entries not yet delivered to the group (lag)."),
+	SAMPLE_GAUGE("scaleno_queue_pending", F_I64, pending, "Entries delivered but not acknowledged."),
+	SAMPLE_GAUGE("scaleno_queue_oldest_age_seconds", F_DOUBLE, oldest_age_s, "Age of the oldest waiting entry, by Redis server time."),
+	SAMPLE_GAUGE("scaleno_queue_arrival_rate", F_DOUBLE, arrival_rate, "Smoothed arrivals, messages per second."),
+	SAMPLE_GAUGE("scaleno_queue_completion_rate", F_DOUBLE, completion_rate, "Smoothed completions, messages per second."),
 	{ "scaleno_workers_desired", EXPO_GAUGE, "Nomad's desired count for the worker group.",
 	  NEED_NOMAD, NULL, NULL, QUEUE_FIELD(F_INT, desired) },
 	{ "scaleno_workers_running", EXPO_GAUGE, "Nomad's running allocations of the worker group.",
@@ -112,12 +108,9 @@ static const struct metric queue_metrics[] = {
 	{ "scaleno_workers_blocked", EXPO_GAUGE,
 	  "1 while Nomad cannot place the group's allocations (scale-ups held).",
 	  NEED_NOMAD, NULL, NULL, QUEUE_FIELD(F_BOOL, blocked) },
-	{ "scaleno_queue_dlq_length", EXPO_GAUGE, "Entries in the dead-letter stream.",
-	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_I64, ss.cur.dlq_length) },
-	{ "scaleno_queue_retry_length", EXPO_GAUGE, "Entries waiting in the delayed retry stages.",
-	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_I64, ss.cur.retry_length) },
-	{ "scaleno_queue_halted_partitions", EXPO_GAUGE, "Partitions halted by a failing message.",
-	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_INT, ss.cur.halted) },
+	SAMPLE_GAUGE("scaleno_queue_dlq_length", F_I64, dlq_length, "Entries in the dead-letter stream."),
+	SAMPLE_GAUGE("scaleno_queue_retry_length", F_I64, retry_length, "Entries waiting in the delayed retry stages."),
+	SAMPLE_GAUGE("scaleno_queue_halted_partitions", F_INT, halted, "Partitions halted by a failing message."),
 	{ "scaleno_queue_sample_ok", EXPO_GAUGE,
 	  "1 when the last Redis sample of the queue was usable.",
 	  NEED_SAMPLE, NULL, NULL, QUEUE_FIELD(F_BOOL, raw.ok) },

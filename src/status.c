@@ -4,7 +4,6 @@
  * without an agent the command samples Redis and Nomad itself and leaves
  * out what needs history.
  */
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -275,43 +274,30 @@ status_usage(FILE *f)
 int
 cmd_status(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ "queue", required_argument, NULL, 'q' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	static const struct cli_opt opts[] = {
+		{ 'j', "json", NULL },
+		{ 0, NULL, NULL },
 	};
-	struct config *cfg = NULL;
-	const char *path = NULL, *only = NULL;
+	struct cli c = { .cmd = "status", .usage = status_usage,
+	    .flags = CLI_CONFIG | CLI_QUEUE_OPTIONAL | CLI_NOMAD, .opts = opts, .max_args = 0 };
+	struct cli_queue x = { 0 };
+	const char *only;
 	char *agent_json;
 	bool json = false;
 	int ch, rc;
 
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "c:q:jh", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'c': path = optarg; break;
-		case 'q': only = optarg; break;
-		case 'j': json = true; break;
-		case 'h': status_usage(stdout); return EXIT_OK;
-		default: status_usage(stderr); return EXIT_USAGE;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "scaleno status: unexpected argument \"%s\"\n", argv[optind]);
-		status_usage(stderr);
-		return EXIT_USAGE;
-	}
+	while ((ch = cli_next(&c, argc, argv)) > 0)
+		if (ch == 'j')
+			json = true;
+	if (ch == CLI_STOP)
+		return c.rc;
 	log_init("scaleno", LOG_LVL_ERROR, LOG_FMT_TEXT, false);
-	if (cli_load_config_flags("status", path, 0, &cfg) != EXIT_OK)
-		return EXIT_USAGE;
-	if (only != NULL && config_queue(cfg, only) == NULL) {
-		fprintf(stderr, "scaleno status: no queue \"%s\" in %s\n", only, cfg->path);
-		config_free(cfg);
-		return EXIT_USAGE;
+	if ((rc = cli_open(&c, &x)) != EXIT_OK) {
+		cli_close(&x);
+		return rc;
 	}
-	if ((agent_json = status_from_agent(cfg->agent.listen)) != NULL) {
+	only = c.queue;
+	if ((agent_json = status_from_agent(x.cfg->agent.listen)) != NULL) {
 		if (json) {
 			printf("%s\n", agent_json);
 			rc = EXIT_OK;
@@ -319,10 +305,9 @@ cmd_status(int argc, char **argv)
 			rc = status_print_agent(agent_json, only);
 		free(agent_json);
 	} else
-		rc = status_direct(cfg, only, json);
-	if (rc == EXIT_OK && only != NULL && !json &&
-	    status_halts_print(cfg, config_queue(cfg, only)) < 0)
+		rc = status_direct(x.cfg, only, json);
+	if (rc == EXIT_OK && x.q != NULL && !json && status_halts_print(x.cfg, x.q) < 0)
 		rc = EXIT_RUNTIME;
-	config_free(cfg);
+	cli_close(&x);
 	return rc;
 }
