@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""scaleno worker under the faults of issue 10: a handler answering twice,
+"""scaleno worker under the faults a review found: a handler answering twice,
 Redis coming back empty, a read blocked past the partition lease, held
 entries claimed by others (real redis-server, real `scaleno worker`)."""
 import os
