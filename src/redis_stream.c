@@ -242,6 +242,18 @@ redis_stream_ack(struct redis *r, const char *stream, const char *group,
 	return rc;
 }
 
+/* The head both claim commands share: VERB stream group consumer min-idle-time. */
+static void
+claim_args(struct redis_args *a, const char *verb, const char *stream, const char *group,
+    const char *consumer, int64_t min_idle_ms)
+{
+	redis_args_str(a, verb);
+	redis_args_key(a, stream);
+	redis_args_str(a, group);
+	redis_args_str(a, consumer);
+	redis_args_fmt(a, "%" PRId64, min_idle_ms);
+}
+
 int
 redis_stream_autoclaim(struct redis *r, const char *stream, const char *group,
     const char *consumer, int64_t min_idle_ms, char *cursor, int count, int64_t *claimed,
@@ -252,11 +264,7 @@ redis_stream_autoclaim(struct redis *r, const char *stream, const char *group,
 	int rc = -1;
 
 	*claimed = *deleted = 0;
-	redis_args_str(&a, "XAUTOCLAIM");
-	redis_args_key(&a, stream);
-	redis_args_str(&a, group);
-	redis_args_str(&a, consumer);
-	redis_args_fmt(&a, "%" PRId64, min_idle_ms);
+	claim_args(&a, "XAUTOCLAIM", stream, group, consumer, min_idle_ms);
 	redis_args_str(&a, cursor[0] ? cursor : "0-0");
 	redis_args_str(&a, "COUNT");
 	redis_args_fmt(&a, "%d", count);
@@ -287,11 +295,7 @@ redis_stream_touch(struct redis *r, const char *stream, const char *group,
 	struct redis_reply *rep;
 	int refreshed = -1;
 
-	redis_args_str(&a, "XCLAIM");
-	redis_args_key(&a, stream);
-	redis_args_str(&a, group);
-	redis_args_str(&a, consumer);
-	redis_args_fmt(&a, "%" PRId64, min_idle_ms);
+	claim_args(&a, "XCLAIM", stream, group, consumer, min_idle_ms);
 	for (size_t i = 0; i < n; i++)
 		redis_args_str(&a, ids[i]);
 	redis_args_str(&a, "JUSTID");
