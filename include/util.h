@@ -61,6 +61,8 @@ char *util_strdup(const char *s);
  * freed, the vector unchanged.
  */
 int util_strv_push(char ***v, size_t *n, size_t *cap, char *s);
+/* Free every string of the vector and the vector; *v, *n and *cap become empty. */
+void util_strv_free(char ***v, size_t *n, size_t *cap);
 /* Copy at most len-1 bytes, always NUL-terminated. Returns strlen(src). */
 size_t util_strlcpy(char *dst, const char *src, size_t len);
 /* Levenshtein distance, capped at 255; for "did you mean". */

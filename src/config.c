@@ -66,13 +66,8 @@ cfg_errors_add(struct cfg_errors *e, const char *file, int line, const char *fmt
 void
 cfg_errors_free(struct cfg_errors *e)
 {
-	if (e == NULL)
-		return;
-	for (size_t i = 0; i < e->n; i++)
-		free(e->msgs[i]);
-	free(e->msgs);
-	e->msgs = NULL;
-	e->n = e->cap = 0;
+	if (e != NULL)
+		util_strv_free(&e->msgs, &e->n, &e->cap);
 }
 
 /* Queue an error of the current file; flush_errors sorts them by line. */

@@ -272,6 +272,16 @@ util_strv_push(char ***v, size_t *n, size_t *cap, char *s)
 	return 0;
 }
 
+void
+util_strv_free(char ***v, size_t *n, size_t *cap)
+{
+	for (size_t i = 0; i < *n; i++)
+		free((*v)[i]);
+	free(*v);
+	*v = NULL;
+	*n = *cap = 0;
+}
+
 char *
 util_strdup(const char *s)
 {
