@@ -55,7 +55,8 @@ TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(wildcard tests/tools/
 # producer's own log_warn or util_now_s cannot clash. contrib/examples/*.c
 # and tests/unit/test_lib.c are built against it the way a user would.
 LIB := $(BUILD)/libscaleno.a
-LIB_OBJS := $(addprefix $(BUILD)/obj/,publish.o redis.o redis_keys.o redis_scripts.o util.o)
+LIB_OBJS := $(addprefix $(BUILD)/obj/,publish.o redis.o redis_cluster.o redis_sentinel.o redis_keys.o \
+    redis_scripts.o util.o)
 LIB_LDLIBS := $(shell pkg-config --libs hiredis) -lm
 EXAMPLE_BINS := $(patsubst contrib/examples/%.c,$(BUILD)/examples/%,$(wildcard contrib/examples/*.c))
 

@@ -1,5 +1,7 @@
 /*
- * redis — the one connection module: the only code that includes hiredis.
+ * redis — the one connection module (src/redis.c; Sentinel in
+ * src/redis_sentinel.c, Cluster routing in src/redis_cluster.c): the only
+ * code that includes hiredis, through its private src/redis_int.h.
  *
  * A handle holds one connection with reconnect and backoff (connect, AUTH,
  * SELECT, all within connect_timeout), the last error (err/errstr, as in
@@ -10,8 +12,8 @@
  *
  * Every command goes through one send path (redis_command, redis_append)
  * with its argument vector, which records the keys it touches
- * (redis_args_key): the place where master discovery and slot routing
- * belong.
+ * (redis_args_key): where the Sentinels' master is used and where a
+ * Redis Cluster command goes to the node serving its first key's slot.
  *
  * Replies are our own type, built directly by hiredis' reader: no
  * hiredis type appears in this header.

@@ -1,8 +1,9 @@
 /*
- * redis.c — see include/redis.h. The only file of src/ that includes
- * hiredis: the connection (address parsing, AUTH, SELECT, timeouts,
- * reconnect with backoff), our reply type, the one send path, pipelining
- * and the script registry with its NOSCRIPT retry.
+ * redis.c — see include/redis.h. The connection (address parsing, AUTH,
+ * SELECT, timeouts, reconnect with backoff), our reply type, the one send
+ * path, pipelining and the script registry with its NOSCRIPT retry.
+ * Master discovery is redis_sentinel.c, slot routing redis_cluster.c; the
+ * three share src/redis_int.h, the only header that includes hiredis.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -12,75 +13,9 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-#include <hiredis/hiredis.h>
-
-#include "redis.h"
+#include "redis_int.h"
 #include "redis_scripts.h"
 #include "util.h"
-
-#define BACKOFF_BASE_MS 100
-#define BACKOFF_CAP_MS 5000
-#define SENTINEL_WATCH_MS 1000
-#define REDIRECTS_MAX 8		/* MOVED, ASK and TRYAGAIN followed for one command */
-#define TRYAGAIN_MS 25
-
-struct redis {
-	char *address;
-	char **sentinels;	/* Sentinel mode when nsentinels > 0 */
-	size_t nsentinels;
-	char *master_name;
-	char *sentinel_password;
-	char shown[320];	/* redis_address with Sentinel */
-	unsigned generation;	/* connections made */
-	size_t sentinel_next;	/* the Sentinel to ask first: the one that named the master */
-	char master[280];	/* the master's address, as the Sentinel named it */
-	int64_t next_watch_ms;	/* monotonic; when to ask that Sentinel again */
-	size_t inflight;	/* commands sent whose replies are not read yet */
-	char *username;
-	char *password;
-	int database;
-	int64_t connect_timeout_ms, command_timeout_ms;
-
-	redisContext *c;
-	bool broken;
-	unsigned attempt;	/* failed connects in a row */
-	int64_t next_try_ms;	/* monotonic; no connect before this */
-	int err;		/* 0, or 1 after an I/O or connection error */
-	char errstr[512];
-
-	char (*sha)[41];	/* per script of redis_scripts: "" until loaded */
-
-	/* Redis Cluster (ncluster > 0): r->c stays NULL, each node has its own. */
-	char **cluster;		/* the seed nodes */
-	size_t ncluster;
-	struct node *nodes;	/* every node the slot map named */
-	size_t nnodes;
-	int16_t *slots;		/* slot -> node index, -1 unknown */
-	bool map_stale;		/* reload the slot map before the next command */
-	int last_node;		/* where keyless commands go: where the last one went */
-	struct sent *fifo;	/* commands whose replies are not read yet, in order */
-	size_t fhead, fn, fcap;
-	int64_t rcv_ms;		/* a swapped receive timeout, 0 = command_timeout */
-	unsigned moved, asked, maps;
-};
-
-/* A node of the cluster. */
-struct node {
-	char addr[280];
-	redisContext *c;
-};
-
-/* A command sent to a node: where, and its bytes for a redirect. */
-struct sent {
-	int node;
-	char *cmd;
-	size_t len;
-};
-
-static void cluster_drop(struct redis *r);
-static int cluster_ensure(struct redis *r, char *err, size_t errlen);
-static int cluster_send(struct redis *r, const struct redis_args *a, char *err, size_t errlen);
-static int cluster_read(struct redis *r, struct redis_reply **rep, char *err, size_t errlen);
 
 /* ---- replies: hiredis' reader builds our type directly ---- */
 
@@ -196,40 +131,8 @@ redis_new(const struct redis_opts *o)
 	r->username = util_strdup(o->username != NULL ? o->username : "");
 	r->password = util_strdup(o->password != NULL ? o->password : "");
 	r->sha = calloc(redis_nscripts ? redis_nscripts : 1, sizeof(*r->sha));
-	if (o->nsentinels > 0) {
-		r->sentinels = calloc(o->nsentinels, sizeof(*r->sentinels));
-		r->master_name = util_strdup(o->master_name != NULL ? o->master_name : "");
-		r->sentinel_password = util_strdup(o->sentinel_password != NULL ?
-		    o->sentinel_password : "");
-		if (r->sentinels == NULL || r->master_name == NULL || r->sentinel_password == NULL) {
-			redis_free(r);
-			return NULL;
-		}
-		for (; r->nsentinels < o->nsentinels; r->nsentinels++)
-			if ((r->sentinels[r->nsentinels] =
-			    util_strdup(o->sentinels[r->nsentinels])) == NULL) {
-				redis_free(r);
-				return NULL;
-			}
-		snprintf(r->shown, sizeof(r->shown), "sentinel %s", r->master_name);
-	}
-	if (o->ncluster > 0) {
-		r->cluster = calloc(o->ncluster, sizeof(*r->cluster));
-		r->slots = malloc(REDIS_CLUSTER_SLOTS * sizeof(*r->slots));
-		if (r->cluster == NULL || r->slots == NULL) {
-			redis_free(r);
-			return NULL;
-		}
-		for (; r->ncluster < o->ncluster; r->ncluster++)
-			if ((r->cluster[r->ncluster] = util_strdup(o->cluster[r->ncluster])) == NULL) {
-				redis_free(r);
-				return NULL;
-			}
-		memset(r->slots, 0xff, REDIS_CLUSTER_SLOTS * sizeof(*r->slots));
-		r->map_stale = true;
-		snprintf(r->shown, sizeof(r->shown), "cluster %s", r->cluster[0]);
-	}
-	if (r->address == NULL || r->username == NULL || r->password == NULL || r->sha == NULL) {
+	if (r->address == NULL || r->username == NULL || r->password == NULL || r->sha == NULL ||
+	    redis_sentinel_init(r, o) < 0 || redis_cluster_init(r, o) < 0) {
 		redis_free(r);
 		return NULL;
 	}
@@ -248,23 +151,8 @@ redis_free(struct redis *r)
 		redisFree(r->c);
 	if (r->password != NULL)
 		memset(r->password, 0, strlen(r->password));
-	if (r->sentinel_password != NULL)
-		memset(r->sentinel_password, 0, strlen(r->sentinel_password));
-	cluster_drop(r);
-	for (size_t i = 0; i < r->nnodes; i++)
-		if (r->nodes[i].c != NULL)
-			redisFree(r->nodes[i].c);
-	free(r->nodes);
-	free(r->slots);
-	free(r->fifo);
-	for (size_t i = 0; i < r->ncluster; i++)
-		free(r->cluster[i]);
-	free(r->cluster);
-	for (size_t i = 0; i < r->nsentinels; i++)
-		free(r->sentinels[i]);
-	free(r->sentinels);
-	free(r->master_name);
-	free(r->sentinel_password);
+	redis_sentinel_free(r);
+	redis_cluster_free(r);
 	free(r->address);
 	free(r->username);
 	free(r->password);
@@ -296,29 +184,13 @@ redis_generation(const struct redis *r)
 	return r->generation;
 }
 
-/* Forget the commands in flight (their replies will never be read). */
-static void
-cluster_drop(struct redis *r)
-{
-	for (size_t k = 0; k < r->fn; k++)
-		redisFreeCommand(r->fifo[(r->fhead + k) % r->fcap].cmd);
-	r->fhead = r->fn = 0;
-}
-
 void
 redis_mark_broken(struct redis *r)
 {
-	r->broken = true;
-	if (r->ncluster > 0) {
-		/* Replies may be half read on any node: start every connection afresh. */
-		for (size_t i = 0; i < r->nnodes; i++)
-			if (r->nodes[i].c != NULL) {
-				redisFree(r->nodes[i].c);
-				r->nodes[i].c = NULL;
-			}
-		cluster_drop(r);
-		r->broken = false;
-	}
+	if (r->ncluster > 0)
+		redis_cluster_reset(r);
+	else
+		r->broken = true;
 }
 
 bool
@@ -329,8 +201,8 @@ redis_connected(const struct redis *r)
 	return r->c != NULL && !r->broken && r->c->err == 0;
 }
 
-static struct timeval
-ms_to_tv(int64_t ms)
+struct timeval
+redis_ms_to_tv(int64_t ms)
 {
 	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
@@ -348,26 +220,20 @@ handshake_cmd(redisContext *c, int64_t deadline_ms, const char *what, char *err,
 {
 	int64_t left = deadline_ms - util_now_ms();
 	struct redis_reply *rep;
-	int rc = -1;
 
-	if (left <= 0 || redisSetTimeout(c, ms_to_tv(left)) != REDIS_OK) {
+	if (left <= 0 || redisSetTimeout(c, redis_ms_to_tv(left)) != REDIS_OK) {
 		snprintf(err, errlen, "%s: connect_timeout reached", what);
 		return -1;
 	}
-	rep = redisCommandArgv(c, argc, argv, NULL);
-	if (rep == NULL)
-		snprintf(err, errlen, "%s: %s", what, c->errstr[0] ? c->errstr : "no reply");
-	else if (rep->type == RR_ERROR)
-		snprintf(err, errlen, "%s: %s", what, rep->str);
-	else
-		rc = 0;
+	if ((rep = redis_ask(c, what, argc, argv, err, errlen)) == NULL)
+		return -1;
 	redis_reply_free(rep);
-	return rc;
+	return 0;
 }
 
-/* "host:port" or "[v6]:port" into host and port. 0 or -1 with err. */
-static int
-parse_tcp(const char *address, char *host, size_t hostlen, int *port, char *err, size_t errlen)
+int
+redis_parse_tcp(const char *address, char *host, size_t hostlen, int *port, char *err,
+    size_t errlen)
 {
 	const char *a = address, *colon = strrchr(a, ':');
 	size_t hlen;
@@ -396,15 +262,11 @@ parse_tcp(const char *address, char *host, size_t hostlen, int *port, char *err,
 	return 0;
 }
 
-/*
- * Connect to address, authenticate and select; the whole handshake within
- * connect_timeout. The connection, or NULL with err.
- */
-static redisContext *
-connect_to(struct redis *r, const char *address, const char *username, const char *password,
+redisContext *
+redis_connect_to(struct redis *r, const char *address, const char *username, const char *password,
     int database, char *err, size_t errlen)
 {
-	struct timeval ctv = ms_to_tv(r->connect_timeout_ms);
+	struct timeval ctv = redis_ms_to_tv(r->connect_timeout_ms);
 	int64_t deadline = util_now_ms() + r->connect_timeout_ms;
 	redisContext *c;
 	char host[256];
@@ -414,7 +276,7 @@ connect_to(struct redis *r, const char *address, const char *username, const cha
 	if (strncmp(address, "unix:", 5) == 0) {
 		c = redisConnectUnixWithTimeout(address + 5, ctv);
 	} else {
-		if (parse_tcp(address, host, sizeof(host), &port, err, errlen) < 0)
+		if (redis_parse_tcp(address, host, sizeof(host), &port, err, errlen) < 0)
 			return NULL;
 		c = redisConnectWithTimeout(host, port, ctv);
 	}
@@ -447,7 +309,7 @@ connect_to(struct redis *r, const char *address, const char *username, const cha
 		if (handshake_cmd(c, deadline, "redis SELECT", err, errlen, 2, argv) < 0)
 			goto fail;
 	}
-	if (redisSetTimeout(c, ms_to_tv(r->command_timeout_ms)) != REDIS_OK) {
+	if (redisSetTimeout(c, redis_ms_to_tv(r->command_timeout_ms)) != REDIS_OK) {
 		snprintf(err, errlen, "redis %s: cannot set timeout", address);
 		goto fail;
 	}
@@ -457,9 +319,9 @@ fail:
 	return NULL;
 }
 
-/* One command on a fresh connection: the reply, or NULL with err (prefixed by what). */
-static struct redis_reply *
-ask(redisContext *c, const char *what, int argc, const char **argv, char *err, size_t errlen)
+struct redis_reply *
+redis_ask(redisContext *c, const char *what, int argc, const char **argv, char *err,
+    size_t errlen)
 {
 	struct redis_reply *rep = redisCommandArgv(c, argc, argv, NULL);
 
@@ -473,98 +335,37 @@ ask(redisContext *c, const char *what, int argc, const char **argv, char *err, s
 	return NULL;
 }
 
-/*
- * Ask Sentinel s for the master's address (SENTINEL get-master-addr-by-name)
- * into addr. 0 or -1 with err.
- */
-static int
-sentinel_ask(struct redis *r, const char *s, char *addr, size_t addrlen, char *err, size_t errlen)
+struct redis_reply *
+redis_ask_at(struct redis *r, const char *address, const char *username, const char *password,
+    const char *what, int argc, const char **argv, char *err, size_t errlen)
 {
-	const char *argv[] = { "SENTINEL", "get-master-addr-by-name", r->master_name };
-	redisContext *c = connect_to(r, s, "", r->sentinel_password, 0, err, errlen);
+	redisContext *c = redis_connect_to(r, address, username, password, 0, err, errlen);
 	struct redis_reply *rep;
-	char what[300];
-	int rc = -1;
 
 	if (c == NULL)
-		return -1;
-	snprintf(what, sizeof(what), "sentinel %s", s);
-	if ((rep = ask(c, what, 3, argv, err, errlen)) == NULL)
-		goto out;
-	if (rep->type == RR_NIL)
-		snprintf(err, errlen, "%s: does not know a master named \"%s\"", what, r->master_name);
-	else if (rep->type != RR_ARRAY || rep->elements != 2 || !redis_reply_is_str(rep->element[0]) ||
-	    !redis_reply_is_str(rep->element[1]))
-		snprintf(err, errlen, "%s: unexpected reply to SENTINEL get-master-addr-by-name", what);
-	else if (snprintf(addr, addrlen, strchr(rep->element[0]->str, ':') != NULL ? "[%s]:%s" :
-	    "%s:%s", rep->element[0]->str, rep->element[1]->str) >= (int)addrlen)
-		snprintf(err, errlen, "%s: master address too long", what);
-	else
-		rc = 0;
-	redis_reply_free(rep);
-out:
+		return NULL;
+	rep = redis_ask(c, what, argc, argv, err, errlen);
 	redisFree(c);
-	return rc;
+	return rep;
 }
 
-/* Is the server on c a master (ROLE)? 0, or -1 with err. */
-static int
-verify_master(redisContext *c, const char *addr, const char *sentinel, char *err, size_t errlen)
+int
+redis_backoff_wait(struct redis *r, int64_t now, char *err, size_t errlen)
 {
-	const char *argv[] = { "ROLE" };
-	struct redis_reply *rep;
-	char what[300];
-	int rc = -1;
-
-	snprintf(what, sizeof(what), "redis %s ROLE", addr);
-	if ((rep = ask(c, what, 1, argv, err, errlen)) == NULL)
-		return -1;
-	if (rep->type == RR_ARRAY && rep->elements > 0 && redis_reply_is_str(rep->element[0]) &&
-	    strcmp(rep->element[0]->str, "master") == 0)
-		rc = 0;
-	else
-		snprintf(err, errlen, "redis %s (named by sentinel %s) is not a master: %s", addr,
-		    sentinel, rep->type == RR_ARRAY && rep->elements > 0 &&
-		    redis_reply_is_str(rep->element[0]) ? rep->element[0]->str : "unexpected ROLE reply");
-	redis_reply_free(rep);
-	return rc;
+	if (now >= r->next_try_ms)
+		return 0;
+	snprintf(err, errlen, "%s (next attempt in %" PRId64 "ms)", r->errstr,
+	    r->next_try_ms - now);
+	return -1;
 }
 
-/*
- * The master of r->master_name: each Sentinel in turn (from the one that
- * answered last) names it, and it is used only when ROLE confirms it (a
- * stale Sentinel may still name a demoted master). Connected, or NULL with
- * every Sentinel's answer in err.
- */
-static redisContext *
-connect_master(struct redis *r, char *err, size_t errlen)
+void
+redis_backoff_fail(struct redis *r, int64_t now)
 {
-	struct strbuf why = { 0 };
-	redisContext *c = NULL;
-
-	for (size_t k = 0; k < r->nsentinels && c == NULL; k++) {
-		size_t i = (r->sentinel_next + k) % r->nsentinels;
-		char addr[280], e[512];
-
-		if (sentinel_ask(r, r->sentinels[i], addr, sizeof(addr), e, sizeof(e)) == 0 &&
-		    (c = connect_to(r, addr, r->username, r->password, r->database, e,
-		    sizeof(e))) != NULL && verify_master(c, addr, r->sentinels[i], e, sizeof(e)) < 0) {
-			redisFree(c);
-			c = NULL;
-		}
-		if (c != NULL) {
-			r->sentinel_next = i;
-			snprintf(r->master, sizeof(r->master), "%s", addr);
-			snprintf(r->shown, sizeof(r->shown), "sentinel %s (%s)", r->master_name, addr);
-		} else {
-			strbuf_printf(&why, "%s%s", why.s != NULL ? "; " : "", e);
-		}
-	}
-	if (c == NULL)
-		snprintf(err, errlen, "redis sentinel %s: no master found: %s", r->master_name,
-		    why.s != NULL ? why.s : "no sentinels");
-	strbuf_free(&why);
-	return c;
+	r->next_try_ms = now + util_backoff_ms(REDIS_BACKOFF_BASE_MS, REDIS_BACKOFF_CAP_MS,
+	    r->attempt);
+	if (r->attempt < 32)
+		r->attempt++;
 }
 
 /* Connect to the configured server, or to the master the Sentinels name. */
@@ -572,30 +373,8 @@ static redisContext *
 connect_once(struct redis *r, char *err, size_t errlen)
 {
 	if (r->nsentinels > 0)
-		return connect_master(r, err, errlen);
-	return connect_to(r, r->address, r->username, r->password, r->database, err, errlen);
-}
-
-/*
- * The failover notice: about once a second, between commands, ask the
- * Sentinel that named our master whether it still does. Once it names
- * another, the connection is dropped and the next one asks again (and
- * checks ROLE). A Sentinel that does not answer changes nothing.
- */
-static void
-sentinel_watch(struct redis *r, int64_t now)
-{
-	char addr[280], e[512];
-
-	if (r->nsentinels == 0 || r->inflight > 0 || now < r->next_watch_ms)
-		return;
-	r->next_watch_ms = now + SENTINEL_WATCH_MS;
-	if (sentinel_ask(r, r->sentinels[r->sentinel_next], addr, sizeof(addr), e, sizeof(e)) < 0 ||
-	    strcmp(addr, r->master) == 0)
-		return;
-	snprintf(r->errstr, sizeof(r->errstr), "redis %.200s: sentinel %.100s now names %.100s as the master",
-	    redis_address(r), r->sentinels[r->sentinel_next], addr);
-	r->broken = true;
+		return redis_sentinel_connect(r, err, errlen);
+	return redis_connect_to(r, r->address, r->username, r->password, r->database, err, errlen);
 }
 
 int
@@ -605,9 +384,9 @@ redis_ensure(struct redis *r, char *err, size_t errlen)
 	redisContext *c;
 
 	if (r->ncluster > 0)
-		return cluster_ensure(r, err, errlen);
+		return redis_cluster_ensure(r, err, errlen);
 	if (r->c != NULL && !r->broken && r->c->err == 0)
-		sentinel_watch(r, now);
+		redis_sentinel_watch(r, now);
 	if (r->c != NULL && !r->broken && r->c->err == 0)
 		return 0;
 	r->err = 1;
@@ -619,24 +398,17 @@ redis_ensure(struct redis *r, char *err, size_t errlen)
 		r->c = NULL;
 		r->broken = false;
 	}
-	if (now < r->next_try_ms) {
-		snprintf(err, errlen, "%s (next attempt in %" PRId64 "ms)", r->errstr,
-		    r->next_try_ms - now);
+	if (redis_backoff_wait(r, now, err, errlen) < 0)
 		return -1;
-	}
 	c = connect_once(r, r->errstr, sizeof(r->errstr));
 	if (c == NULL) {
-		r->next_try_ms = util_now_ms()
-		    + util_backoff_ms(BACKOFF_BASE_MS, BACKOFF_CAP_MS, r->attempt);
-		if (r->attempt < 32)
-			r->attempt++;
+		redis_backoff_fail(r, util_now_ms());
 		snprintf(err, errlen, "%s", r->errstr);
 		return -1;
 	}
 	r->c = c;
 	r->generation++;
 	r->inflight = 0;
-	r->next_watch_ms = util_now_ms() + SENTINEL_WATCH_MS;
 	r->err = 0;
 	r->attempt = 0;
 	r->next_try_ms = 0;
@@ -646,19 +418,11 @@ redis_ensure(struct redis *r, char *err, size_t errlen)
 int
 redis_swap_timeout(struct redis *r, int64_t ms, int64_t *old_ms)
 {
-	struct timeval tv = ms_to_tv(ms), old;
+	struct timeval tv = redis_ms_to_tv(ms), old;
 	socklen_t sl = sizeof(old);
 
-	if (r->ncluster > 0) {
-		/* Every node connection, now and made later (cluster_node). */
-		if (old_ms != NULL)
-			*old_ms = r->rcv_ms > 0 ? r->rcv_ms : r->command_timeout_ms;
-		r->rcv_ms = ms == r->command_timeout_ms ? 0 : ms;
-		for (size_t i = 0; i < r->nnodes; i++)
-			if (r->nodes[i].c != NULL)
-				(void)redisSetTimeout(r->nodes[i].c, ms_to_tv(ms));
-		return 0;
-	}
+	if (r->ncluster > 0)
+		return redis_cluster_swap_timeout(r, ms, old_ms);
 	if (!redis_connected(r))
 		return -1;
 	if (old_ms != NULL) {
@@ -751,401 +515,6 @@ redis_args_free(struct redis_args *a)
 	a->key = -1;
 }
 
-/* ---- Redis Cluster: slots, the slot map, redirects ---- */
-
-unsigned
-redis_key_slot(const char *key, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)key;
-	const char *open = memchr(key, '{', len), *close;
-	uint16_t crc = 0;
-
-	if (open != NULL) {
-		size_t rest = len - (size_t)(open - key) - 1;
-
-		close = memchr(open + 1, '}', rest);
-		if (close != NULL && close > open + 1) {
-			p = (const unsigned char *)open + 1;
-			len = (size_t)(close - open - 1);
-		}
-	}
-	/* CRC16-CCITT (XMODEM): polynomial 0x1021, initial 0, no reflection. */
-	for (size_t i = 0; i < len; i++) {
-		crc ^= (uint16_t)(p[i] << 8);
-		for (int b = 0; b < 8; b++)
-			crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
-	}
-	return crc % REDIS_CLUSTER_SLOTS;
-}
-
-int
-redis_parse_redirect(const char *reply, int *slot, char *addr, size_t addrlen, bool *ask)
-{
-	const char *p;
-	char *end;
-	long v;
-
-	if (strncmp(reply, "MOVED ", 6) == 0) {
-		*ask = false;
-		p = reply + 6;
-	} else if (strncmp(reply, "ASK ", 4) == 0) {
-		*ask = true;
-		p = reply + 4;
-	} else {
-		return -1;
-	}
-	v = strtol(p, &end, 10);
-	if (end == p || *end != ' ' || v < 0 || v >= REDIS_CLUSTER_SLOTS || end[1] == '\0' ||
-	    strchr(end + 1, ' ') != NULL || strchr(end + 1, ':') == NULL ||
-	    strlen(end + 1) >= addrlen)
-		return -1;
-	*slot = (int)v;
-	snprintf(addr, addrlen, "%s", end + 1);
-	return 0;
-}
-
-void
-redis_cluster_counts(const struct redis *r, unsigned *moved, unsigned *ask, unsigned *maps)
-{
-	*moved = r->moved;
-	*ask = r->asked;
-	*maps = r->maps;
-}
-
-/* The index of the node at addr, added when new; -1 on OOM or too many. */
-static int
-node_index(struct redis *r, const char *addr)
-{
-	struct node *nn;
-
-	for (size_t i = 0; i < r->nnodes; i++)
-		if (strcmp(r->nodes[i].addr, addr) == 0)
-			return (int)i;
-	if (r->nnodes >= 1000 || (nn = realloc(r->nodes, (r->nnodes + 1) * sizeof(*nn))) == NULL)
-		return -1;
-	r->nodes = nn;
-	memset(&nn[r->nnodes], 0, sizeof(*nn));
-	snprintf(nn[r->nnodes].addr, sizeof(nn[r->nnodes].addr), "%s", addr);
-	return (int)r->nnodes++;
-}
-
-/* Node i's connection, made when needed. NULL with err. */
-static redisContext *
-cluster_node(struct redis *r, int i, char *err, size_t errlen)
-{
-	struct node *n = &r->nodes[i];
-
-	if (n->c != NULL && n->c->err == 0)
-		return n->c;
-	if (n->c != NULL) {
-		redisFree(n->c);
-		n->c = NULL;
-	}
-	if ((n->c = connect_to(r, n->addr, r->username, r->password, 0, err, errlen)) == NULL)
-		return NULL;
-	if (r->rcv_ms > 0)
-		(void)redisSetTimeout(n->c, ms_to_tv(r->rcv_ms));
-	return n->c;
-}
-
-/* "host:port" of a CLUSTER SLOTS node entry ({host, port, id, ...}); asked: the node asked. */
-static int
-slots_node_addr(const struct redis_reply *e, const char *asked, char *addr, size_t addrlen)
-{
-	const char *host;
-	char ahost[256];
-	int port;
-
-	if (e->type != RR_ARRAY || e->elements < 2 || !redis_reply_is_str(e->element[0]) ||
-	    e->element[1]->type != RR_INTEGER)
-		return -1;
-	host = e->element[0]->str;
-	if (host[0] == '\0' || strcmp(host, "?") == 0) {
-		/* An unknown endpoint is the node asked. */
-		if (parse_tcp(asked, ahost, sizeof(ahost), &port, addr, addrlen) < 0)
-			return -1;
-		host = ahost;
-	}
-	snprintf(addr, addrlen, strchr(host, ':') != NULL ? "[%s]:%lld" : "%s:%lld", host,
-	    (long long)e->element[1]->integer);
-	return 0;
-}
-
-/* Load the slot map from the node at addr (CLUSTER SLOTS). 0 or -1 with err. */
-static int
-load_map(struct redis *r, const char *addr, char *err, size_t errlen)
-{
-	const char *argv[] = { "CLUSTER", "SLOTS" };
-	redisContext *c = connect_to(r, addr, r->username, r->password, 0, err, errlen);
-	struct redis_reply *rep;
-	char what[300], naddr[280];
-	int rc = -1;
-
-	if (c == NULL)
-		return -1;
-	snprintf(what, sizeof(what), "redis %s CLUSTER SLOTS", addr);
-	if ((rep = ask(c, what, 2, argv, err, errlen)) == NULL)
-		goto out;
-	if (rep->type != RR_ARRAY || rep->elements == 0) {
-		snprintf(err, errlen, "%s: %s", what, rep->type == RR_ARRAY ? "no slot is served" :
-		    "unexpected reply");
-		goto out;
-	}
-	memset(r->slots, 0xff, REDIS_CLUSTER_SLOTS * sizeof(*r->slots));
-	for (size_t k = 0; k < rep->elements; k++) {
-		const struct redis_reply *e = rep->element[k];
-		int64_t lo, hi;
-		int ni;
-
-		if (e->type != RR_ARRAY || e->elements < 3 || e->element[0]->type != RR_INTEGER ||
-		    e->element[1]->type != RR_INTEGER ||
-		    slots_node_addr(e->element[2], addr, naddr, sizeof(naddr)) < 0) {
-			snprintf(err, errlen, "%s: unexpected reply", what);
-			goto out;
-		}
-		lo = e->element[0]->integer;
-		hi = e->element[1]->integer;
-		if (lo < 0 || hi >= REDIS_CLUSTER_SLOTS || lo > hi || (ni = node_index(r, naddr)) < 0) {
-			snprintf(err, errlen, "%s: bad slot range or too many nodes", what);
-			goto out;
-		}
-		for (int64_t sl = lo; sl <= hi; sl++)
-			r->slots[sl] = (int16_t)ni;
-	}
-	rc = 0;
-out:
-	redis_reply_free(rep);
-	redisFree(c);
-	return rc;
-}
-
-/*
- * The slot map when it is stale (first use, MOVED, a connection error):
- * asked of the known nodes, then of the seeds, until one answers. Only
- * between pipelines (nothing in flight). 0 or -1 with err (and a backoff).
- */
-static int
-cluster_ensure(struct redis *r, char *err, size_t errlen)
-{
-	int64_t now = util_now_ms();
-	struct strbuf why = { 0 };
-	size_t total;
-
-	if (!r->map_stale || r->fn > 0)
-		return 0;
-	if (now < r->next_try_ms) {
-		snprintf(err, errlen, "%s (next attempt in %" PRId64 "ms)", r->errstr,
-		    r->next_try_ms - now);
-		return -1;
-	}
-	total = r->nnodes + r->ncluster;
-	for (size_t k = 0; k < total; k++) {
-		char addr[280], e[512];
-
-		snprintf(addr, sizeof(addr), "%s", k < r->nnodes ? r->nodes[k].addr :
-		    r->cluster[k - r->nnodes]);
-		if (load_map(r, addr, e, sizeof(e)) == 0) {
-			r->map_stale = false;
-			r->maps++;
-			r->generation++;
-			r->err = 0;
-			r->attempt = 0;
-			strbuf_free(&why);
-			return 0;
-		}
-		strbuf_printf(&why, "%s%s", why.s != NULL ? "; " : "", e);
-	}
-	r->err = 1;
-	snprintf(r->errstr, sizeof(r->errstr), "redis %s: no node gave the slot map: %s",
-	    redis_address(r), why.s != NULL ? why.s : "out of memory");
-	strbuf_free(&why);
-	r->next_try_ms = now + util_backoff_ms(BACKOFF_BASE_MS, BACKOFF_CAP_MS, r->attempt);
-	if (r->attempt < 32)
-		r->attempt++;
-	snprintf(err, errlen, "%s", r->errstr);
-	return -1;
-}
-
-/* A node connection failed: drop it, reload the map before the next pipeline. */
-static void
-node_failed(struct redis *r, int i, const char *what, char *err, size_t errlen)
-{
-	struct node *n = &r->nodes[i];
-
-	snprintf(err, errlen, "redis %s (node %s): %s", redis_address(r), n->addr,
-	    n->c != NULL && n->c->errstr[0] ? n->c->errstr : what);
-	snprintf(r->errstr, sizeof(r->errstr), "%s", err);
-	r->err = 1;
-	/* The replies other nodes still owe belong to the same broken pipeline. */
-	redis_mark_broken(r);
-	r->map_stale = true;
-}
-
-static int
-cluster_send(struct redis *r, const struct redis_args *a, char *err, size_t errlen)
-{
-	int node = r->last_node, len;
-	char *cmd = NULL;
-	redisContext *c;
-
-	if (a->key >= 0 && (size_t)a->key < a->n) {
-		int sl = r->slots[redis_key_slot(a->v[a->key], a->len[a->key])];
-
-		if (sl >= 0)
-			node = sl;
-	}
-	if (node < 0 || (size_t)node >= r->nnodes) {
-		for (node = 0; node < REDIS_CLUSTER_SLOTS && r->slots[node] < 0; node++)
-			;
-		node = node < REDIS_CLUSTER_SLOTS ? r->slots[node] : -1;
-		if (node < 0) {
-			snprintf(err, errlen, "redis %s: no node serves any slot", redis_address(r));
-			r->map_stale = true;
-			return -1;
-		}
-	}
-	if ((c = cluster_node(r, node, err, errlen)) == NULL) {
-		r->map_stale = true;
-		return -1;
-	}
-	if (r->fn == r->fcap) {
-		size_t ncap = r->fcap ? r->fcap * 2 : 64;
-		struct sent *nf = malloc(ncap * sizeof(*nf));
-
-		if (nf == NULL)
-			goto oom;
-		for (size_t k = 0; k < r->fn; k++)
-			nf[k] = r->fifo[(r->fhead + k) % r->fcap];
-		free(r->fifo);
-		r->fifo = nf;
-		r->fcap = ncap;
-		r->fhead = 0;
-	}
-	if ((len = redisFormatCommandArgv(&cmd, (int)a->n, a->v, a->len)) < 0)
-		goto oom;
-	if (redisAppendFormattedCommand(c, cmd, (size_t)len) != REDIS_OK) {
-		redisFreeCommand(cmd);
-		goto oom;
-	}
-	r->fifo[(r->fhead + r->fn++) % r->fcap] = (struct sent){ node, cmd, (size_t)len };
-	r->last_node = node;
-	return 0;
-oom:
-	snprintf(err, errlen, "redis %s: out of memory", a->v[0]);
-	redis_mark_broken(r);
-	return -1;
-}
-
-/* Is a command still in flight on node i (its connection cannot take a redirect now)? */
-static bool
-node_busy(const struct redis *r, int i)
-{
-	for (size_t k = 0; k < r->fn; k++)
-		if (r->fifo[(r->fhead + k) % r->fcap].node == i)
-			return true;
-	return false;
-}
-
-/*
- * Follow one redirect: cmd again on the node at addr (after ASKING for
- * ASK), on its own connection when that one is idle, else on a connection
- * of its own for this one command. The new reply, or NULL with err.
- */
-static struct redis_reply *
-redirect(struct redis *r, const char *addr, bool is_ask, const struct sent *s, char *err,
-    size_t errlen)
-{
-	int i = node_index(r, addr);
-	bool own = i >= 0 && !node_busy(r, i);
-	redisContext *c = own ? cluster_node(r, i, err, errlen) :
-	    connect_to(r, addr, r->username, r->password, 0, err, errlen);
-	void *p = NULL, *q = NULL;
-	struct redis_reply *rep = NULL;
-
-	if (c == NULL)
-		return NULL;
-	if ((is_ask && redisAppendCommand(c, "ASKING") != REDIS_OK) ||
-	    redisAppendFormattedCommand(c, s->cmd, s->len) != REDIS_OK ||
-	    (is_ask && (redisGetReply(c, &q) != REDIS_OK || q == NULL)) ||
-	    redisGetReply(c, &p) != REDIS_OK || p == NULL) {
-		snprintf(err, errlen, "redis %s (node %s): %s", redis_address(r), addr,
-		    c->errstr[0] ? c->errstr : "no reply");
-		redis_reply_free(p);
-		if (own) {
-			redisFree(r->nodes[i].c);
-			r->nodes[i].c = NULL;
-		}
-		r->map_stale = true;
-	} else {
-		rep = p;
-	}
-	redis_reply_free(q);
-	if (!own)
-		redisFree(c);
-	return rep;
-}
-
-static int
-cluster_read(struct redis *r, struct redis_reply **rep, char *err, size_t errlen)
-{
-	struct sent s;
-	void *p = NULL;
-	redisContext *c;
-
-	if (r->fn == 0) {
-		snprintf(err, errlen, "redis %s: no reply is due", redis_address(r));
-		return -1;
-	}
-	s = r->fifo[r->fhead];
-	r->fhead = (r->fhead + 1) % r->fcap;
-	r->fn--;
-	c = r->nodes[s.node].c;
-	if (c == NULL || redisGetReply(c, &p) != REDIS_OK || p == NULL) {
-		redisFreeCommand(s.cmd);
-		node_failed(r, s.node, "no reply", err, errlen);
-		return -1;
-	}
-	*rep = p;
-	for (int hop = 0; hop < REDIRECTS_MAX && (*rep)->type == RR_ERROR; hop++) {
-		char addr[280];
-		bool is_ask;
-		int slot, ni;
-		struct redis_reply *nrep;
-
-		if (strncmp((*rep)->str, "UNBLOCKED ", 10) == 0 ||
-		    strncmp((*rep)->str, "CLUSTERDOWN ", 12) == 0)
-			r->map_stale = true;
-		if (strncmp((*rep)->str, "TRYAGAIN ", 9) == 0) {
-			/* A multi-key command while its slot is half migrated: again, shortly. */
-			util_sleep_ms(TRYAGAIN_MS * (hop + 1), NULL);
-			snprintf(addr, sizeof(addr), "%s", r->nodes[s.node].addr);
-			is_ask = false;
-		} else if (redis_parse_redirect((*rep)->str, &slot, addr, sizeof(addr), &is_ask) < 0) {
-			break;
-		} else if (is_ask) {
-			r->asked++;
-		} else {
-			/* The slot moved for good: note it now, reload the whole map later. */
-			r->moved++;
-			r->map_stale = true;
-			if ((ni = node_index(r, addr)) >= 0)
-				r->slots[slot] = (int16_t)ni;
-		}
-		if ((nrep = redirect(r, addr, is_ask, &s, err, errlen)) == NULL) {
-			redisFreeCommand(s.cmd);
-			redis_reply_free(*rep);
-			*rep = NULL;
-			r->err = 1;
-			snprintf(r->errstr, sizeof(r->errstr), "%s", err);
-			return -1;
-		}
-		redis_reply_free(*rep);
-		*rep = nrep;
-	}
-	redisFreeCommand(s.cmd);
-	return 0;
-}
-
 /* ---- the send path ---- */
 
 /*
@@ -1162,7 +531,7 @@ send_path(struct redis *r, const struct redis_args *a, char *err, size_t errlen)
 	if (redis_ensure(r, err, errlen) < 0)
 		return -1;
 	if (r->ncluster > 0)
-		return cluster_send(r, a, err, errlen);
+		return redis_cluster_send(r, a, err, errlen);
 	if (redisAppendCommandArgv(r->c, (int)a->n, a->v, a->len) != REDIS_OK) {
 		snprintf(err, errlen, "redis %s: out of memory", a->v[0]);
 		r->broken = true;
@@ -1172,24 +541,6 @@ send_path(struct redis *r, const struct redis_args *a, char *err, size_t errlen)
 	return 0;
 }
 
-/*
- * An error reply that says this server is (no longer) the master to write
- * to: a replica (READONLY), one still loading its data (LOADING), one whose
- * blocked clients were released as it changed role (UNBLOCKED).
- */
-static bool
-failover_reply(const struct redis_reply *rep)
-{
-	static const char *const codes[] = { "READONLY ", "LOADING ", "UNBLOCKED ", "MASTERDOWN " };
-
-	if (rep->type != RR_ERROR)
-		return false;
-	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
-		if (strncmp(rep->str, codes[i], strlen(codes[i])) == 0)
-			return true;
-	return false;
-}
-
 int
 redis_read_reply(struct redis *r, struct redis_reply **rep, char *err, size_t errlen)
 {
@@ -1197,7 +548,7 @@ redis_read_reply(struct redis *r, struct redis_reply **rep, char *err, size_t er
 
 	*rep = NULL;
 	if (r->ncluster > 0)
-		return cluster_read(r, rep, err, errlen);
+		return redis_cluster_read(r, rep, err, errlen);
 	if (r->c == NULL || redisGetReply(r->c, &p) != REDIS_OK || p == NULL) {
 		snprintf(err, errlen, "redis %s: %s", redis_address(r),
 		    r->c != NULL && r->c->errstr[0] ? r->c->errstr : "no reply");
@@ -1209,11 +560,7 @@ redis_read_reply(struct redis *r, struct redis_reply **rep, char *err, size_t er
 	*rep = p;
 	if (r->inflight > 0)
 		r->inflight--;
-	if (r->nsentinels > 0 && failover_reply(*rep)) {
-		/* The next command asks the Sentinels again (scaleno.conf(5) "redis"). */
-		snprintf(r->errstr, sizeof(r->errstr), "redis %s: %s", redis_address(r), (*rep)->str);
-		r->broken = true;
-	}
+	redis_sentinel_reply(r, *rep);
 	return 0;
 }
 

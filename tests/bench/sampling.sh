@@ -30,7 +30,8 @@ for ch in $CHUNKS; do
 	# shellcheck disable=SC2046,SC2086
 	$CC -std=c11 -O2 -Wall -Wextra -D_GNU_SOURCE $def -Iinclude $(pkg-config --cflags hiredis libcjson) \
 		-o "$dir/tool.$ch" tests/bench/sampling_tool.c src/redis_sample.c src/redis.c src/redis_keys.c \
-		src/redis_msg.c src/redis_conf.c "$BUILD/obj/redis_scripts.o" "$BUILD/obj/util.o" \
+		src/redis_msg.c src/redis_conf.c src/redis_sentinel.c src/redis_cluster.c \
+		"$BUILD/obj/redis_scripts.o" "$BUILD/obj/util.o" \
 		"$BUILD/obj/log.o" $(pkg-config --libs hiredis libcjson) -lm
 done
 

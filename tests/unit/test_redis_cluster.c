@@ -1,7 +1,8 @@
 /*
- * Redis Cluster routing of the Redis layer (scaleno.conf(5) "redis"): the
- * slot of a key (CRC16-XMODEM of its hash tag, as CLUSTER KEYSLOT answers)
- * and the parsing of MOVED and ASK redirects. Following redirects against a
+ * Redis Cluster routing of the Redis layer (src/redis_cluster.c,
+ * scaleno.conf(5) "redis"): the slot of a key (CRC16-XMODEM of its hash
+ * tag, as CLUSTER KEYSLOT answers) and the parsing of MOVED and ASK
+ * redirects. Following redirects against a
  * real six-node cluster is tests/integration/test_redis_cluster.py.
  */
 #include <stdbool.h>
