@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "config.h"
@@ -49,6 +50,16 @@ hostport_ok(const char *v)
 	return memchr(v, ':', (size_t)(colon - v)) == NULL;	/* bare v6 needs brackets */
 }
 
+/* 0 when ok; else err = "\"V\" WHAT" and -1: the checkers' one message form. */
+static int
+verdict(bool ok, const char *v, const char *what, char *err, size_t len)
+{
+	if (ok)
+		return 0;
+	snprintf(err, len, "\"%s\" %s", v, what);
+	return -1;
+}
+
 static int
 check_listen(const char *v, char *err, size_t len)
 {
@@ -58,9 +69,8 @@ check_listen(const char *v, char *err, size_t len)
 	if (strncmp(v, HTTPD_NOMAD_PREFIX, strlen(HTTPD_NOMAD_PREFIX)) == 0 &&
 	    httpd_nomad_label_ok(v + strlen(HTTPD_NOMAD_PREFIX)))
 		return 0;
-	snprintf(err, len, "\"%s\" is neither \"host:port\" (e.g. \"127.0.0.1:9464\") nor "
-	    "\"nomad:LABEL\" (\"\" turns the endpoint off)", v);
-	return -1;
+	return verdict(false, v, "is neither \"host:port\" (e.g. \"127.0.0.1:9464\") nor "
+	    "\"nomad:LABEL\" (\"\" turns the endpoint off)", err, len);
 }
 
 static int
@@ -72,20 +82,14 @@ check_redis_address(const char *v, char *err, size_t len)
 		snprintf(err, len, "\"%s\": a unix socket needs an absolute path (\"unix:/run/redis.sock\")", v);
 		return -1;
 	}
-	if (hostport_ok(v))
-		return 0;
-	snprintf(err, len, "\"%s\" is neither \"host:port\" nor \"unix:/path\"", v);
-	return -1;
+	return verdict(hostport_ok(v), v, "is neither \"host:port\" nor \"unix:/path\"", err, len);
 }
 
 /* A Sentinel or cluster node: "host:port" only. */
 static int
 check_redis_node(const char *v, char *err, size_t len)
 {
-	if (hostport_ok(v))
-		return 0;
-	snprintf(err, len, "\"%s\" is not \"host:port\" (e.g. \"10.0.0.1:26379\")", v);
-	return -1;
+	return verdict(hostport_ok(v), v, "is not \"host:port\" (e.g. \"10.0.0.1:26379\")", err, len);
 }
 
 static int
@@ -105,10 +109,7 @@ url_ok(const char *v)
 static int
 check_url(const char *v, char *err, size_t len)
 {
-	if (url_ok(v))
-		return 0;
-	snprintf(err, len, "\"%s\" is not an http:// or https:// URL", v);
-	return -1;
+	return verdict(url_ok(v), v, "is not an http:// or https:// URL", err, len);
 }
 
 static int
@@ -123,12 +124,9 @@ check_name(const char *v, char *err, size_t len)
 {
 	size_t n = strlen(v);
 
-	if (n == 0 || n > 128 || strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "0123456789_.:-") != n) {
-		snprintf(err, len, "\"%s\" is not a valid queue name (1 to 128 of A-Z a-z 0-9 _ . : -)", v);
-		return -1;
-	}
-	return 0;
+	return verdict(n > 0 && n <= 128 && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789_.:-") == n, v, "is not a valid queue name (1 to 128 of A-Z a-z 0-9 _ . : -)",
+	    err, len);
 }
 
 static const char *const levels[] = { "error", "warn", "info", "debug", NULL };

@@ -84,18 +84,12 @@ consumer_free(struct consumer *c)
 		free(c->part[i].epoch_key);
 		free(c->part[i].halt_key);
 	}
-	free(c->src);
-	free(c->part);
-	free(c->dlq);
-	free(c->members_key);
-	free(c->ackids);
-	free(c->acksrc);
-	free(c->rkeys);
-	free(c->rids);
-	free(c->rmap);
-	free(c->ahead_msg);
-	free(c->ahead_res);
-	free(c->ahead_pos);
+	/* The arrays and keys set up once by consumer_init. */
+	void *owned[] = { c->src, c->part, c->dlq, c->members_key, c->ackids, c->acksrc,
+		c->rkeys, c->rids, c->rmap, c->ahead_msg, c->ahead_res, c->ahead_pos };
+
+	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+		free(owned[i]);
 	redis_batch_free(&c->batch);
 	if (c->h != NULL)
 		handler_free(c->h);
