@@ -161,11 +161,17 @@ class Cluster:
         raise AssertionError("no owner for slot %d" % slot)
 
     def replica_of(self, master):
-        mid = self.node_info()[master.address][0]
-        for addr, (nid, role, m) in self.node_info().items():
-            if role == "replica" and m == mid:
-                return self.by_address(addr)
-        raise AssertionError("no replica of %s" % master.address)
+        """The replica of master, once gossip has told node 0 (right after --cluster create
+        a replica can still be listed as a master for a moment)."""
+        found = []
+
+        def look():
+            mid = self.node_info()[master.address][0]
+            found[:] = [a for a, (nid, role, m) in self.node_info().items()
+                        if role == "replica" and m == mid]
+            return bool(found)
+        H.wait_until(look, timeout=30, what="a replica of %s" % master.address)
+        return self.by_address(found[0])
 
     def ccli(self, *args):
         """A command routed by redis-cli -c (follows MOVED and ASK)."""
