@@ -202,7 +202,29 @@ fail:
 	return -1;
 }
 
-/* environ plus SCALENO_* settings (replacing inherited ones). Caller frees the array and strings. */
+/*
+ * Variables of the worker's environment a handler never gets, scaleno-worker(8)
+ * "The handler's environment": credentials the worker does not need and a
+ * handler must not see.
+ */
+static const char *const env_removed[] = { "NOMAD_TOKEN" };
+
+/* Whether the "NAME=value" entry e names one of names[0..n) (each a bare NAME). */
+static bool
+env_names(const char *e, const char *const *names, size_t n)
+{
+	size_t elen = strcspn(e, "=");
+
+	for (size_t j = 0; j < n; j++)
+		if (strcspn(names[j], "=") == elen && strncmp(e, names[j], elen) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * environ without env_removed, plus SCALENO_* settings (replacing inherited
+ * ones). Caller frees the array (the strings are borrowed).
+ */
 static char **
 env_build(const char *const *add, size_t nadd)
 {
@@ -214,17 +236,10 @@ env_build(const char *const *add, size_t nadd)
 	envp = calloc(n + nadd + 1, sizeof(*envp));
 	if (envp == NULL)
 		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		int replaced = 0;
-
-		for (size_t j = 0; j < nadd && !replaced; j++) {
-			size_t klen = strcspn(add[j], "=") + 1;
-
-			replaced = strncmp(environ[i], add[j], klen) == 0;
-		}
-		if (!replaced)
+	for (size_t i = 0; i < n; i++)
+		if (!env_names(environ[i], add, nadd) &&
+		    !env_names(environ[i], env_removed, ARRAY_LEN(env_removed)))
 			envp[k++] = environ[i];
-	}
 	for (size_t j = 0; j < nadd; j++)
 		envp[k++] = (char *)(uintptr_t)add[j];
 	envp[k] = NULL;
