@@ -55,7 +55,7 @@ KINDS = {
     "sighup-broken": "SIGHUP with a broken configuration, mid-surge (agent and worker)",
 }
 # Kinds known to fail on main, marked in --list. handler-twice and redis-empty
-# (issue 10, defects 2 and 3) pass since the worker fixes and are in --short.
+# (a reply too many, an emptied Redis) pass since the worker fixes and are in --short.
 KNOWN_FAILING = set()
 # redis-kill passes on main in every plain run so far, but failed once with the
 # sanitized build on a loaded machine (seed 274934324: 16 halt-mode entries
@@ -364,7 +364,7 @@ def main():
     o = ap.parse_args()
     if o.list:
         for k, v in KINDS.items():
-            print("%-16s %s%s" % (k, v, " (known to fail on main: issue 10)" if k in KNOWN_FAILING else ""))
+            print("%-16s %s%s" % (k, v, " (known to fail on main)" if k in KNOWN_FAILING else ""))
         return 0
     kinds = set(o.faults.split(",")) - {""} if o.faults else set(SHORT if o.short else KINDS)
     bad = kinds - set(KINDS)
