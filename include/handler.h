@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "handler_msg.h"	/* handler_message_json */
 #include "redis_msg.h"
 
 /* struct message (redis_msg.h): one stream entry, fields binary-safe. */
@@ -92,8 +93,5 @@ void handler_set_tick(struct handler *h, void (*fn)(void *), void *arg);
  * last batch cannot be trusted then; handler_run restarts it.
  */
 bool handler_output_pending(const struct handler *h);
-
-/* JSON text of m as the protocols send it (one line, no newline). Caller frees. */
-char *handler_message_json(const struct message *m);
 
 #endif

@@ -244,6 +244,35 @@ test_exec_env(void)
 	CU_ASSERT_EQUAL(r.outcome, HANDLER_OK);
 }
 
+/*
+ * scaleno-worker(8) "The handler's environment": NOMAD_TOKEN, which the
+ * worker has, never reaches a handler of either protocol; the rest does.
+ */
+static void
+test_env_no_nomad_token(void)
+{
+	char *ex[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c",
+		(char *)(uintptr_t)"test -z \"${NOMAD_TOKEN+x}\" && test \"$NOMAD_JOB_ID\" = j1 "
+		"&& exit 0; exit 65", NULL };
+	char *pp[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c",
+		(char *)(uintptr_t)"while read -r l; do if test -z \"${NOMAD_TOKEN+x}\" && "
+		"test \"$NOMAD_JOB_ID\" = j1; then echo ok; else echo 'fail leaked'; fi; done",
+		NULL };
+	struct handler_result r;
+
+	setenv("NOMAD_TOKEN", "secret-token", 1);
+	setenv("NOMAD_JOB_ID", "j1", 1);
+	CU_ASSERT_STRING_EQUAL(getenv("NOMAD_TOKEN"), "secret-token");
+	CU_ASSERT_EQUAL(run_once(ex, PROTO_EXEC, 5000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_OK);
+	CU_ASSERT_EQUAL(run_once(pp, PROTO_PIPE, 5000, &r), 0);
+	CU_ASSERT_EQUAL(r.outcome, HANDLER_OK);
+	/* The worker's own environment is untouched. */
+	CU_ASSERT_STRING_EQUAL(getenv("NOMAD_TOKEN"), "secret-token");
+	unsetenv("NOMAD_TOKEN");
+	unsetenv("NOMAD_JOB_ID");
+}
+
 /* A descriptor the worker opened without O_CLOEXEC must not reach the handler. */
 static void
 test_exec_no_fd_leak(void)
@@ -1206,6 +1235,7 @@ main(void)
 	CU_add_test(s, "exec exit statuses", test_exec_verdicts);
 	CU_add_test(s, "exec killed by a signal", test_exec_signal);
 	CU_add_test(s, "exec environment and stdin", test_exec_env);
+	CU_add_test(s, "no NOMAD_TOKEN in a handler's environment", test_env_no_nomad_token);
 	CU_add_test(s, "exec no descriptor leak", test_exec_no_fd_leak);
 	CU_add_test(s, "exec timeout kills the group", test_exec_timeout_kills_group);
 	CU_add_test(s, "handler not found", test_exec_not_found);
