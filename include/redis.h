@@ -240,5 +240,11 @@ struct redis *redis_new_conf(const struct redis_conf *conf);
 
 /* "hiredis X.Y.Z", for `scaleno version`. */
 const char *redis_version_string(void);
+/*
+ * After redis_ensure failed at once because the reconnect backoff holds
+ * connecting off ("... (next attempt in Nms)"): the milliseconds left;
+ * else 0 (the last failure was a real attempt, or none).
+ */
+int64_t redis_held_off_ms(const struct redis *r);
 
 #endif

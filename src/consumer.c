@@ -211,8 +211,16 @@ keys_gone(struct consumer *c, const char *err)
 void
 consumer_redis_trouble(struct consumer *c, const char *what, const char *err)
 {
+	int64_t held = redis_held_off_ms(c->r);
+
 	wstats_add(&c->stats->redis_errors, 1);
 	keys_gone(c, err);
+	if (held > 0) {
+		/* The failed attempt was logged with its own delay: wait that out, once. */
+		log_debug("%s: consumer %s: %s: %s", c->q->name, c->name, what, err);
+		util_sleep_ms(held, c->stop);
+		return;
+	}
 	trouble(c, &c->err_streak, what, err);
 }
 

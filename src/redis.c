@@ -352,11 +352,20 @@ redis_ask_at(struct redis *r, const char *address, const char *username, const c
 int
 redis_backoff_wait(struct redis *r, int64_t now, char *err, size_t errlen)
 {
-	if (now >= r->next_try_ms)
+	r->held_off = now < r->next_try_ms;
+	if (!r->held_off)
 		return 0;
 	snprintf(err, errlen, "%s (next attempt in %" PRId64 "ms)", r->errstr,
 	    r->next_try_ms - now);
 	return -1;
+}
+
+int64_t
+redis_held_off_ms(const struct redis *r)
+{
+	int64_t left = r->next_try_ms - util_now_ms();
+
+	return r->held_off && left > 0 ? left : 0;
 }
 
 void

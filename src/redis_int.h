@@ -45,6 +45,7 @@ struct redis {
 	bool broken;
 	unsigned attempt;	/* failed connects in a row */
 	int64_t next_try_ms;	/* monotonic; no connect before this */
+	bool held_off;		/* the last connect was refused by the backoff */
 	int err;		/* 0, or 1 after an I/O or connection error */
 	char errstr[512];
 

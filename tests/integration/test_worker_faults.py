@@ -116,5 +116,26 @@ def test_redis_back_empty():
     assert H.stop(e.proc) == 0
 
 
+@suite.test
+def test_redis_down_logs_one_delay_per_line():
+    """Redis down under a worker: each log line names one delay, never "next attempt in ..."
+    and "(retrying in ...)" together, and the worker goes on once Redis is back."""
+    e = Env(worker={"processes": 1})
+    e.publish([{"n": "0"}])
+    e.start()
+    H.wait_until(lambda: {n for n, _, _ in e.ok()} == {"0"}, timeout=30, what="the first message")
+    e.redis.kill()
+    H.wait_until(lambda: len(re.findall(r"next attempt in|retrying in", e.log_text())) >= 12,
+                 timeout=60, interval=0.2, what="the consumer to report Redis down several times")
+    doubled = [line for line in e.log_text().splitlines()
+               if "next attempt in" in line and "retrying in" in line]
+    assert not doubled, "two delays on one line: %r" % doubled[:3]
+    e.redis.restart()
+    e.publish([{"n": "1"}])
+    H.wait_until(lambda: {n for n, _, _ in e.ok()} >= {"0", "1"}, timeout=60, interval=0.2,
+                 what="the worker to go on after Redis is back")
+    assert H.stop(e.proc) == 0
+
+
 if __name__ == "__main__":
     suite.main()

@@ -5,11 +5,11 @@
 
 #include "modes.h"
 
-static const struct mode_limits L1 = { MODE_DROP, 3, 0, 10, 200, 10000 };
-static const struct mode_limits L2 = { MODE_ORDERED_DROP, 3, 0, 10, 200, 10000 };
-static const struct mode_limits L3 = { MODE_DLQ, 3, 3, 10, 200, 10000 };
-static const struct mode_limits L4 = { MODE_HALT, 3, 0, 10, 200, 1000 };
-static const struct mode_limits L3NOSTAGE = { MODE_DLQ, 1, 0, 5, 100, 1000 };
+static const struct mode_limits L1 = { MODE_DROP, 3, 0, 10, 200, 10000, 0 };
+static const struct mode_limits L2 = { MODE_ORDERED_DROP, 3, 0, 10, 200, 10000, 0 };
+static const struct mode_limits L3 = { MODE_DLQ, 3, 3, 10, 200, 10000, 0 };
+static const struct mode_limits L4 = { MODE_HALT, 3, 0, 10, 200, 1000, 0 };
+static const struct mode_limits L3NOSTAGE = { MODE_DLQ, 1, 0, 5, 100, 1000, 0 };
 /* retry_for 5 minutes */
 static const struct mode_limits L2R = { MODE_ORDERED_DROP, 3, 0, 10, 200, 10000, 300000 };
 static const struct mode_limits L4R = { MODE_HALT, 3, 0, 10, 200, 10000, 300000 };
@@ -26,36 +26,36 @@ static const struct {
 	int64_t failing_ms;
 } table[] = {
 	/* success acknowledges in every mode, wherever the message is */
-	{ &L1, HANDLER_OK, 0, 0, MODE_ACT_ACK, 0, 0 },
-	{ &L2, HANDLER_OK, 0, 0, MODE_ACT_ACK, 0, 0 },
-	{ &L3, HANDLER_OK, 0, 2, MODE_ACT_ACK, 0, 0 },
-	{ &L4, HANDLER_OK, 0, 0, MODE_ACT_ACK, 0, 0 },
+	{ &L1, HANDLER_OK, 0, 0, MODE_ACT_ACK, 0, 0, 0 },
+	{ &L2, HANDLER_OK, 0, 0, MODE_ACT_ACK, 0, 0, 0 },
+	{ &L3, HANDLER_OK, 0, 2, MODE_ACT_ACK, 0, 0, 0 },
+	{ &L4, HANDLER_OK, 0, 0, MODE_ACT_ACK, 0, 0, 0 },
 	/* mode 1: immediate retries, then drop */
-	{ &L1, HANDLER_RETRY, 1, 0, MODE_ACT_RETRY, 0, 0 },
-	{ &L1, HANDLER_RETRY, 3, 0, MODE_ACT_RETRY, 0, 0 },
-	{ &L1, HANDLER_RETRY, 4, 0, MODE_ACT_DROP, 0, 0 },
-	{ &L1, HANDLER_FAIL, 1, 0, MODE_ACT_DROP, 0, 0 },
+	{ &L1, HANDLER_RETRY, 1, 0, MODE_ACT_RETRY, 0, 0, 0 },
+	{ &L1, HANDLER_RETRY, 3, 0, MODE_ACT_RETRY, 0, 0, 0 },
+	{ &L1, HANDLER_RETRY, 4, 0, MODE_ACT_DROP, 0, 0, 0 },
+	{ &L1, HANDLER_FAIL, 1, 0, MODE_ACT_DROP, 0, 0, 0 },
 	/* mode 2: retries with exponential backoff, then drop */
-	{ &L2, HANDLER_RETRY, 1, 0, MODE_ACT_RETRY, 0, 200 },
-	{ &L2, HANDLER_RETRY, 2, 0, MODE_ACT_RETRY, 0, 400 },
-	{ &L2, HANDLER_RETRY, 3, 0, MODE_ACT_RETRY, 0, 800 },
-	{ &L2, HANDLER_RETRY, 4, 0, MODE_ACT_DROP, 0, 0 },
-	{ &L2, HANDLER_FAIL, 1, 0, MODE_ACT_DROP, 0, 0 },
+	{ &L2, HANDLER_RETRY, 1, 0, MODE_ACT_RETRY, 0, 200, 0 },
+	{ &L2, HANDLER_RETRY, 2, 0, MODE_ACT_RETRY, 0, 400, 0 },
+	{ &L2, HANDLER_RETRY, 3, 0, MODE_ACT_RETRY, 0, 800, 0 },
+	{ &L2, HANDLER_RETRY, 4, 0, MODE_ACT_DROP, 0, 0, 0 },
+	{ &L2, HANDLER_FAIL, 1, 0, MODE_ACT_DROP, 0, 0, 0 },
 	/* mode 3: retries, then stage 1..3, then the DLQ; fail goes straight there */
-	{ &L3, HANDLER_RETRY, 1, 0, MODE_ACT_RETRY, 0, 200 },
-	{ &L3, HANDLER_RETRY, 4, 0, MODE_ACT_STAGE, 1, 0 },
-	{ &L3, HANDLER_RETRY, 2, 1, MODE_ACT_RETRY, 0, 400 },
-	{ &L3, HANDLER_RETRY, 4, 1, MODE_ACT_STAGE, 2, 0 },
-	{ &L3, HANDLER_RETRY, 4, 2, MODE_ACT_STAGE, 3, 0 },
-	{ &L3, HANDLER_RETRY, 4, 3, MODE_ACT_DLQ, 0, 0 },
-	{ &L3, HANDLER_FAIL, 1, 0, MODE_ACT_DLQ, 0, 0 },
-	{ &L3, HANDLER_FAIL, 1, 2, MODE_ACT_DLQ, 0, 0 },
-	{ &L3NOSTAGE, HANDLER_RETRY, 2, 0, MODE_ACT_DLQ, 0, 0 },
+	{ &L3, HANDLER_RETRY, 1, 0, MODE_ACT_RETRY, 0, 200, 0 },
+	{ &L3, HANDLER_RETRY, 4, 0, MODE_ACT_STAGE, 1, 0, 0 },
+	{ &L3, HANDLER_RETRY, 2, 1, MODE_ACT_RETRY, 0, 400, 0 },
+	{ &L3, HANDLER_RETRY, 4, 1, MODE_ACT_STAGE, 2, 0, 0 },
+	{ &L3, HANDLER_RETRY, 4, 2, MODE_ACT_STAGE, 3, 0, 0 },
+	{ &L3, HANDLER_RETRY, 4, 3, MODE_ACT_DLQ, 0, 0, 0 },
+	{ &L3, HANDLER_FAIL, 1, 0, MODE_ACT_DLQ, 0, 0, 0 },
+	{ &L3, HANDLER_FAIL, 1, 2, MODE_ACT_DLQ, 0, 0, 0 },
+	{ &L3NOSTAGE, HANDLER_RETRY, 2, 0, MODE_ACT_DLQ, 0, 0, 0 },
 	/* mode 4: backoff capped at max_backoff, then halt; fail halts at once */
-	{ &L4, HANDLER_RETRY, 1, 0, MODE_ACT_RETRY, 0, 200 },
-	{ &L4, HANDLER_RETRY, 3, 0, MODE_ACT_RETRY, 0, 800 },
-	{ &L4, HANDLER_RETRY, 4, 0, MODE_ACT_HALT, 0, 0 },
-	{ &L4, HANDLER_FAIL, 1, 0, MODE_ACT_HALT, 0, 0 },
+	{ &L4, HANDLER_RETRY, 1, 0, MODE_ACT_RETRY, 0, 200, 0 },
+	{ &L4, HANDLER_RETRY, 3, 0, MODE_ACT_RETRY, 0, 800, 0 },
+	{ &L4, HANDLER_RETRY, 4, 0, MODE_ACT_HALT, 0, 0, 0 },
+	{ &L4, HANDLER_FAIL, 1, 0, MODE_ACT_HALT, 0, 0, 0 },
 	/* retry_for: modes 2 and 4 go on past `retries` until it has passed, backoff capped */
 	{ &L4R, HANDLER_RETRY, 4, 0, MODE_ACT_RETRY, 0, 1600, 1400 },
 	{ &L4R, HANDLER_RETRY, 40, 0, MODE_ACT_RETRY, 0, 10000, 299999 },
