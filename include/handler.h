@@ -94,4 +94,31 @@ void handler_set_tick(struct handler *h, void (*fn)(void *), void *arg);
  */
 bool handler_output_pending(const struct handler *h);
 
+/*
+ * pipe, for a caller that overlaps the surplus watch of handler_run_batch
+ * with its own work (the consumer's pipelined batches): with on, an
+ * exchange of several messages returns as soon as its last reply is in,
+ * and the caller must call handler_settle before it trusts its verdicts
+ * (before it acknowledges a success).
+ */
+void handler_defer_settle(struct handler *h, bool on);
+
+/*
+ * Watch for a surplus reply of the last deferred exchange until its watch
+ * is over (at once when that time has passed). idle: the caller has
+ * nothing else to do (its queue ran empty, or it stops), and the watch
+ * lasts twice as long as a message has taken lately (2 ms..250 ms after
+ * the last reply). 1: a surplus came: the handler was restarted and none
+ * of that exchange's verdicts holds; 0: none.
+ */
+int handler_settle(struct handler *h, bool idle);
+
+/*
+ * How many surplus replies were found so far (in an exchange, by
+ * handler_settle, or as output while idle, found before the next
+ * message). A caller that holds verdicts not yet acted on sees a change
+ * and drops them.
+ */
+unsigned handler_surplus_count(const struct handler *h);
+
 #endif

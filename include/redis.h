@@ -155,6 +155,8 @@ struct redis_reply *redis_command_ok(struct redis *r, const struct redis_args *a
  */
 int redis_append(struct redis *r, const struct redis_args *a, char *err, size_t errlen);
 int redis_read_reply(struct redis *r, struct redis_reply **rep, char *err, size_t errlen);
+/* Write what was appended now, not when the first reply is read. 0 or -1 (as above). */
+int redis_flush(struct redis *r, char *err, size_t errlen);
 
 /* redis_command(_ok when errors_fail) that frees a afterwards. */
 struct redis_reply *redis_run(struct redis *r, struct redis_args *a, bool errors_fail, char *err,

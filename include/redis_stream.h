@@ -34,6 +34,42 @@ int redis_stream_read(struct redis *r, const char *group, const char *consumer,
     const char *const *streams, const char *const *ids, int nstreams, int count,
     int64_t block_ms, struct redis_batch *out, char *err, size_t errlen);
 
+/* An acknowledgement sent in the round trip of a read (redis_stream_ack_read). */
+struct redis_acks {
+	const char *stream;
+	const char *const *ids;
+	size_t n;
+	bool del;		/* retry stage: XDEL them too (nobody else trims it) */
+	int src;		/* the caller's */
+	int64_t acked;		/* out: entries acknowledged, -1 when the XACK failed */
+	char err[256];		/* out: why, when acked is -1 after an error reply */
+};
+
+/*
+ * redis_stream_read that sends the XACK (and XDEL) of each of acks[0..nacks)
+ * first, in the same round trip. Each set's acked tells how it went (-1:
+ * not acknowledged, its entries stay pending); the return value is the
+ * read's, as redis_stream_read. After an I/O error, every set whose reply
+ * had not come is -1.
+ */
+int redis_stream_ack_read(struct redis *r, struct redis_acks *acks, size_t nacks,
+    const char *group, const char *consumer, const char *const *streams,
+    const char *const *ids, int nstreams, int count, int64_t block_ms,
+    struct redis_batch *out, char *err, size_t errlen);
+
+/*
+ * The same, without BLOCK, in two halves so that the caller works while
+ * the round trip is under way: _send writes the commands out (the
+ * connection must carry no other command until _recv has read their
+ * replies); _recv takes the same arguments. Both 0/count or -1.
+ */
+int redis_stream_ack_read_send(struct redis *r, struct redis_acks *acks, size_t nacks,
+    const char *group, const char *consumer, const char *const *streams,
+    const char *const *ids, int nstreams, int count, char *err, size_t errlen);
+int redis_stream_ack_read_recv(struct redis *r, struct redis_acks *acks, size_t nacks,
+    const char *group, const char *consumer, const char *const *streams,
+    const char *const *ids, int nstreams, struct redis_batch *out, char *err, size_t errlen);
+
 /*
  * Retry stage read: atomically deliver to consumer at most count entries of
  * stage stream that are due (their id time + delay_ms <= Redis time).

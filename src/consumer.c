@@ -15,11 +15,14 @@
  * the handler at once (run_ahead), which saves a round trip to the handler
  * per message; each verdict then goes through the same handle() as a
  * single run, and the entries the handler did not get to are run again
- * without counting an attempt.
+ * without counting an attempt. While the handler works on a batch, the
+ * next one is read (prefetch_send/_recv), and the acknowledgements that
+ * are due ride in the same round trip (consumer_ack.c).
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,11 +89,13 @@ consumer_free(struct consumer *c)
 	}
 	/* The arrays and keys set up once by consumer_init. */
 	void *owned[] = { c->src, c->part, c->dlq, c->members_key, c->ackids, c->acksrc,
-		c->rkeys, c->rids, c->rmap, c->ahead_msg, c->ahead_res, c->ahead_pos };
+		c->rkeys, c->rids, c->rmap, c->ahead_msg, c->ahead_res, c->ahead_pos, c->dfr,
+		c->dfrids, c->dfrsets };
 
 	for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
 		free(owned[i]);
 	redis_batch_free(&c->batch);
+	redis_batch_free(&c->next);
 	if (c->h != NULL)
 		handler_free(c->h);
 	if (c->r != NULL)
@@ -108,6 +113,7 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 	c->stats = stats;
 	c->stop = stop;
 	c->drain_deadline = &drain_deadline_ms;
+	c->last_batch_ms = -1;	/* none yet: no reading ahead before one is seen */
 	consumer_name(slot, c->name, sizeof(c->name));
 	modes_limits(q, &c->lim);
 	c->ordered = q->mode == MODE_ORDERED_DROP || q->mode == MODE_HALT;
@@ -131,7 +137,9 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 		c->ahead_msg = calloc(c->window, sizeof(*c->ahead_msg));
 		c->ahead_res = calloc(c->window, sizeof(*c->ahead_res));
 		c->ahead_pos = calloc(c->window, sizeof(*c->ahead_pos));
-		if (c->ahead_msg == NULL || c->ahead_res == NULL || c->ahead_pos == NULL)
+		c->dfrsets = calloc((size_t)(c->npart + nstage), sizeof(*c->dfrsets));
+		if (c->ahead_msg == NULL || c->ahead_res == NULL || c->ahead_pos == NULL ||
+		    c->dfrsets == NULL)
 			goto oom;
 	}
 	for (int i = 0; i < c->npart; i++) {
@@ -166,6 +174,7 @@ consumer_init(struct consumer *c, const struct config *cfg, const struct queue_p
 	if ((c->h = handler_new(q, err, errlen)) == NULL)
 		return -1;
 	handler_set_tick(c->h, handler_tick, c);
+	handler_defer_settle(c->h, c->pipelined);
 	return 0;
 oom:
 	snprintf(err, errlen, "out of memory");
@@ -340,6 +349,25 @@ periodic(struct consumer *c)
 /* ---- reading ---- */
 
 /*
+ * Whether the next read is one of new entries only (no own pending entries
+ * to read first, no retry stage due): the one that carries waiting
+ * successes.
+ */
+static bool
+steady(const struct consumer *c, int64_t now)
+{
+	for (int i = 0; i < c->nsrc; i++) {
+		const struct source *s = &c->src[i];
+
+		if (!source_active(c, s))
+			continue;
+		if (!s->pend_done || (s->stage > 0 && now >= s->next_due))
+			return false;
+	}
+	return true;
+}
+
+/*
  * Fill c->batch: own pending entries first (after a restart, a claim or a
  * takeover), then due retry-stage entries, then new entries (blocking).
  * Returns the number of entries, or -1 after a Redis error (already handled).
@@ -350,6 +378,7 @@ fetch(struct consumer *c)
 	int64_t now = util_now_ms(), block = c->q->worker.block_ms;
 	char err[512];
 	int n = 0, nk = 0;
+	size_t nsets;
 
 	redis_batch_clear(&c->batch);
 	c->recovering = false;
@@ -371,6 +400,17 @@ fetch(struct consumer *c)
 			log_info("%s: consumer %s reconnected to redis %s; own pending entries first",
 			    c->q->name, c->name, redis_address(c->r));
 		c->generation = redis_generation(c->r);
+	}
+	/* Waiting successes ride with a read of new entries only; else they go now. */
+	if (c->ndfr > 0 && !steady(c, now))
+		(void)consumer_ack_drain(c);
+	if (c->next.n > 0 && steady(c, now)) {
+		struct redis_batch empty = c->batch;
+
+		c->batch = c->next;
+		c->next = empty;
+		consumer_ack_watched(c);	/* the last exchange's */
+		return (int)c->batch.n;
 	}
 	for (int i = 0; i < c->nsrc; i++) {
 		struct source *s = &c->src[i];
@@ -455,6 +495,7 @@ fetch(struct consumer *c)
 		 * Nothing we may read (no lease, or halted): wait for a change, no
 		 * longer than until the next lease round, which may bring one.
 		 */
+		(void)consumer_ack_drain(c);
 		if (c->ordered && c->next_lease - now < block)
 			block = c->next_lease - now;
 		util_sleep_ms(block > 0 ? block : 1, c->stop);
@@ -462,8 +503,21 @@ fetch(struct consumer *c)
 	}
 	if (block < 1)
 		block = 1;	/* BLOCK 0 would mean forever */
-	n = redis_stream_read(c->r, c->q->group, c->name, c->rkeys, c->rids, nk, c->q->worker.batch,
-	    block, &c->batch, err, sizeof(err));
+	/*
+	 * Pipelined: the successes whose watches are over go out in this
+	 * round trip, and the surplus watch of the last exchange runs while it
+	 * is under way. With successes still waiting the read does not block:
+	 * on an empty queue they go out at once (consumer_ack_drain).
+	 */
+	nsets = c->ndfr > 0 ? consumer_ack_select(c, false) : 0;
+	n = redis_stream_ack_read(c->r, c->dfrsets, nsets, c->q->group, c->name, c->rkeys, c->rids,
+	    nk, c->q->worker.batch, c->ndfr > 0 ? -1 : block, &c->batch, err, sizeof(err));
+	if (nsets > 0)
+		consumer_ack_sent(c, nsets);
+	if (c->pipelined && n == 0)
+		(void)consumer_ack_drain(c);	/* with a longer watch: the queue ran empty */
+	else if (c->pipelined)
+		consumer_ack_watched(c);
 	if (n < 0) {
 		consumer_redis_trouble(c, "XREADGROUP", err);
 		return -1;
@@ -473,64 +527,8 @@ fetch(struct consumer *c)
 	return n;
 }
 
-/* ---- acknowledging and moving ---- */
+/* ---- moving ---- */
 
-static void
-ack_later(struct consumer *c, const struct message *e)
-{
-	c->ackids[c->nacks] = e->id;
-	c->acksrc[c->nacks++] = e->src;
-}
-
-/*
- * Acknowledge what is collected, grouped by stream (retry-stage entries are
- * also deleted: nobody else trims those streams). On failure the entries stay
- * pending and come back (at least once). Returns 0 or -1.
- */
-static int
-ack_flush(struct consumer *c)
-{
-	const char **ids;
-	char err[512];
-	int rc = 0;
-
-	if (c->nacks == 0)
-		return 0;
-	if ((ids = calloc(c->nacks, sizeof(*ids))) == NULL) {
-		c->nacks = 0;
-		return -1;
-	}
-	for (int i = 0; i < c->nsrc; i++) {
-		struct source *s = &c->src[i];
-		struct partition *p = c->ordered && s->part >= 0 ? &c->part[s->part] : NULL;
-		size_t n = 0;
-		int r;
-
-		for (size_t j = 0; j < c->nacks; j++)
-			if (c->acksrc[j] == i)
-				ids[n++] = c->ackids[j];
-		if (n == 0)
-			continue;
-		r = redis_stream_ack(c->r, s->key, c->q->group, ids, n, p ? p->lease_key : NULL,
-		    p ? p->token : NULL, err, sizeof(err));
-		if (r == REDIS_FENCED) {
-			consumer_part_lost(c, s->part, err);
-			rc = -1;
-		} else if (r < 0) {
-			consumer_redis_trouble(c, "XACK (the entries stay pending and will be redelivered)", err);
-			consumer_pending_reset(s);
-			rc = -1;
-		} else if (s->stage > 0 &&
-		    redis_stream_delete(c->r, s->key, ids, n, err, sizeof(err)) < 0) {
-			log_warnx("%s: XDEL on %s: %s", c->q->name, s->key, err);
-		}
-	}
-	free(ids);
-	c->nacks = 0;
-	return rc;
-}
-
-/* Move e to dst (a retry stage or the DLQ) with its failure history. 0 or -1. */
 static int
 move_entry(struct consumer *c, const struct message *e, const char *dst, int to_stage,
     int attempts, const char *error)
@@ -578,7 +576,7 @@ apply(struct consumer *c, const struct message *e, const struct mode_decision *d
 	switch (d->action) {
 	case MODE_ACT_ACK:
 		wstats_count(c->stats, WS_OK);
-		ack_later(c, e);
+		consumer_ack_later(c, e);
 		break;
 	case MODE_ACT_RETRY:	/* handled by the caller */
 		break;
@@ -586,7 +584,7 @@ apply(struct consumer *c, const struct message *e, const struct mode_decision *d
 		wstats_count(c->stats, WS_DROPPED);
 		log_warnx("%s: dropped %s %s after %d attempt(s) (delivery %" PRId64 "): %s",
 		    c->q->name, s->key, e->id, attempts, e->delivery, error);
-		ack_later(c, e);
+		consumer_ack_later(c, e);
 		break;
 	case MODE_ACT_STAGE:
 		if (move_entry(c, e, c->src[c->npart + d->next_stage - 1].key, d->next_stage,
@@ -615,7 +613,7 @@ apply(struct consumer *c, const struct message *e, const struct mode_decision *d
 	 * Order-critical: acknowledge at once, so only the message in flight can
 	 * come back. Recovering: so a crash on a later entry does not bring it back.
 	 */
-	if ((c->ordered || c->recovering) && c->nacks > 0 && ack_flush(c) < 0) {
+	if ((c->ordered || c->recovering) && c->nacks > 0 && consumer_ack_flush(c) < 0) {
 		consumer_pending_reset(&c->src[e->src]);
 		return STEP_SKIP_PART;
 	}
@@ -690,6 +688,66 @@ runnable(const struct consumer *c, const struct message *e)
 }
 
 /*
+ * Pipelined, steady: the read of the next batch (with the waiting
+ * successes that are due) goes out before the handler gets this batch's
+ * first exchange, and its reply is taken after it (prefetch_recv): the
+ * round trip to Redis runs while the handler works. Not while draining,
+ * nor when the last batch took longer than PREFETCH_MAX_MS: the entries
+ * read ahead would wait that long while another consumer may be idle.
+ */
+static void
+prefetch_send(struct consumer *c)
+{
+	char err[512];
+	int nk = 0;
+
+	if (c->pf_active || c->next.n > 0 || *c->stop || c->recovering || c->last_batch_ms < 0 ||
+	    c->last_batch_ms > PREFETCH_MAX_MS || !steady(c, util_now_ms()))
+		return;
+	for (int i = 0; i < c->nsrc; i++) {
+		if (c->src[i].stage != 0 || !source_active(c, &c->src[i]))
+			continue;
+		c->rmap[nk] = i;
+		c->rkeys[nk] = c->src[i].key;
+		c->rids[nk++] = ">";
+	}
+	if (nk == 0)
+		return;
+	c->pf_nk = nk;
+	c->pf_nsets = c->ndfr > 0 ? consumer_ack_select(c, false) : 0;
+	if (redis_stream_ack_read_send(c->r, c->dfrsets, c->pf_nsets, c->q->group, c->name,
+	    c->rkeys, c->rids, nk, c->q->worker.batch, err, sizeof(err)) < 0) {
+		consumer_ack_sent(c, c->pf_nsets);	/* not acknowledged: they stay pending */
+		c->pf_nsets = 0;
+		log_warnx("%s: consumer %s: reading ahead: %s", c->q->name, c->name, err);
+		return;
+	}
+	c->pf_active = true;
+}
+
+static void
+prefetch_recv(struct consumer *c)
+{
+	char err[512];
+	int n;
+
+	if (!c->pf_active)
+		return;
+	c->pf_active = false;
+	n = redis_stream_ack_read_recv(c->r, c->dfrsets, c->pf_nsets, c->q->group, c->name,
+	    c->rkeys, c->rids, c->pf_nk, &c->next, err, sizeof(err));
+	if (c->pf_nsets > 0)
+		consumer_ack_sent(c, c->pf_nsets);
+	c->pf_nsets = 0;
+	if (n < 0) {
+		log_warnx("%s: consumer %s: reading ahead: %s", c->q->name, c->name, err);
+		return;
+	}
+	for (size_t j = 0; j < c->next.n; j++)
+		c->next.e[j].src = c->rmap[c->next.e[j].src];
+}
+
+/*
  * Send the runnable entries of the batch from index i on, up to c->window
  * of them, to the pipe handler at once; their verdicts wait in c->ahead_*.
  * Entries the handler did not get to (it was killed at an earlier one)
@@ -709,8 +767,15 @@ run_ahead(struct consumer *c, size_t i)
 		message_meta(c, &c->ahead_msg[n]);
 		c->ahead_pos[n++] = j;
 	}
+	/* The watch of an exchange before this one in the batch ends before this one starts. */
+	consumer_ack_watched(c);
+	if (i == 0)
+		prefetch_send(c);
 	rc = handler_run_batch(c->h, c->ahead_msg, n, c->stop, &drain_deadline_ms, c->ahead_res,
 	    &nrun);
+	prefetch_recv(c);
+	(void)consumer_surplus_check(c);
+	c->unwatched = nrun > 1;
 	c->nahead = nrun;
 	c->ahead_next = 0;
 	if (rc < 0) {
@@ -753,7 +818,7 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 	if (e->deleted) {
 		log_warnx("%s: %s %s is pending but gone from the stream (trimmed or deleted); "
 		    "acknowledging it", c->q->name, s->key, e->id);
-		ack_later(c, e);
+		consumer_ack_later(c, e);
 		return STEP_NEXT;
 	}
 	message_meta(c, &m);
@@ -827,21 +892,29 @@ static void
 keep_fresh(struct consumer *c, size_t from)
 {
 	int64_t now = util_now_ms(), every = c->q->worker.claim_idle_ms / 3;
+	const char **ids;
 	char err[512];
 
 	if (c->ordered || now - c->held_at < every || from >= c->batch.n)
+		return;
+	/* The batch's entries in hand, and those read ahead (c->next). */
+	if ((ids = calloc(c->batch.n - from + c->next.n, sizeof(*ids))) == NULL)
 		return;
 	for (int i = 0; i < c->nsrc; i++) {
 		size_t n = 0;
 
 		for (size_t j = from; j < c->batch.n; j++)
 			if (c->batch.e[j].src == i && !c->batch.e[j].deleted)
-				c->ackids[c->nacks + n++] = c->batch.e[j].id;
+				ids[n++] = c->batch.e[j].id;
+		for (size_t j = 0; j < c->next.n; j++)
+			if (c->next.e[j].src == i)
+				ids[n++] = c->next.e[j].id;
 		if (n > 0 && redis_stream_touch(c->r, c->src[i].key, c->q->group, c->name,
-		    now - c->held_at - every, c->ackids + c->nacks, n, err, sizeof(err)) < 0)
+		    now - c->held_at - every, ids, n, err, sizeof(err)) < 0)
 			log_warnx("%s: keeping the entries in hand fresh on %s: %s", c->q->name,
 			    c->src[i].key, err);
 	}
+	free(ids);
 	c->held_at = util_now_ms();
 }
 
@@ -851,8 +924,10 @@ handler_tick(void *arg)
 {
 	struct consumer *c = arg;
 
-	if (c->batch_pos > 0)
-		keep_fresh(c, c->batch_pos - 1);
+	if (c->batch_pos == 0 || util_now_ms() - c->held_at < c->q->worker.claim_idle_ms / 3)
+		return;
+	prefetch_recv(c);	/* the connection must be free for keep_fresh */
+	keep_fresh(c, c->batch_pos - 1);
 }
 
 static void
@@ -928,25 +1003,18 @@ process_batch(struct consumer *c)
 		if (st == STEP_SKIP_PART)
 			skip[e->src] = true;
 	}
-	/*
-	 * A reply too many that came after the pipelined exchange ended: the
-	 * batch's verdicts may be shifted, so none of its successes is
-	 * acknowledged; they are read again from our pending list and run one
-	 * at a time (a duplicate, never a loss).
-	 */
-	if (c->pipelined && c->nacks > 0 && handler_output_pending(c->h)) {
-		log_warnx("%s: the pipe handler answered more lines than it was sent messages; "
-		    "the %zu successes of this batch are not acknowledged and run again", c->q->name,
-		    c->nacks);
-		c->nacks = 0;
-		for (int i = 0; i < c->nsrc; i++)
-			skip[i] = true;
-	}
 	/* What was skipped or left stays pending; re-read it before anything new. */
 	for (int i = 0; i < c->nsrc; i++)
 		if (skip[i])
 			consumer_pending_reset(&c->src[i]);
-	(void)ack_flush(c);
+	/*
+	 * Pipelined: the successes wait until no surplus reply can have shifted
+	 * their verdicts (consumer_ack.c); else they are acknowledged now.
+	 */
+	if (c->pipelined)
+		(void)consumer_ack_defer(c);
+	else
+		(void)consumer_ack_flush(c);
 	free(skip);
 }
 
@@ -973,6 +1041,8 @@ consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
 	sa.sa_handler = on_stop_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* The surplus watch is tens of microseconds: not 50 more of timer slack. */
+	(void)prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
 	if (*stop && drain_deadline_ms == 0)
 		drain_deadline_ms = util_now_ms() + drain_timeout_ms;
 
@@ -1004,12 +1074,30 @@ consumer_main(const struct config *cfg, const struct queue_policy *q, int slot,
 		c.err_streak = 0;
 		c.batch_pos = 0;
 		c.held_at = util_now_ms();
-		if (n > 0)
+		if (n > 0) {
 			process_batch(&c);
+			c.last_batch_ms = util_now_ms() - c.held_at;
+		}
+	}
+	/* Entries read ahead are ours: finish them while drain_timeout lasts. */
+	if (c.next.n > 0) {
+		struct redis_batch empty = c.batch;
+
+		redis_batch_clear(&c.batch);
+		c.batch = c.next;
+		c.next = empty;
+		for (size_t j = 0; j < c.batch.n; j++) {
+			c.batch.e[j].queue = q->name;
+			c.batch.e[j].stream = c.src[c.batch.e[j].src].key;
+		}
+		c.batch_pos = 0;
+		process_batch(&c);
 	}
 	log_info("%s: consumer %s draining", q->name, c.name);
-	if (c.nacks > 0)
-		(void)ack_flush(&c);
+	if (c.pipelined)
+		(void)consumer_ack_drain(&c);
+	else if (c.nacks > 0)
+		(void)consumer_ack_flush(&c);
 	if (c.ordered)
 		consumer_leases_release(&c);
 	consumer_free(&c);

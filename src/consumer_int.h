@@ -15,6 +15,7 @@
 #include "modes.h"
 #include "redis.h"
 #include "redis_msg.h"
+#include "redis_stream.h"
 #include "wstats.h"
 
 #define LEASE_MARGIN_MS QUEUE_LEASE_MARGIN_MS	/* lease ttl = handler timeout + this */
@@ -25,6 +26,7 @@
 #define ERR_BACKOFF_BASE_MS 100
 #define ERR_BACKOFF_CAP_MS 5000
 #define INFLIGHT_MAX 256	/* pipelined pipe handler: messages in flight at most */
+#define PREFETCH_MAX_MS 50	/* pipelined: read the next batch ahead only after faster batches */
 
 struct source {
 	char *key;		/* stream key */
@@ -86,12 +88,63 @@ struct consumer {
 	size_t nahead, ahead_next;	/* verdicts held, next one to take */
 	int64_t held_at;	/* when the batch's entries were last fetched or kept fresh */
 	bool solo;		/* the handler answered out of step: the rest of the batch one at a time */
+	/*
+	 * Pipelined: successes not acknowledged yet, oldest first. They go out
+	 * in the round trip of a later read, once the surplus watches of their
+	 * exchange and of the next one are over (scaleno-worker(8) "pipe").
+	 */
+	struct deferred *dfr;
+	size_t ndfr, capdfr;
+	const char **dfrids;	/* capdfr: the ids of one round trip's XACKs */
+	struct redis_acks *dfrsets;	/* nsrc: one XACK per stream */
+	unsigned surplus_seen;	/* handler_surplus_count when last looked */
+	bool unwatched;		/* an exchange ran whose surplus watch is still to come */
+	/*
+	 * Pipelined, steady: the next batch, read while the handler worked on
+	 * this one (prefetch_send/_recv in consumer.c).
+	 */
+	struct redis_batch next;
+	bool pf_active;		/* its round trip is under way */
+	size_t pf_nsets;	/* acknowledgements riding with it, in dfrsets */
+	int pf_nk;		/* streams read */
+	int64_t last_batch_ms;	/* how long the last batch took, -1 = none yet */
+};
+
+/* A success waiting for its acknowledgement (pipelined). */
+struct deferred {
+	char id[REDIS_ID_MAX];
+	int src;
+	int watched;		/* surplus watches passed since it ran */
+	int64_t at;		/* monotonic ms when it ran */
+	bool sending;		/* chosen by consumer_ack_select */
 };
 
 /* Log a Redis failure, count it, and wait, longer each time in a row. */
 void consumer_redis_trouble(struct consumer *c, const char *what, const char *err);
 /* Read source s's own pending entries again from the start, before anything new. */
 void consumer_pending_reset(struct source *s);
+
+/* ---- consumer_ack.c: acknowledging ---- */
+
+/* Note e's success (or drop) for the acknowledgement of its batch. */
+void consumer_ack_later(struct consumer *c, const struct message *e);
+/* Acknowledge what consumer_ack_later noted, now. 0, or -1 (they stay pending). */
+int consumer_ack_flush(struct consumer *c);
+/*
+ * Pipelined: move what consumer_ack_later noted to the successes waiting
+ * for their surplus watches. 0, or -1 when they were dropped (a surplus).
+ */
+int consumer_ack_defer(struct consumer *c);
+/* A surplus since the last look drops every waiting success (true then). */
+bool consumer_surplus_check(struct consumer *c);
+/* After a read's round trip: the surplus watch of the last exchange. */
+void consumer_ack_watched(struct consumer *c);
+/* The waiting successes that go out now, in c->dfrsets; the number of sets. */
+size_t consumer_ack_select(struct consumer *c, bool all);
+/* After the round trip that carried c->dfrsets[0..nsets): failures stay pending. */
+void consumer_ack_sent(struct consumer *c, size_t nsets);
+/* Watch for a surplus, then acknowledge every waiting success now. 0 or -1. */
+int consumer_ack_drain(struct consumer *c);
 
 /* ---- consumer_part.c: partition leases (order-critical queues) ---- */
 

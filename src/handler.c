@@ -42,10 +42,11 @@ extern char **environ;
 #define NOPIDFD_PIPE_TICK_MS 20	/* pipe: the same, for a handler that lives on between messages */
 #define STOP_GRACE_MS 500	/* handler_free: time a pipe handler gets after EOF */
 #define ENCODE_AHEAD (256 * 1024)	/* pipe: message bytes encoded ahead of the writer */
-#define WRITE_IOV 64		/* pipe: message lines per writev */
+#define WRITE_IOV 256		/* pipe: message lines per writev (a whole batch) */
 #define READ_CHUNK 16384	/* pipe: reply bytes per read */
-#define SETTLE_MIN_US 100	/* pipe batch: watch for a surplus reply at least this long, */
+#define SETTLE_MIN_US 30	/* pipe batch: watch for a surplus reply at least this long, */
 #define SETTLE_MAX_US 250000	/* and at most this long (3 x the mean time per reply between) */
+#define IDLE_WATCH_MIN_S 0.002	/* handler_settle when idle: at least this long */
 
 struct proc {
 	pid_t pid;		/* 0 = not started */
@@ -66,6 +67,11 @@ struct handler {
 	void *tick_arg;
 	char reply[REPLY_MAX + 1];
 	size_t rlen;
+	bool defer_settle;	/* handler_defer_settle */
+	double settle_last;	/* deferred: when the last exchange's last reply came (monotonic s), */
+	double settle_until;	/* and until when to watch for a surplus; 0 = nothing to watch */
+	double slow_s;		/* the longest time between two replies lately (decaying) */
+	unsigned surplus;	/* surpluses seen (handler_surplus_count) */
 };
 
 /* What one exchange with a handler process ended with. */
@@ -497,10 +503,11 @@ pipe_check_idle(struct handler *h)
 
 	if (h->p.pid <= 0 || poll(pfd, 2, 0) <= 0)
 		return;
-	if (pfd[0].revents != 0 && read(h->p.out_fd, &c, 1) == 1)
+	if (pfd[0].revents != 0 && read(h->p.out_fd, &c, 1) == 1) {
 		log_warnx("queue %s: pipe handler wrote output without a message; restarting it",
 		    h->queue);
-	else
+		h->surplus++;
+	} else
 		log_warnx("queue %s: pipe handler exited while idle; restarting it", h->queue);
 	proc_reap(&h->p, 1);
 }
@@ -796,29 +803,94 @@ pipe_fail(struct handler *h, const struct exchange *x, int rc, struct handler_re
 /*
  * After the last reply of a pipelined exchange: a handler that answered one
  * message twice has shifted every later verdict by one, and its reply to
- * the last message is still to come, about one message's time later. Watch
- * its stdout for three times the mean time between the exchange's replies
- * (the first one, which includes the handler's wake-up, left out), within
- * SETTLE_MIN_US..SETTLE_MAX_US: a byte there means the replies outnumber
- * the messages. 1 surplus, 0 clean.
+ * the last message is still to come, about one message's time later. Its
+ * stdout is watched until three times the mean time between the exchange's
+ * replies (the first one, which includes the handler's wake-up, left out)
+ * has passed since the last one, within SETTLE_MIN_US..SETTLE_MAX_US: a byte
+ * there means the replies outnumber the messages. When this returns.
  */
-static int
-exchange_settle(struct handler *h, const struct exchange *x)
+static double
+exchange_settle_until(const struct exchange *x)
 {
-	double gap;
-	int64_t us;
+	double gap = (x->s[x->n - 1].replied - x->s[0].replied) / (double)(x->n - 1);
+	int64_t us = (int64_t)(gap * 3e6);
+
+	us = us < SETTLE_MIN_US ? SETTLE_MIN_US : us > SETTLE_MAX_US ? SETTLE_MAX_US : us;
+	/*
+	 * Every reply in one read: a handler that answers what it has read in
+	 * one go, whose surplus would have come in the same write. No wait.
+	 */
+	if (x->s[x->n - 1].replied == x->s[0].replied)
+		us = 0;
+	return x->s[x->n - 1].replied + (double)us / 1e6;
+}
+
+/* Watch the handler's stdout until `until` (monotonic s). 1 surplus, 0 clean. */
+static int
+settle_watch(struct handler *h, double until)
+{
 	struct pollfd pfd = { .fd = h->p.out_fd, .events = POLLIN };
-	struct timespec ts;
+	double left = until - util_now_s();
+	struct timespec ts = { 0, 0 };
 	char c;
 
-	gap = (x->s[x->n - 1].replied - x->s[0].replied) / (double)(x->n - 1);
-	us = (int64_t)(gap * 3e6);
-	us = us < SETTLE_MIN_US ? SETTLE_MIN_US : us > SETTLE_MAX_US ? SETTLE_MAX_US : us;
-	ts.tv_sec = us / 1000000;
-	ts.tv_nsec = (long)(us % 1000000) * 1000;
-	if (pfd.fd < 0 || ppoll(&pfd, 1, &ts, NULL) <= 0 || (pfd.revents & (POLLIN | POLLHUP)) == 0)
+	if (h->p.pid <= 0 || pfd.fd < 0)
+		return 0;
+	if (left > 0) {
+		ts.tv_sec = (time_t)left;
+		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+	}
+	if (ppoll(&pfd, 1, &ts, NULL) <= 0 || (pfd.revents & (POLLIN | POLLHUP)) == 0)
 		return 0;
 	return read(pfd.fd, &c, 1) == 1;	/* EOF: it exited after its last reply, no surplus */
+}
+
+/* A surplus was found after an exchange: nothing of it holds; restart the handler. */
+static void
+surplus_found(struct handler *h, size_t n)
+{
+	if (n > 0)
+		log_warnx("queue %s: pipe handler answered more lines than it was sent messages; "
+		    "the verdicts of its last %zu messages are void, they run again one at a "
+		    "time; handler restarted", h->queue, n);
+	else
+		log_warnx("queue %s: pipe handler answered more lines than it was sent messages "
+		    "after its last batch; the successes not yet acknowledged run again one at a "
+		    "time; handler restarted", h->queue);
+	proc_reap(&h->p, 1);
+	h->surplus++;
+}
+
+int
+handler_settle(struct handler *h, bool idle)
+{
+	double until = h->settle_until, wait;
+
+	h->settle_until = 0;
+	if (h->proto != PROTO_PIPE)
+		return 0;
+	/* Idle: as long as a message has taken lately, twice (2 ms..250 ms). */
+	wait = 2 * h->slow_s;
+	wait = wait < IDLE_WATCH_MIN_S ? IDLE_WATCH_MIN_S : wait > SETTLE_MAX_US / 1e6 ?
+	    SETTLE_MAX_US / 1e6 : wait;
+	if (idle && until > 0 && h->settle_last + wait > until)
+		until = h->settle_last + wait;
+	if (!settle_watch(h, until))
+		return 0;
+	surplus_found(h, 0);
+	return 1;
+}
+
+unsigned
+handler_surplus_count(const struct handler *h)
+{
+	return h->surplus;
+}
+
+void
+handler_defer_settle(struct handler *h, bool on)
+{
+	h->defer_settle = on;
 }
 
 /* The pipe protocol for ms[0..n), pipelined; see handler_run_batch. */
@@ -847,14 +919,21 @@ run_pipe(struct handler *h, const struct message *ms, size_t n,
 	}
 	h->rlen = 0;
 	rc = exchange_run(h, &x, draining, drain_deadline_ms, res, &at);
-	if (rc == IO_DONE && x.n > 1 && exchange_settle(h, &x))
-		rc = IO_SURPLUS;
+	if (rc == IO_DONE && x.n > 1) {
+		if (h->defer_settle) {
+			h->settle_until = exchange_settle_until(&x);
+			h->settle_last = x.s[x.n - 1].replied;
+			h->slow_s *= 0.9;
+			for (size_t j = 0; j < x.n; j++)
+				if (res[j].duration_s > h->slow_s)
+					h->slow_s = res[j].duration_s;
+		}
+		else if (settle_watch(h, exchange_settle_until(&x)))
+			rc = IO_SURPLUS;
+	}
 	if (rc == IO_SURPLUS) {
 		/* Which reply belongs to which message is unknown: none counts. */
-		log_warnx("queue %s: pipe handler answered more lines than it was sent messages; "
-		    "the verdicts of its last %zu messages are void, they run again one at a time; "
-		    "handler restarted", h->queue, x.n);
-		proc_reap(&h->p, 1);
+		surplus_found(h, x.n);
 		memset(res, 0, x.n * sizeof(*res));
 		*nrun = 0;
 	} else if (rc == IO_DONE) {

@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
 #include "handler_msg.h"
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
@@ -43,32 +41,6 @@ utf8_seq(const unsigned char *s, size_t left)
 	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
 	return n;
-}
-
-/* s[0..len) as valid UTF-8: each invalid byte and each NUL becomes U+FFFD. Caller frees. */
-static char *
-utf8_clean(const char *s, size_t len)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	char *out = malloc(len * 3 + 1), *o = out;
-
-	if (out == NULL)
-		return NULL;
-	for (size_t i = 0; i < len;) {
-		size_t n = utf8_seq(u + i, len - i);
-
-		if (n == 0) {
-			memcpy(o, "\xef\xbf\xbd", 3);
-			o += 3;
-			i++;
-		} else {
-			memcpy(o, u + i, n);
-			o += n;
-			i += n;
-		}
-	}
-	*o = '\0';
-	return out;
 }
 
 /* Whether s[0..len) is valid UTF-8 without a NUL: it can travel as a JSON string as it is. */
@@ -107,109 +79,231 @@ base64(const char *s, size_t len)
 	return out;
 }
 
-/* An integer as raw JSON text: cJSON prints numbers through printf/sscanf of a double. */
+/* The growing text of one message line. */
+struct jb {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
 static bool
-add_int(cJSON *o, const char *name, int64_t v)
+jb_room(struct jb *b, size_t more)
+{
+	char *np;
+	size_t cap;
+
+	if (b->oom)
+		return false;
+	if (b->len + more < b->cap)
+		return true;
+	cap = b->cap ? b->cap : 256;
+	while (cap <= b->len + more)
+		cap *= 2;
+	if ((np = realloc(b->p, cap)) == NULL) {
+		b->oom = true;
+		return false;
+	}
+	b->p = np;
+	b->cap = cap;
+	return true;
+}
+
+static void
+jb_put(struct jb *b, const char *s, size_t n)
+{
+	if (jb_room(b, n)) {
+		memcpy(b->p + b->len, s, n);
+		b->len += n;
+	}
+}
+
+static void
+jb_lit(struct jb *b, const char *s)
+{
+	jb_put(b, s, strlen(s));
+}
+
+static void
+jb_int(struct jb *b, int64_t v)
 {
 	char buf[24];
+	int n = snprintf(buf, sizeof(buf), "%lld", (long long)v);
 
-	snprintf(buf, sizeof(buf), "%lld", (long long)v);
-	return cJSON_AddRawToObject(o, name, buf) != NULL;
+	jb_put(b, buf, (size_t)n);
 }
 
 /*
- * meta (scaleno-worker(8) "The message"): attempt, stage, first_failed_ms
- * and last_error once it failed, binary when a value went as base64.
+ * s[0..len) as a JSON string, escaped as cJSON prints it (", \, and the
+ * control characters); each invalid UTF-8 byte and each NUL becomes U+FFFD.
  */
-static cJSON *
-message_meta(cJSON *root, const struct message *m)
+static void
+jb_str(struct jb *b, const char *s, size_t len)
 {
-	cJSON *meta = cJSON_AddObjectToObject(root, "meta");
-	char *err;
+	const unsigned char *u = (const unsigned char *)s;
 
-	if (meta == NULL || !add_int(meta, "attempt", m->attempt > 0 ? m->attempt : 1) ||
-	    !add_int(meta, "stage", m->stage))
-		return NULL;
-	if (m->first_failed_ms > 0 && !add_int(meta, "first_failed_ms", m->first_failed_ms))
-		return NULL;
-	if (m->last_error != NULL) {
-		err = utf8_clean(m->last_error, strlen(m->last_error));
-		if (err == NULL || cJSON_AddStringToObject(meta, "last_error", err) == NULL) {
-			free(err);
-			return NULL;
+	/* At most 6 bytes out per byte in (\u00XX), plus the quotes. */
+	if (!jb_room(b, len * 6 + 2))
+		return;
+	b->p[b->len++] = '"';
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_seq(u + i, len - i);
+		char *o = b->p + b->len;
+
+		if (n == 0) {
+			memcpy(o, "\xef\xbf\xbd", 3);
+			b->len += 3;
+			i++;
+			continue;
 		}
-		free(err);
+		if (n > 1) {
+			memcpy(o, u + i, n);
+			b->len += n;
+			i += n;
+			continue;
+		}
+		switch (u[i]) {
+		case '"': memcpy(o, "\\\"", 2); b->len += 2; break;
+		case '\\': memcpy(o, "\\\\", 2); b->len += 2; break;
+		case '\b': memcpy(o, "\\b", 2); b->len += 2; break;
+		case '\f': memcpy(o, "\\f", 2); b->len += 2; break;
+		case '\n': memcpy(o, "\\n", 2); b->len += 2; break;
+		case '\r': memcpy(o, "\\r", 2); b->len += 2; break;
+		case '\t': memcpy(o, "\\t", 2); b->len += 2; break;
+		default:
+			if (u[i] < 0x20)
+				b->len += (size_t)snprintf(o, 7, "\\u%04x", u[i]);
+			else
+				b->p[b->len++] = (char)u[i];
+		}
+		i++;
 	}
-	return meta;
+	b->p[b->len++] = '"';
+}
+
+/* Standard base64 of s[0..len) as a JSON string. */
+static void
+jb_base64(struct jb *b, const char *s, size_t len)
+{
+	char *v = base64(s, len);
+
+	if (v == NULL) {
+		b->oom = true;
+		return;
+	}
+	jb_str(b, v, strlen(v));
+	free(v);
+}
+
+/* "name": (after a comma unless first) */
+static void
+jb_key(struct jb *b, const char *name, bool first)
+{
+	if (!first)
+		jb_put(b, ",", 1);
+	jb_str(b, name, strlen(name));
+	jb_put(b, ":", 1);
+}
+
+/* Whether field i goes to the handler (a retry stage's bookkeeping stays in Redis). */
+static bool
+field_sent(const struct message *m, size_t i)
+{
+	return !(m->stage > 0 && redis_is_failure_field(m->names[i], m->name_lens[i]));
+}
+
+/*
+ * The message as one JSON object, in this order: queue, stream, partition,
+ * id, delivery, fields, meta (attempt, stage, first_failed_ms and
+ * last_error once it failed, binary when a value went as base64).
+ */
+static void
+encode(struct jb *b, const struct message *m)
+{
+	bool first = true, anybin = false;
+
+	jb_lit(b, "{\"queue\":");
+	jb_str(b, m->queue != NULL ? m->queue : "", m->queue != NULL ? strlen(m->queue) : 0);
+	jb_lit(b, ",\"stream\":");
+	jb_str(b, m->stream != NULL ? m->stream : "", m->stream != NULL ? strlen(m->stream) : 0);
+	jb_lit(b, ",\"partition\":");
+	jb_int(b, m->partition);
+	jb_lit(b, ",\"id\":");
+	jb_str(b, m->id, strlen(m->id));
+	jb_lit(b, ",\"delivery\":");
+	jb_int(b, m->delivery);
+	jb_lit(b, ",\"fields\":{");
+	for (size_t i = 0; i < m->nfields; i++) {
+		bool bin;
+
+		if (!field_sent(m, i))
+			continue;
+		bin = !utf8_valid(m->values[i], m->value_lens[i]);
+		if (!first)
+			jb_put(b, ",", 1);
+		first = false;
+		jb_str(b, m->names[i], m->name_lens[i]);
+		jb_put(b, ":", 1);
+		if (bin)
+			jb_base64(b, m->values[i], m->value_lens[i]);
+		else
+			jb_str(b, m->values[i], m->value_lens[i]);
+		anybin |= bin;
+	}
+	jb_lit(b, "},\"meta\":{\"attempt\":");
+	jb_int(b, m->attempt > 0 ? m->attempt : 1);
+	jb_lit(b, ",\"stage\":");
+	jb_int(b, m->stage);
+	if (m->first_failed_ms > 0) {
+		jb_key(b, "first_failed_ms", false);
+		jb_int(b, m->first_failed_ms);
+	}
+	if (m->last_error != NULL) {
+		jb_key(b, "last_error", false);
+		jb_str(b, m->last_error, strlen(m->last_error));
+	}
+	if (anybin) {
+		first = true;
+		jb_key(b, "binary", false);
+		jb_put(b, "[", 1);
+		for (size_t i = 0; i < m->nfields; i++) {
+			if (!field_sent(m, i) || utf8_valid(m->values[i], m->value_lens[i]))
+				continue;
+			if (!first)
+				jb_put(b, ",", 1);
+			first = false;
+			jb_str(b, m->names[i], m->name_lens[i]);
+		}
+		jb_put(b, "]", 1);
+	}
+	jb_put(b, "}}", 2);
+}
+
+/* The encoded message plus `tail` (a NUL-terminated string), or NULL; *len without the NUL. */
+static char *
+encode_with(const struct message *m, const char *tail, size_t *len)
+{
+	struct jb b = { 0 };
+
+	encode(&b, m);
+	jb_put(&b, tail, strlen(tail) + 1);
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	if (len != NULL)
+		*len = b.len - 1;
+	return b.p;
 }
 
 char *
 handler_message_json(const struct message *m)
 {
-	cJSON *root = cJSON_CreateObject(), *fields, *meta, *binary = NULL;
-	char *text = NULL;
-
-	if (root == NULL)
-		return NULL;
-	if (cJSON_AddStringToObject(root, "queue", m->queue != NULL ? m->queue : "") == NULL ||
-	    cJSON_AddStringToObject(root, "stream", m->stream != NULL ? m->stream : "") == NULL ||
-	    !add_int(root, "partition", m->partition) ||
-	    cJSON_AddStringToObject(root, "id", m->id) == NULL ||
-	    !add_int(root, "delivery", m->delivery) ||
-	    (fields = cJSON_AddObjectToObject(root, "fields")) == NULL ||
-	    (meta = message_meta(root, m)) == NULL)
-		goto out;
-	for (size_t i = 0; i < m->nfields; i++) {
-		bool bin = !utf8_valid(m->values[i], m->value_lens[i]);
-		char *name, *value;
-		cJSON *item;
-
-		/* Bookkeeping of the retry stages stays in Redis. */
-		if (m->stage > 0 && redis_is_failure_field(m->names[i], m->name_lens[i]))
-			continue;
-		name = utf8_clean(m->names[i], m->name_lens[i]);
-		value = bin ? base64(m->values[i], m->value_lens[i]) :
-		    utf8_clean(m->values[i], m->value_lens[i]);
-		item = value != NULL ? cJSON_CreateString(value) : NULL;
-		free(value);
-		if (bin && name != NULL && item != NULL && binary == NULL &&
-		    (binary = cJSON_AddArrayToObject(meta, "binary")) == NULL) {
-			cJSON_Delete(item);
-			item = NULL;
-		}
-		if (name == NULL || item == NULL) {
-			free(name);
-			cJSON_Delete(item);
-			goto out;
-		}
-		if (bin)
-			cJSON_AddItemToArray(binary, cJSON_CreateString(name));
-		cJSON_AddItemToObject(fields, name, item);
-		free(name);
-	}
-	text = cJSON_PrintUnformatted(root);
-out:
-	cJSON_Delete(root);
-	return text;
+	return encode_with(m, "", NULL);
 }
 
 /* The message line: JSON plus "\n" (see handler_msg.h). */
 char *
 handler_message_line(const struct message *m, size_t *len)
 {
-	char *json = handler_message_json(m), *line;
-	size_t n;
-
-	if (json == NULL)
-		return NULL;
-	n = strlen(json);
-	line = realloc(json, n + 2);
-	if (line == NULL) {
-		free(json);
-		return NULL;
-	}
-	line[n] = '\n';
-	line[n + 1] = '\0';
-	*len = n + 1;
-	return line;
+	return encode_with(m, "\n", len);
 }

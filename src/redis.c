@@ -579,6 +579,24 @@ redis_append(struct redis *r, const struct redis_args *a, char *err, size_t errl
 	return send_path(r, a, err, errlen);
 }
 
+int
+redis_flush(struct redis *r, char *err, size_t errlen)
+{
+	int done = 0;
+
+	if (r->ncluster > 0 || r->c == NULL)
+		return 0;	/* Cluster: sent when the replies are read */
+	while (!done)
+		if (redisBufferWrite(r->c, &done) != REDIS_OK) {
+			snprintf(err, errlen, "redis %s: %s", redis_address(r), r->c->errstr);
+			snprintf(r->errstr, sizeof(r->errstr), "%s", err);
+			r->err = 1;
+			r->broken = true;
+			return -1;
+		}
+	return 0;
+}
+
 struct redis_reply *
 redis_command(struct redis *r, const struct redis_args *a, char *err, size_t errlen)
 {

@@ -86,27 +86,164 @@ redis_stream_read(struct redis *r, const char *group, const char *consumer,
     const char *const *streams, const char *const *ids, int nstreams, int count,
     int64_t block_ms, struct redis_batch *out, char *err, size_t errlen)
 {
+	return redis_stream_ack_read(r, NULL, 0, group, consumer, streams, ids, nstreams, count,
+	    block_ms, out, err, errlen);
+}
+
+/* Append the XACK of set k (and its XDEL) to the pipeline. 0 or -1. */
+static int
+acks_append(struct redis *r, const char *group, const struct redis_acks *k, char *err,
+    size_t errlen)
+{
+	for (int del = 0; del <= (k->del ? 1 : 0); del++) {
+		struct redis_args a = REDIS_ARGS_INIT;
+		int rc;
+
+		redis_args_str(&a, del ? "XDEL" : "XACK");
+		redis_args_key(&a, k->stream);
+		if (!del)
+			redis_args_str(&a, group);
+		for (size_t i = 0; i < k->n; i++)
+			redis_args_str(&a, k->ids[i]);
+		rc = redis_append(r, &a, err, errlen);
+		redis_args_free(&a);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* The parsed XREADGROUP reply rep into out (see redis_stream_read). Count or -1. */
+static int
+read_parse(struct redis *r, const struct redis_reply *rep, const char *group,
+    const char *consumer, const char *const *streams, const char *const *ids, int nstreams,
+    struct redis_batch *out, char *err, size_t errlen)
+{
+	if (rep->type == RR_NIL)
+		return 0;
+	if (rep->type != RR_ARRAY)
+		return redis_bad_reply("XREADGROUP", err, errlen);
+	for (size_t i = 0; i < rep->elements; i++) {
+		const struct redis_reply *s = rep->element[i];
+		size_t before = out->n;
+		int src = -1;
+
+		if (s->type != RR_ARRAY || s->elements != 2 || !redis_reply_is_str(s->element[0]))
+			return redis_bad_reply("XREADGROUP", err, errlen);
+		for (int k = 0; k < nstreams; k++)
+			if (strcmp(streams[k], s->element[0]->str) == 0)
+				src = k;
+		if (src < 0 || redis_batch_append(out, s->element[1], src, 1) < 0)
+			return redis_bad_reply("XREADGROUP", err, errlen);
+		if (strcmp(ids[src], ">") != 0 &&
+		    fill_deliveries(r, streams[src], group, consumer, out, before, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* XREADGROUP ... into a (see redis_stream_read). */
+static void
+read_args(struct redis_args *a, const char *group, const char *consumer,
+    const char *const *streams, const char *const *ids, int nstreams, int count,
+    int64_t block_ms)
+{
+	redis_args_str(a, "XREADGROUP");
+	redis_args_str(a, "GROUP");
+	redis_args_str(a, group);
+	redis_args_str(a, consumer);
+	redis_args_str(a, "COUNT");
+	redis_args_fmt(a, "%d", count);
+	if (block_ms >= 0) {
+		redis_args_str(a, "BLOCK");
+		redis_args_fmt(a, "%" PRId64, block_ms);
+	}
+	redis_args_str(a, "STREAMS");
+	for (int i = 0; i < nstreams; i++)
+		redis_args_key(a, streams[i]);
+	for (int i = 0; i < nstreams; i++)
+		redis_args_str(a, ids[i]);
+}
+
+int
+redis_stream_ack_read_send(struct redis *r, struct redis_acks *acks, size_t nacks,
+    const char *group, const char *consumer, const char *const *streams,
+    const char *const *ids, int nstreams, int count, char *err, size_t errlen)
+{
 	struct redis_args a = REDIS_ARGS_INIT;
+	int rc = -1;
+
+	for (size_t k = 0; k < nacks; k++)
+		acks[k].acked = -1;
+	read_args(&a, group, consumer, streams, ids, nstreams, count, -1);
+	if (redis_ensure(r, err, errlen) < 0)
+		goto out;
+	for (size_t k = 0; k < nacks; k++)
+		if (acks[k].n > 0 && acks_append(r, group, &acks[k], err, errlen) < 0)
+			goto out;
+	if (redis_append(r, &a, err, errlen) < 0 || redis_flush(r, err, errlen) < 0)
+		goto out;
+	rc = 0;
+out:
+	if (rc < 0)
+		redis_mark_broken(r);	/* a pipeline sent in part */
+	redis_args_free(&a);
+	return rc;
+}
+
+int
+redis_stream_ack_read_recv(struct redis *r, struct redis_acks *acks, size_t nacks,
+    const char *group, const char *consumer, const char *const *streams,
+    const char *const *ids, int nstreams, struct redis_batch *out, char *err, size_t errlen)
+{
 	struct redis_reply *rep = NULL;
-	int64_t old = 0;
 	size_t first = out->n;
+	int rc = -1;
+
+	for (size_t k = 0; k < nacks; k++) {
+		for (int del = 0; acks[k].n > 0 && del <= (acks[k].del ? 1 : 0); del++) {
+			if (redis_read_reply(r, &rep, err, errlen) < 0)
+				goto out;
+			/* XDEL failing only leaves a retry-stage entry behind, acknowledged. */
+			if (!del && rep->type == RR_INTEGER)
+				acks[k].acked = rep->integer;
+			else if (!del)
+				snprintf(acks[k].err, sizeof(acks[k].err), "XACK %s: %s", acks[k].stream,
+				    rep->type == RR_ERROR ? rep->str : "unexpected reply");
+			redis_reply_free(rep);
+			rep = NULL;
+		}
+		if (acks[k].n == 0)
+			acks[k].acked = 0;
+	}
+	if (redis_read_reply(r, &rep, err, errlen) < 0)
+		goto out;
+	if (rep->type == RR_ERROR)
+		snprintf(err, errlen, "redis XREADGROUP: %s", rep->str);
+	else if (read_parse(r, rep, group, consumer, streams, ids, nstreams, out, err, errlen) == 0)
+		rc = (int)(out->n - first);
+out:
+	if (rc < 0) {
+		while (out->n > first)
+			redis_msg_free(&out->e[--out->n]);
+	}
+	redis_reply_free(rep);
+	return rc;
+}
+
+int
+redis_stream_ack_read(struct redis *r, struct redis_acks *acks, size_t nacks,
+    const char *group, const char *consumer, const char *const *streams,
+    const char *const *ids, int nstreams, int count, int64_t block_ms,
+    struct redis_batch *out, char *err, size_t errlen)
+{
+	struct redis_args a = REDIS_ARGS_INIT;
+	int64_t old = 0;
 	int rc = -1, swapped = 0;
 
-	redis_args_str(&a, "XREADGROUP");
-	redis_args_str(&a, "GROUP");
-	redis_args_str(&a, group);
-	redis_args_str(&a, consumer);
-	redis_args_str(&a, "COUNT");
-	redis_args_fmt(&a, "%d", count);
-	if (block_ms >= 0) {
-		redis_args_str(&a, "BLOCK");
-		redis_args_fmt(&a, "%" PRId64, block_ms);
-	}
-	redis_args_str(&a, "STREAMS");
-	for (int i = 0; i < nstreams; i++)
-		redis_args_key(&a, streams[i]);
-	for (int i = 0; i < nstreams; i++)
-		redis_args_str(&a, ids[i]);
+	for (size_t k = 0; k < nacks; k++)
+		acks[k].acked = -1;
+	read_args(&a, group, consumer, streams, ids, nstreams, count, block_ms);
 	if (redis_ensure(r, err, errlen) < 0)
 		goto out;
 	if (block_ms >= 0) {
@@ -116,46 +253,18 @@ redis_stream_read(struct redis *r, const char *group, const char *consumer,
 		}
 		swapped = 1;
 	}
-	rep = redis_command_ok(r, &a, err, errlen);
+	/* One round trip: the acknowledgements, then the read. */
+	for (size_t k = 0; k < nacks; k++)
+		if (acks[k].n > 0 && acks_append(r, group, &acks[k], err, errlen) < 0)
+			goto restore;
+	if (redis_append(r, &a, err, errlen) < 0)
+		goto restore;
+	rc = redis_stream_ack_read_recv(r, acks, nacks, group, consumer, streams, ids, nstreams,
+	    out, err, errlen);
+restore:
 	if (swapped && redis_connected(r))
 		(void)redis_swap_timeout(r, old, NULL);
-	if (rep == NULL)
-		goto out;
-	if (rep->type == RR_NIL) {
-		rc = 0;
-		goto out;
-	}
-	if (rep->type != RR_ARRAY) {
-		redis_bad_reply("XREADGROUP", err, errlen);
-		goto out;
-	}
-	for (size_t i = 0; i < rep->elements; i++) {
-		const struct redis_reply *s = rep->element[i];
-		size_t before = out->n;
-		int src = -1;
-
-		if (s->type != RR_ARRAY || s->elements != 2 || !redis_reply_is_str(s->element[0])) {
-			redis_bad_reply("XREADGROUP", err, errlen);
-			goto out;
-		}
-		for (int k = 0; k < nstreams; k++)
-			if (strcmp(streams[k], s->element[0]->str) == 0)
-				src = k;
-		if (src < 0 || redis_batch_append(out, s->element[1], src, 1) < 0) {
-			redis_bad_reply("XREADGROUP", err, errlen);
-			goto out;
-		}
-		if (strcmp(ids[src], ">") != 0 &&
-		    fill_deliveries(r, streams[src], group, consumer, out, before, err, errlen) < 0)
-			goto out;
-	}
-	rc = (int)(out->n - first);
 out:
-	if (rc < 0) {
-		while (out->n > first)
-			redis_msg_free(&out->e[--out->n]);
-	}
-	redis_reply_free(rep);
 	redis_args_free(&a);
 	return rc;
 }

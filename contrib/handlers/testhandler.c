@@ -168,38 +168,103 @@ run_exec(const struct opts *o, unsigned *rnd)
 	return strcmp(v, "ok") == 0 ? 0 : strcmp(v, "fail") == 0 ? 65 : 75;
 }
 
+/*
+ * pipe: input is read with read(2) into our own buffer, and the replies are
+ * written in one go whenever no complete line is left to answer, just
+ * before we would block for more input (scaleno-worker(8): a handler may
+ * buffer its replies as long as it flushes them before it waits).
+ */
+struct in {
+	char *buf;
+	size_t len, off, cap;
+	int eof;
+};
+
+/* Read more input (after flushing stdout). 0, or -1 at EOF/error/OOM. */
+static int
+in_fill(struct in *in)
+{
+	ssize_t n;
+
+	fflush(stdout);
+	if (in->eof)
+		return -1;
+	if (in->off > 0) {
+		memmove(in->buf, in->buf + in->off, in->len - in->off);
+		in->len -= in->off;
+		in->off = 0;
+	}
+	if (in->len == in->cap) {
+		size_t cap = in->cap ? in->cap * 2 : 65536;
+		char *nb = realloc(in->buf, cap);
+
+		if (nb == NULL)
+			return -1;
+		in->buf = nb;
+		in->cap = cap;
+	}
+	do
+		n = read(0, in->buf + in->len, in->cap - in->len);
+	while (n == -1 && errno == EINTR);
+	if (n <= 0) {
+		in->eof = 1;
+		return -1;
+	}
+	in->len += (size_t)n;
+	return 0;
+}
+
+/* The next line (NUL-terminated, without its newline) and its length, or NULL at EOF. */
+static char *
+in_line(struct in *in, size_t *len)
+{
+	for (;;) {
+		char *nl = memchr(in->buf + in->off, '\n', in->len - in->off);
+
+		if (nl != NULL) {
+			char *line = in->buf + in->off;
+
+			*nl = '\0';
+			*len = (size_t)(nl - line);
+			in->off += *len + 1;
+			return line;
+		}
+		if (in_fill(in) < 0)
+			return NULL;
+	}
+}
+
 static int
 run_pipe(const struct opts *o, unsigned *rnd)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
+	struct in in = { 0 };
+	char *line;
+	size_t n;
 	long count = 0;
 
 	for (;;) {
 		if (o->early) {
-			int c = getchar();
-
-			if (c == EOF)
+			/* Answer on a message's first byte, before the rest of it is read. */
+			if (in.off == in.len && in_fill(&in) < 0)
 				break;
 			fputs("ok\n", stdout);
 			fflush(stdout);
-			ungetc(c, stdin);
 		}
-		n = getline(&line, &cap, stdin);
-		if (n <= 0)
+		if ((line = in_line(&in, &n)) == NULL)
 			break;
-		if (line[n - 1] == '\n')
-			line[--n] = '\0';
 		count++;
 		if (o->die_after > 0 && count >= o->die_after)
 			exit(1);
-		if (o->delay_ms > 0)
+		if (o->delay_ms > 0) {
+			fflush(stdout);	/* a slow handler's earlier replies are not held back */
 			sleep_ms(o->delay_ms);
-		if (o->segv)
+		}
+		if (o->segv) {
+			fflush(stdout);	/* the replies before this message count */
 			crash();
+		}
 		if (o->early) {
-			log_message(o, "ok", line, (size_t)n);
+			log_message(o, "ok", line, n);
 			continue;
 		}
 		if (o->garbage) {
@@ -211,15 +276,15 @@ run_pipe(const struct opts *o, unsigned *rnd)
 		} else {
 			const char *v = choose(o, rnd);
 
-			log_message(o, v, line, (size_t)n);
+			log_message(o, v, line, n);
 			if (strcmp(v, "ok") == 0)
 				fputs("ok\n", stdout);
 			else
 				printf("%s testhandler chose to %s\n", v, v);
 		}
-		fflush(stdout);
 	}
-	free(line);
+	fflush(stdout);
+	free(in.buf);
 	return 0;
 }
 
