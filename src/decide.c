@@ -53,6 +53,7 @@ decide_state_init(struct decide_state *st)
 	st->saturated_since = INFINITY;
 	st->rates_since = INFINITY;
 	st->seen_running = -1;
+	st->owned = -1;
 }
 
 const char *
@@ -134,28 +135,46 @@ window_max(const struct decide_state *st)
  * instantaneous slope, which noise and the multiplication by startup blow up.
  */
 static void
-rate_push(struct decide_state *st, double horizon, double now, double rate)
+hist_push(double *tv, double *vv, unsigned *head, unsigned *len, double horizon, double now, double v)
 {
 	double slot = horizon / (DECIDE_RATE_HIST / 2);
 	unsigned last;
 
-	while (st->rate_len > 1) {
-		unsigned second = (st->rate_head + 1) % DECIDE_RATE_HIST;
+	while (*len > 1) {
+		unsigned second = (*head + 1) % DECIDE_RATE_HIST;
 		/* keep one point at or before now - horizon */
-		if (st->rate_t[second] > now - horizon)
+		if (tv[second] > now - horizon)
 			break;
-		st->rate_head = second;
-		st->rate_len--;
+		*head = second;
+		(*len)--;
 	}
-	if (st->rate_len > 0) {
-		last = (st->rate_head + st->rate_len - 1) % DECIDE_RATE_HIST;
-		if (now - st->rate_t[last] < slot || st->rate_len == DECIDE_RATE_HIST)
+	if (*len > 0) {
+		last = (*head + *len - 1) % DECIDE_RATE_HIST;
+		if (now - tv[last] < slot || *len == DECIDE_RATE_HIST)
 			return;
 	}
-	last = (st->rate_head + st->rate_len) % DECIDE_RATE_HIST;
-	st->rate_t[last] = now;
-	st->rate_v[last] = rate;
-	st->rate_len++;
+	last = (*head + *len) % DECIDE_RATE_HIST;
+	tv[last] = now;
+	vv[last] = v;
+	(*len)++;
+}
+
+/*
+ * The rate that was sustained, not a spike's transient: the lowest of the
+ * smoothed arrival rate plus NOISE_SIGMAS of its noise over the last
+ * `startup` + `max_age` (a transient shorter than that is what lent
+ * workers and the budget absorb) and now. The noise margin keeps a steady
+ * noisy load from reading as lower than it is (the lowest of a noisy rate
+ * is below its mean).
+ */
+static double
+rate_sustained(const struct decide_state *st, double rate)
+{
+	unsigned i;
+
+	for (i = 0; i < st->sus_len; i++)
+		rate = fmin(rate, st->sus_v[(st->sus_head + i) % DECIDE_RATE_HIST]);
+	return rate;
 }
 
 /*
@@ -247,6 +266,8 @@ queueing(const struct signals *s, int running, double max_age)
 /* The demand of each rule, kept together so the reason can name the losers. */
 struct demand {
 	int backlog, rate, age, arrivals;	/* arrivals: rate rule without the backlog term */
+	int sustained;				/* arrivals at the lowest rate of the last `startup` */
+	bool rated;				/* the rate rule ran (mu known, rates settled) */
 	double x;				/* rate rule before rounding (workers) */
 	double slope;				/* arrival-rate rise per second over startup */
 	double clears_in;			/* age rule: seconds the asked-for count needs to clear the backlog */
@@ -294,6 +315,8 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 		d->x = (lp + fmax(0.0, (double)s->backlog - held) / drain) / d->mu;
 		d->rate = ceil_count(d->x);
 		d->arrivals = ceil_count(lp / d->mu);
+		d->sustained = ceil_count(rate_sustained(st, s->arrival_rate + NOISE_SIGMAS * s->arrival_noise) / d->mu);
+		d->rated = true;
 		if (d->mu_is_bound &&
 		    (d->x <= (double)cur * (1.0 + BOUND_MARGIN) || !queueing(s, running, max_age))) {
 			/*
@@ -310,6 +333,8 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 				d->rate = d->arrivals = cur;
 			d->x = d->rate;
 		}
+		if (d->sustained > d->arrivals)
+			d->sustained = d->arrivals;
 	}
 	/*
 	 * Past max_age and not getting better: the workers are not catching
@@ -479,8 +504,12 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	}
 
 	slope = s->rates_valid ? rate_slope(st, startup, in->now, s->arrival_rate, s->arrival_noise) : 0;
-	if (s->rates_valid)
-		rate_push(st, startup, in->now, s->arrival_rate);
+	if (s->rates_valid) {
+		hist_push(st->rate_t, st->rate_v, &st->rate_head, &st->rate_len, startup, in->now,
+		    s->arrival_rate);
+		hist_push(st->sus_t, st->sus_v, &st->sus_head, &st->sus_len, startup + max_age, in->now,
+		    s->arrival_rate + NOISE_SIGMAS * s->arrival_noise);
+	}
 	demand_compute(st, sc, s, cur, in->running, slope, settled, &d);
 	st->last_oldest_s = s->oldest_age_s;
 	st->last_need = d.need;
@@ -491,18 +520,32 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		st->win_len = 0;
 	}
 	/*
-	 * The window holds sustained demand: what the arrivals need, and the
-	 * age rule. Draining a spike's backlog is a transient; it holds the
-	 * count through the budget check of the scale-down instead. With no
-	 * rate at all, the backlog rule is all there is.
+	 * The window holds sustained demand: what the lowest arrival rate of
+	 * the last `startup` needs. A spike's arrivals, its backlog and the
+	 * age rule it trips are transients; the budget check of the scale-down
+	 * holds the count while a backlog is being cleared. With no rate at
+	 * all, the backlog rule is all there is.
 	 */
 	if (st->win_open)
-		window_push(st, sc, in->now, d.mu > 0 && !d.settling ? (d.arrivals > d.age ? d.arrivals : d.age) : d.need);
+		window_push(st, sc, in->now, d.rated ? d.sustained : d.need);
 
 	if (order_critical && partitions > 0 && partitions < hi)
 		hi = partitions;
 	if (lo > hi)
 		lo = hi;
+	/*
+	 * The loan: a count the engine did not ask for (the start, a manual
+	 * change) is owned; so is what sustained demand justifies. Above
+	 * that, workers are lent to a transient and given back when it ends.
+	 */
+	if (st->owned < 0 || cur > st->loan_top) {
+		st->owned = cur;
+		st->loan_top = cur;
+	}
+	if (d.rated && d.sustained > st->owned)
+		st->owned = d.sustained;
+	if (st->owned > cur)
+		st->owned = cur;
 	target = clamp_int(d.need, lo, hi);
 	since_action = in->now - fmax(st->last_up_t, st->last_down_t);
 
@@ -568,6 +611,30 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 
 	if (target < cur) {
 		wmax = clamp_int(window_max(st), lo, hi);
+		keep = budget_keep(&d, s, max_age);
+		next = clamp_int(st->owned, lo, hi);
+		if (next < wmax)
+			next = wmax;
+		if (next < target)
+			next = target;
+		if (next < keep)
+			next = keep;
+		if (next < cur && in->running >= cur && s->trend <= 0 &&
+		    !(max_age > 0 && s->oldest_age_s > max_age / 2)) {
+			/*
+			 * Give the loan back at once: the transient is over
+			 * (backlog within the budget, not growing), and sustained
+			 * demand never asked for these workers.
+			 */
+			out->count = next;
+			out->dir = DIR_DOWN;
+			out->rule = "loan";
+			snprintf(out->reason, sizeof(out->reason), "down %d->%d: loan returned, %d worker%s lent to "
+			    "a transient; sustained demand %d, highest in the last %.0fs %d, budget %d; now ",
+			    cur, next, cur - next, cur - next == 1 ? "" : "s", st->owned, stab, window_max(st), keep);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
 		if (!st->win_open || in->now - st->win_since < stab) {
 			hold(out, "stabilization", "down waits for %.0fs of good data (have %.0fs); wants ", stab,
 			    st->win_open ? in->now - st->win_since : 0.0);
@@ -598,7 +665,6 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		}
 		allowed = config_step_allowed(&sc->down_max_step, cur);
 		next = wmax > cur - allowed ? wmax : cur - allowed;
-		keep = budget_keep(&d, s, max_age);
 		if (keep >= cur) {
 			hold(out, "budget", "fewer than %d workers would not clear the backlog of %lld within half "
 			    "of max_age (oldest %.1fs); wants ", cur, (long long)s->backlog, s->oldest_age_s);
@@ -633,4 +699,6 @@ decide_applied(struct decide_state *st, const struct decision *d, double now)
 	} else if (d->dir == DIR_DOWN) {
 		st->last_down_t = now;
 	}
+	if (d->dir != DIR_NONE)
+		st->loan_top = d->count;
 }
