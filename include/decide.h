@@ -82,6 +82,7 @@ struct decide_state {
 	 */
 	int owned;
 	int loan_top;
+	double last_return_t;		/* time of the last loan given back; -inf if none */
 };
 
 struct decision {

@@ -54,6 +54,7 @@ decide_state_init(struct decide_state *st)
 	st->rates_since = INFINITY;
 	st->seen_running = -1;
 	st->owned = -1;
+	st->last_return_t = -INFINITY;
 }
 
 const char *
@@ -274,19 +275,58 @@ struct demand {
 	double mu;				/* per-worker rate used */
 	bool mu_is_bound;			/* mu is only a lower bound */
 	bool settling;				/* rates valid but not settled: the rate rule is off */
+	bool budget_clear;			/* the backlog clears before a worker asked for now could start */
 	int need;
 	const char *rule;
 };
 
+/*
+ * max_age as a budget on the way up. A worker asked for now consumes from
+ * `startup` on; until then the running workers, and those in flight from
+ * their arrival (in_flight_s from now), consume. R is what is left then of
+ * today's backlog and the arrivals (lp) meanwhile, and `left` what is left
+ * of max_age for the oldest message then (its age estimated with the
+ * backlog spread evenly over the oldest age, or at the arrivals' density
+ * when those are denser). R needs no new worker when it is 0 (cleared
+ * before a new worker could help), or when it is no more than the workers
+ * may hold (held) and the count there could clear it within `left` (the
+ * arrivals are the rate rule's part).
+ * Otherwise the count must absorb the arrivals and clear R within `left`,
+ * at least WAIT_FRACTION of max_age. Returns the workers (not rounded); 0
+ * when the backlog needs no new worker.
+ */
+static double
+budget_up(const struct signals *s, double mu, double lp, int cur, int running, double in_flight_s,
+    double startup, double max_age, double held)
+{
+	double b = (double)s->backlog, a = s->oldest_age_s, k, r, head, left, density;
+
+	if (b <= 0 || mu <= 0 || max_age <= 0)
+		return 0;
+	k = (double)running * mu * startup + (double)(cur - running) * mu * fmax(0.0, startup - in_flight_s);
+	r = b + lp * startup - k;
+	if (r <= 0)
+		return 0;
+	density = a > 0 ? fmax(b / a, lp) : lp;
+	if (k < b && density > 0)
+		head = a + startup - k / density;
+	else
+		head = lp > 0 ? startup - (k - b) / lp : 0;
+	left = max_age - head;
+	if (r <= fmin(held, (double)cur * mu * fmax(0.0, left)))
+		return 0;
+	return (lp + r / fmax(left, WAIT_FRACTION * max_age)) / mu;
+}
+
 static void
 demand_compute(const struct decide_state *st, const struct scale_conf *sc,
-    const struct signals *s, int cur, int running, double slope, bool settled, struct demand *d)
+    const struct signals *s, int cur, int running, double now, double slope, bool settled, struct demand *d)
 {
 	double bpw = sc->backlog_per_worker > 0 ? sc->backlog_per_worker : 1.0;
 	double max_age = (double)sc->max_age_ms / 1000.0;
 	double startup = (double)sc->startup_ms / 1000.0;
 	double drain = DRAIN_FRACTION * max_age;
-	double lp, held, net;
+	double lp, held, proj, net;
 
 	memset(d, 0, sizeof(*d));
 	d->slope = slope;
@@ -335,6 +375,14 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 		}
 		if (d->sustained > d->arrivals)
 			d->sustained = d->arrivals;
+		if (!d->mu_is_bound) {
+			/* a known rate: the budget sizes the drain (budget_up) */
+			proj = budget_up(s, d->mu, lp, cur, running, fmax(0.0, st->last_up_t + startup - now),
+			    startup, max_age, held);
+			d->x = fmax(lp / d->mu, proj);
+			d->rate = ceil_count(d->x);
+			d->budget_clear = s->backlog > 0 && proj <= 0;
+		}
 	}
 	/*
 	 * Past max_age and not getting better: the workers are not catching
@@ -388,6 +436,8 @@ reason_rules(char *buf, const struct demand *d, const struct signals *s)
 	if (d->age == 0 && d->clears_in > 0)
 		reason_add(buf, "; oldest over max_age but the backlog clears in %.0fs, before a new worker starts",
 		    d->clears_in);
+	if (d->budget_clear)
+		reason_add(buf, "; the workers there clear the backlog before a new one could start");
 	if (d->settling)
 		reason_add(buf, "; rates still settling, rate rule off");
 }
@@ -427,7 +477,7 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	double since_action, obs, slope;
 	bool settled;
 	int keep;
-	int cur = in->desired, lo = sc->min, hi = sc->max, target, next, allowed, wmax;
+	int cur = in->desired, lo = sc->min, hi = sc->max, target, next, allowed, wmax, base;
 	struct demand d;
 	char step[32];
 	bool inflight = false;
@@ -510,7 +560,7 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		hist_push(st->sus_t, st->sus_v, &st->sus_head, &st->sus_len, startup + max_age, in->now,
 		    s->arrival_rate + NOISE_SIGMAS * s->arrival_noise);
 	}
-	demand_compute(st, sc, s, cur, in->running, slope, settled, &d);
+	demand_compute(st, sc, s, cur, in->running, in->now, slope, settled, &d);
 	st->last_oldest_s = s->oldest_age_s;
 	st->last_need = d.need;
 	out->need = d.need;
@@ -563,6 +613,9 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	}
 
 	if (target > cur) {
+		/* A loan given back is the end of the transient's up, not a scale-in: the up cooldown ignores it. */
+		if (st->last_down_t == st->last_return_t)
+			since_action = in->now - st->last_up_t;
 		if (since_action < (double)sc->up_cooldown_ms / 1000.0) {
 			hold(out, "cooldown", "up cooldown %.0fs left; wants ", (double)sc->up_cooldown_ms / 1000.0 - since_action);
 			reason_rules(out->reason, &d, s);
@@ -612,19 +665,22 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	if (target < cur) {
 		wmax = clamp_int(window_max(st), lo, hi);
 		keep = budget_keep(&d, s, max_age);
-		next = clamp_int(st->owned, lo, hi);
-		if (next < wmax)
-			next = wmax;
-		if (next < target)
-			next = target;
-		if (next < keep)
-			next = keep;
-		if (next < cur && in->running >= cur && s->trend <= 0 &&
+		base = clamp_int(st->owned, lo, hi);
+		if (base < wmax)
+			base = wmax;
+		if (base < target)
+			base = target;
+		next = keep > base ? keep : base;
+		if (next < cur && (next == base || (2 * (cur - next) >= cur - base && st->last_up_t > st->last_down_t)) &&
+		    in->running >= cur && s->trend <= 0 && d.slope <= 0 &&
 		    !(max_age > 0 && s->oldest_age_s > max_age / 2)) {
 			/*
 			 * Give the loan back at once: the transient is over
-			 * (backlog within the budget, not growing), and sustained
-			 * demand never asked for these workers.
+			 * (backlog within the budget and not growing, arrivals
+			 * not rising), and sustained
+			 * demand never asked for these workers. While the budget
+			 * still needs some of them, give back at least half once,
+			 * then wait for the rest (fewer actions).
 			 */
 			out->count = next;
 			out->dir = DIR_DOWN;
@@ -651,6 +707,11 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 			reason_rules(out->reason, &d, s);
 			return;
 		}
+		if (d.slope > 0) {
+			hold(out, "rising", "arrivals rising (%.1f/s^2 beyond noise), no scale-in; wants ", d.slope);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
 		if (max_age > 0 && s->oldest_age_s > max_age / 2) {
 			hold(out, "age", "oldest %.1fs above half of max_age %.0fs, no scale-in; wants ",
 			    s->oldest_age_s, max_age);
@@ -665,6 +726,8 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		}
 		allowed = config_step_allowed(&sc->down_max_step, cur);
 		next = wmax > cur - allowed ? wmax : cur - allowed;
+		if (next < target)
+			next = target;
 		if (keep >= cur) {
 			hold(out, "budget", "fewer than %d workers would not clear the backlog of %lld within half "
 			    "of max_age (oldest %.1fs); wants ", cur, (long long)s->backlog, s->oldest_age_s);
@@ -699,6 +762,14 @@ decide_applied(struct decide_state *st, const struct decision *d, double now)
 	} else if (d->dir == DIR_DOWN) {
 		st->last_down_t = now;
 	}
-	if (d->dir != DIR_NONE)
-		st->loan_top = d->count;
+	if (d->dir == DIR_NONE)
+		return;
+	if (d->rule == NULL) {
+		/* a scaling event from outside: whatever it set is owned */
+		st->owned = -1;
+		return;
+	}
+	st->loan_top = d->count;
+	if (d->dir == DIR_DOWN && strcmp(d->rule, "loan") == 0)
+		st->last_return_t = now;
 }
