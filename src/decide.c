@@ -160,6 +160,17 @@ hist_push(double *tv, double *vv, unsigned *head, unsigned *len, double horizon,
 	(*len)++;
 }
 
+/* The highest smoothed arrival rate over the last `startup` and now. */
+static double
+rate_max(const struct decide_state *st, double rate)
+{
+	unsigned i;
+
+	for (i = 0; i < st->rate_len; i++)
+		rate = fmax(rate, st->rate_v[(st->rate_head + i) % DECIDE_RATE_HIST]);
+	return rate;
+}
+
 /*
  * The rate that was sustained, not a spike's transient: the lowest of the
  * smoothed arrival rate plus NOISE_SIGMAS of its noise over the last
@@ -283,39 +294,36 @@ struct demand {
 /*
  * max_age as a budget on the way up. A worker asked for now consumes from
  * `startup` on; until then the running workers, and those in flight from
- * their arrival (in_flight_s from now), consume. R is what is left then of
- * today's backlog and the arrivals (lp) meanwhile, and `left` what is left
- * of max_age for the oldest message then (its age estimated with the
- * backlog spread evenly over the oldest age, or at the arrivals' density
- * when those are denser). R needs no new worker when it is 0 (cleared
- * before a new worker could help), or when it is no more than the workers
- * may hold (held) and the count there could clear it within `left` (the
- * arrivals are the rate rule's part).
- * Otherwise the count must absorb the arrivals and clear R within `left`,
- * at least WAIT_FRACTION of max_age. Returns the workers (not rounded); 0
- * when the backlog needs no new worker.
+ * their arrival (in_flight_s from now), consume k messages, oldest first.
+ * What is left then: of today's backlog, old = b - k, and of the arrivals
+ * meanwhile (lp), fresh. Today's backlog came in at `dense` per second at
+ * most (the highest smoothed arrival rate of late), so, at the worst, as a
+ * block that dense behind the oldest message and a spread-out rest: the
+ * block's end is oldest - b / dense old now. In arrival order a message's
+ * age when served grows or falls linearly between such points, so the count
+ * after `startup` keeps every one within max_age when the block's end is
+ * served in time (at least WAIT_FRACTION of max_age is left to it), the
+ * newest within max_age, and it keeps up with the arrivals. Nothing left
+ * then (the backlog cleared before a new worker could help): the arrivals
+ * alone. Returns the workers (not rounded); 0 when the backlog needs none.
  */
 static double
-budget_up(const struct signals *s, double mu, double lp, int cur, int running, double in_flight_s,
-    double startup, double max_age, double held)
+budget_up(const struct signals *s, double mu, double lp, double dense, int cur, int running,
+    double in_flight_s, double startup, double max_age)
 {
-	double b = (double)s->backlog, a = s->oldest_age_s, k, r, head, left, density;
+	double b = (double)s->backlog, a = s->oldest_age_s, k, old, fresh, end_age, cap;
 
 	if (b <= 0 || mu <= 0 || max_age <= 0)
 		return 0;
 	k = (double)running * mu * startup + (double)(cur - running) * mu * fmax(0.0, startup - in_flight_s);
-	r = b + lp * startup - k;
-	if (r <= 0)
+	old = fmax(0.0, b - k);
+	fresh = lp * startup - fmax(0.0, k - b);
+	if (old + fresh <= 0)
 		return 0;
-	density = a > 0 ? fmax(b / a, lp) : lp;
-	if (k < b && density > 0)
-		head = a + startup - k / density;
-	else
-		head = lp > 0 ? startup - (k - b) / lp : 0;
-	left = max_age - head;
-	if (r <= fmin(held, (double)cur * mu * fmax(0.0, left)))
-		return 0;
-	return (lp + r / fmax(left, WAIT_FRACTION * max_age)) / mu;
+	end_age = a > 0 ? fmax(0.0, a - b / fmax(b / a, dense)) : 0;
+	cap = fmax(lp, (old + fresh) / max_age);
+	cap = fmax(cap, old / fmax(max_age - startup - end_age, WAIT_FRACTION * max_age));
+	return cap / mu;
 }
 
 static void
@@ -377,8 +385,8 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 			d->sustained = d->arrivals;
 		if (!d->mu_is_bound) {
 			/* a known rate: the budget sizes the drain (budget_up) */
-			proj = budget_up(s, d->mu, lp, cur, running, fmax(0.0, st->last_up_t + startup - now),
-			    startup, max_age, held);
+			proj = budget_up(s, d->mu, lp, rate_max(st, s->arrival_rate), cur, running,
+			    fmax(0.0, st->last_up_t + startup - now), startup, max_age);
 			d->x = fmax(lp / d->mu, proj);
 			d->rate = ceil_count(d->x);
 			d->budget_clear = s->backlog > 0 && proj <= 0;
@@ -528,8 +536,12 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		st->seen_running = in->running;
 		st->running_since = in->now;
 	}
-	if (s->rates_valid && in->running > 0 && s->backlog > in->running &&
-	    (s->undelivered > 0 || s->trend > 0)) {
+	/*
+	 * Busy: more messages than workers not even delivered yet. Pending
+	 * ones are not enough: consumers that read in batches hold some while
+	 * idle, and a busy spell misread from them teaches a low mu.
+	 */
+	if (s->rates_valid && in->running > 0 && s->backlog > in->running && s->undelivered > in->running) {
 		if (st->saturated_since > in->now)
 			st->saturated_since = in->now;
 	} else {
