@@ -160,33 +160,23 @@ hist_push(double *tv, double *vv, unsigned *head, unsigned *len, double horizon,
 	(*len)++;
 }
 
-/* The highest smoothed arrival rate over the last `startup` and now. */
-static double
-rate_max(const struct decide_state *st, double rate)
-{
-	unsigned i;
-
-	for (i = 0; i < st->rate_len; i++)
-		rate = fmax(rate, st->rate_v[(st->rate_head + i) % DECIDE_RATE_HIST]);
-	return rate;
-}
-
 /*
- * The rate that was sustained, not a spike's transient: the lowest of the
- * smoothed arrival rate plus NOISE_SIGMAS of its noise over the last
- * `startup` + `max_age` (a transient shorter than that is what lent
- * workers and the budget absorb) and now. The noise margin keeps a steady
- * noisy load from reading as lower than it is (the lowest of a noisy rate
- * is below its mean).
+ * The highest (sign 1) or lowest (sign -1) of v and a history ring: the
+ * highest smoothed arrival rate over the last `startup` (rate_v), or the
+ * rate that was sustained, not a spike's transient (sus_v): the lowest of
+ * the smoothed arrival rate plus NOISE_SIGMAS of its noise over the last
+ * `startup` + `max_age` (a transient shorter than that is what lent workers
+ * and the budget absorb). The noise margin keeps a steady noisy load from
+ * reading as lower than it is (the lowest of a noisy rate is below its mean).
  */
 static double
-rate_sustained(const struct decide_state *st, double rate)
+hist_extreme(const double *vv, unsigned head, unsigned len, double v, double sign)
 {
 	unsigned i;
 
-	for (i = 0; i < st->sus_len; i++)
-		rate = fmin(rate, st->sus_v[(st->sus_head + i) % DECIDE_RATE_HIST]);
-	return rate;
+	for (i = 0; i < len; i++)
+		v = sign * fmax(sign * v, sign * vv[(head + i) % DECIDE_RATE_HIST]);
+	return v;
 }
 
 /*
@@ -334,7 +324,7 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 	double max_age = (double)sc->max_age_ms / 1000.0;
 	double startup = (double)sc->startup_ms / 1000.0;
 	double drain = DRAIN_FRACTION * max_age;
-	double lp, held, proj, net;
+	double lp, held, proj, net, dense;
 
 	memset(d, 0, sizeof(*d));
 	d->slope = slope;
@@ -363,7 +353,8 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 		d->x = (lp + fmax(0.0, (double)s->backlog - held) / drain) / d->mu;
 		d->rate = ceil_count(d->x);
 		d->arrivals = ceil_count(lp / d->mu);
-		d->sustained = ceil_count(rate_sustained(st, s->arrival_rate + NOISE_SIGMAS * s->arrival_noise) / d->mu);
+		d->sustained = ceil_count(hist_extreme(st->sus_v, st->sus_head, st->sus_len,
+		    s->arrival_rate + NOISE_SIGMAS * s->arrival_noise, -1) / d->mu);
 		d->rated = true;
 		if (d->mu_is_bound &&
 		    (d->x <= (double)cur * (1.0 + BOUND_MARGIN) || !queueing(s, running, max_age))) {
@@ -385,8 +376,9 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 			d->sustained = d->arrivals;
 		if (!d->mu_is_bound) {
 			/* a known rate: the budget sizes the drain (budget_up) */
-			proj = budget_up(s, d->mu, lp, rate_max(st, s->arrival_rate), cur, running,
-			    fmax(0.0, st->last_up_t + startup - now), startup, max_age);
+			dense = hist_extreme(st->rate_v, st->rate_head, st->rate_len, s->arrival_rate, 1);
+			proj = budget_up(s, d->mu, lp, dense, cur, running, fmax(0.0, st->last_up_t + startup - now),
+			    startup, max_age);
 			d->x = fmax(lp / d->mu, proj);
 			d->rate = ceil_count(d->x);
 			d->budget_clear = s->backlog > 0 && proj <= 0;
