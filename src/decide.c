@@ -2,9 +2,11 @@
  * decide.c — see include/decide.h and scaleno-simulate(1), DECISION RULES.
  *
  * Three demand rules (backlog, arrival rate, oldest age); the largest wins.
- * Up is prompt, down is slow: the count only falls to the highest demand of
- * the whole stabilization window, one step per cooldown, and never on
- * missing data, a growing backlog or a wait above half of max_age.
+ * max_age is a budget both ways (budget_up, budget_keep). Up is prompt,
+ * down is slow: the count only falls to the highest sustained demand of the
+ * whole stabilization window, one step per cooldown, and never on missing
+ * data, a growing backlog, rising arrivals or a wait above half of max_age
+ * -- except workers lent to a transient, given back once it is over.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -268,7 +270,7 @@ queueing(const struct signals *s, int running, double max_age)
 /* The demand of each rule, kept together so the reason can name the losers. */
 struct demand {
 	int backlog, rate, age, arrivals;	/* arrivals: rate rule without the backlog term */
-	int sustained;				/* arrivals at the lowest rate of the last `startup` */
+	int sustained;				/* arrivals at the sustained rate (hist_extreme) */
 	bool rated;				/* the rate rule ran (mu known, rates settled) */
 	double x;				/* rate rule before rounding (workers) */
 	double slope;				/* arrival-rate rise per second over startup */
@@ -575,7 +577,7 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	}
 	/*
 	 * The window holds sustained demand: what the lowest arrival rate of
-	 * the last `startup` needs. A spike's arrivals, its backlog and the
+	 * the last `startup` + `max_age` needs (hist_extreme). A spike's arrivals, its backlog and the
 	 * age rule it trips are transients; the budget check of the scale-down
 	 * holds the count while a backlog is being cleared. With no rate at
 	 * all, the backlog rule is all there is.
@@ -681,10 +683,10 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 			/*
 			 * Give the loan back at once: the transient is over
 			 * (backlog within the budget and not growing, arrivals
-			 * not rising), and sustained
-			 * demand never asked for these workers. While the budget
-			 * still needs some of them, give back at least half once,
-			 * then wait for the rest (fewer actions).
+			 * not rising), and sustained demand never asked for
+			 * these workers. While the budget still needs some of
+			 * them, give back at least half once, then wait for the
+			 * rest (fewer actions).
 			 */
 			out->count = next;
 			out->dir = DIR_DOWN;

@@ -20,7 +20,7 @@
 # max_age. When two tools are both at 100%, the p99 and max age break the tie;
 # the verdict lines below say which one decided.
 #
-# The last table is the family of issue 12 ("cost of the decisions"):
+# The last table is the cost family:
 # 20 and 25 msgs/s per worker, startup 15s and 30s (the policy's startup is
 # the model's), max_age 30s, bounds 2-80, the cautious cooldowns above and a
 # 3-minute stabilization. Per trace and corner it prints, for each tool,
@@ -102,7 +102,7 @@ for q in defaults spec; do
 	echo
 done
 
-echo "== issue 12's family: min 2, max 80, backlog_per_worker 200, max_age 30s; up: cooldown 10s, max_step 100%;"
+echo "== the cost family: min 2, max 80, backlog_per_worker 200, max_age 30s; up: cooldown 10s, max_step 100%;"
 echo "   down: cooldown 60s, stabilization 3m, max_step 1. Cells: seconds over max_age / x-ideal / actions"
 printf '%-15s %4s %7s  %-18s %-18s %-18s\n' trace mu startup scaleno target-value hpa
 for t in contrib/traces/*.csv; do
