@@ -52,6 +52,13 @@ struct decide_state {
 	double rate_t[DECIDE_RATE_HIST];
 	double rate_v[DECIDE_RATE_HIST];
 	unsigned rate_head, rate_len;
+	/*
+	 * the smoothed arrival rate plus its noise margin over the last
+	 * `startup` + `max_age`, for the sustained demand
+	 */
+	double sus_t[DECIDE_RATE_HIST];
+	double sus_v[DECIDE_RATE_HIST];
+	unsigned sus_head, sus_len;
 	double last_oldest_s;		/* oldest age at the last evaluation */
 	/*
 	 * Highest demand per time slot, for the stabilization window. The
@@ -65,6 +72,17 @@ struct decide_state {
 	int win_need[DECIDE_WINDOW];
 	unsigned win_head, win_len;
 	int last_need;			/* raw demand of the last evaluation */
+	/*
+	 * The loan: workers asked for a transient (a spike's backlog, a
+	 * spike's arrivals) rather than for sustained demand. owned is the
+	 * count sustained demand has justified (or the count found at the
+	 * start, or set from outside); the rest, up to loan_top (the count of
+	 * the engine's last action), is given back once the backlog is
+	 * cleared. owned < 0: not known yet.
+	 */
+	int owned;
+	int loan_top;
+	double last_return_t;		/* time of the last loan given back; -inf if none */
 };
 
 struct decision {

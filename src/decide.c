@@ -2,9 +2,11 @@
  * decide.c — see include/decide.h and scaleno-simulate(1), DECISION RULES.
  *
  * Three demand rules (backlog, arrival rate, oldest age); the largest wins.
- * Up is prompt, down is slow: the count only falls to the highest demand of
- * the whole stabilization window, one step per cooldown, and never on
- * missing data, a growing backlog or a wait above half of max_age.
+ * max_age is a budget both ways (budget_up, budget_keep). Up is prompt,
+ * down is slow: the count only falls to the highest sustained demand of the
+ * whole stabilization window, one step per cooldown, and never on missing
+ * data, a growing backlog, rising arrivals or a wait above half of max_age
+ * -- except workers lent to a transient, given back once it is over.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -53,6 +55,8 @@ decide_state_init(struct decide_state *st)
 	st->saturated_since = INFINITY;
 	st->rates_since = INFINITY;
 	st->seen_running = -1;
+	st->owned = -1;
+	st->last_return_t = -INFINITY;
 }
 
 const char *
@@ -134,28 +138,47 @@ window_max(const struct decide_state *st)
  * instantaneous slope, which noise and the multiplication by startup blow up.
  */
 static void
-rate_push(struct decide_state *st, double horizon, double now, double rate)
+hist_push(double *tv, double *vv, unsigned *head, unsigned *len, double horizon, double now, double v)
 {
 	double slot = horizon / (DECIDE_RATE_HIST / 2);
 	unsigned last;
 
-	while (st->rate_len > 1) {
-		unsigned second = (st->rate_head + 1) % DECIDE_RATE_HIST;
+	while (*len > 1) {
+		unsigned second = (*head + 1) % DECIDE_RATE_HIST;
 		/* keep one point at or before now - horizon */
-		if (st->rate_t[second] > now - horizon)
+		if (tv[second] > now - horizon)
 			break;
-		st->rate_head = second;
-		st->rate_len--;
+		*head = second;
+		(*len)--;
 	}
-	if (st->rate_len > 0) {
-		last = (st->rate_head + st->rate_len - 1) % DECIDE_RATE_HIST;
-		if (now - st->rate_t[last] < slot || st->rate_len == DECIDE_RATE_HIST)
+	if (*len > 0) {
+		last = (*head + *len - 1) % DECIDE_RATE_HIST;
+		if (now - tv[last] < slot || *len == DECIDE_RATE_HIST)
 			return;
 	}
-	last = (st->rate_head + st->rate_len) % DECIDE_RATE_HIST;
-	st->rate_t[last] = now;
-	st->rate_v[last] = rate;
-	st->rate_len++;
+	last = (*head + *len) % DECIDE_RATE_HIST;
+	tv[last] = now;
+	vv[last] = v;
+	(*len)++;
+}
+
+/*
+ * The highest (sign 1) or lowest (sign -1) of v and a history ring: the
+ * highest smoothed arrival rate over the last `startup` (rate_v), or the
+ * rate that was sustained, not a spike's transient (sus_v): the lowest of
+ * the smoothed arrival rate plus NOISE_SIGMAS of its noise over the last
+ * `startup` + `max_age` (a transient shorter than that is what lent workers
+ * and the budget absorb). The noise margin keeps a steady noisy load from
+ * reading as lower than it is (the lowest of a noisy rate is below its mean).
+ */
+static double
+hist_extreme(const double *vv, unsigned head, unsigned len, double v, double sign)
+{
+	unsigned i;
+
+	for (i = 0; i < len; i++)
+		v = sign * fmax(sign * v, sign * vv[(head + i) % DECIDE_RATE_HIST]);
+	return v;
 }
 
 /*
@@ -247,25 +270,63 @@ queueing(const struct signals *s, int running, double max_age)
 /* The demand of each rule, kept together so the reason can name the losers. */
 struct demand {
 	int backlog, rate, age, arrivals;	/* arrivals: rate rule without the backlog term */
+	int sustained;				/* arrivals at the sustained rate (hist_extreme) */
+	bool rated;				/* the rate rule ran (mu known, rates settled) */
 	double x;				/* rate rule before rounding (workers) */
 	double slope;				/* arrival-rate rise per second over startup */
 	double clears_in;			/* age rule: seconds the asked-for count needs to clear the backlog */
 	double mu;				/* per-worker rate used */
 	bool mu_is_bound;			/* mu is only a lower bound */
 	bool settling;				/* rates valid but not settled: the rate rule is off */
+	bool budget_clear;			/* the backlog clears before a worker asked for now could start */
 	int need;
 	const char *rule;
 };
 
+/*
+ * max_age as a budget on the way up. A worker asked for now consumes from
+ * `startup` on; until then the running workers, and those in flight from
+ * their arrival (in_flight_s from now), consume k messages, oldest first.
+ * What is left then: of today's backlog, old = b - k, and of the arrivals
+ * meanwhile (lp), fresh. Today's backlog came in at `dense` per second at
+ * most (the highest smoothed arrival rate of late), so, at the worst, as a
+ * block that dense behind the oldest message and a spread-out rest: the
+ * block's end is oldest - b / dense old now. In arrival order a message's
+ * age when served grows or falls linearly between such points, so the count
+ * after `startup` keeps every one within max_age when the block's end is
+ * served in time (at least WAIT_FRACTION of max_age is left to it), the
+ * newest within max_age, and it keeps up with the arrivals. Nothing left
+ * then (the backlog cleared before a new worker could help): the arrivals
+ * alone. Returns the workers (not rounded); 0 when the backlog needs none.
+ */
+static double
+budget_up(const struct signals *s, double mu, double lp, double dense, int cur, int running,
+    double in_flight_s, double startup, double max_age)
+{
+	double b = (double)s->backlog, a = s->oldest_age_s, k, old, fresh, end_age, cap;
+
+	if (b <= 0 || mu <= 0 || max_age <= 0)
+		return 0;
+	k = (double)running * mu * startup + (double)(cur - running) * mu * fmax(0.0, startup - in_flight_s);
+	old = fmax(0.0, b - k);
+	fresh = lp * startup - fmax(0.0, k - b);
+	if (old + fresh <= 0)
+		return 0;
+	end_age = a > 0 ? fmax(0.0, a - b / fmax(b / a, dense)) : 0;
+	cap = fmax(lp, (old + fresh) / max_age);
+	cap = fmax(cap, old / fmax(max_age - startup - end_age, WAIT_FRACTION * max_age));
+	return cap / mu;
+}
+
 static void
 demand_compute(const struct decide_state *st, const struct scale_conf *sc,
-    const struct signals *s, int cur, int running, double slope, bool settled, struct demand *d)
+    const struct signals *s, int cur, int running, double now, double slope, bool settled, struct demand *d)
 {
 	double bpw = sc->backlog_per_worker > 0 ? sc->backlog_per_worker : 1.0;
 	double max_age = (double)sc->max_age_ms / 1000.0;
 	double startup = (double)sc->startup_ms / 1000.0;
 	double drain = DRAIN_FRACTION * max_age;
-	double lp, held, net;
+	double lp, held, proj, net, dense;
 
 	memset(d, 0, sizeof(*d));
 	d->slope = slope;
@@ -294,6 +355,9 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 		d->x = (lp + fmax(0.0, (double)s->backlog - held) / drain) / d->mu;
 		d->rate = ceil_count(d->x);
 		d->arrivals = ceil_count(lp / d->mu);
+		d->sustained = ceil_count(hist_extreme(st->sus_v, st->sus_head, st->sus_len,
+		    s->arrival_rate + NOISE_SIGMAS * s->arrival_noise, -1) / d->mu);
+		d->rated = true;
 		if (d->mu_is_bound &&
 		    (d->x <= (double)cur * (1.0 + BOUND_MARGIN) || !queueing(s, running, max_age))) {
 			/*
@@ -309,6 +373,17 @@ demand_compute(const struct decide_state *st, const struct scale_conf *sc,
 			if (d->rate > cur)
 				d->rate = d->arrivals = cur;
 			d->x = d->rate;
+		}
+		if (d->sustained > d->arrivals)
+			d->sustained = d->arrivals;
+		if (!d->mu_is_bound) {
+			/* a known rate: the budget sizes the drain (budget_up) */
+			dense = hist_extreme(st->rate_v, st->rate_head, st->rate_len, s->arrival_rate, 1);
+			proj = budget_up(s, d->mu, lp, dense, cur, running, fmax(0.0, st->last_up_t + startup - now),
+			    startup, max_age);
+			d->x = fmax(lp / d->mu, proj);
+			d->rate = ceil_count(d->x);
+			d->budget_clear = s->backlog > 0 && proj <= 0;
 		}
 	}
 	/*
@@ -363,6 +438,8 @@ reason_rules(char *buf, const struct demand *d, const struct signals *s)
 	if (d->age == 0 && d->clears_in > 0)
 		reason_add(buf, "; oldest over max_age but the backlog clears in %.0fs, before a new worker starts",
 		    d->clears_in);
+	if (d->budget_clear)
+		reason_add(buf, "; the workers there clear the backlog before a new one could start");
 	if (d->settling)
 		reason_add(buf, "; rates still settling, rate rule off");
 }
@@ -402,7 +479,7 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	double since_action, obs, slope;
 	bool settled;
 	int keep;
-	int cur = in->desired, lo = sc->min, hi = sc->max, target, next, allowed, wmax;
+	int cur = in->desired, lo = sc->min, hi = sc->max, target, next, allowed, wmax, base;
 	struct demand d;
 	char step[32];
 	bool inflight = false;
@@ -453,8 +530,12 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		st->seen_running = in->running;
 		st->running_since = in->now;
 	}
-	if (s->rates_valid && in->running > 0 && s->backlog > in->running &&
-	    (s->undelivered > 0 || s->trend > 0)) {
+	/*
+	 * Busy: more messages than workers not even delivered yet. Pending
+	 * ones are not enough: consumers that read in batches hold some while
+	 * idle, and a busy spell misread from them teaches a low mu.
+	 */
+	if (s->rates_valid && in->running > 0 && s->backlog > in->running && s->undelivered > in->running) {
 		if (st->saturated_since > in->now)
 			st->saturated_since = in->now;
 	} else {
@@ -479,9 +560,13 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	}
 
 	slope = s->rates_valid ? rate_slope(st, startup, in->now, s->arrival_rate, s->arrival_noise) : 0;
-	if (s->rates_valid)
-		rate_push(st, startup, in->now, s->arrival_rate);
-	demand_compute(st, sc, s, cur, in->running, slope, settled, &d);
+	if (s->rates_valid) {
+		hist_push(st->rate_t, st->rate_v, &st->rate_head, &st->rate_len, startup, in->now,
+		    s->arrival_rate);
+		hist_push(st->sus_t, st->sus_v, &st->sus_head, &st->sus_len, startup + max_age, in->now,
+		    s->arrival_rate + NOISE_SIGMAS * s->arrival_noise);
+	}
+	demand_compute(st, sc, s, cur, in->running, in->now, slope, settled, &d);
 	st->last_oldest_s = s->oldest_age_s;
 	st->last_need = d.need;
 	out->need = d.need;
@@ -491,18 +576,32 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		st->win_len = 0;
 	}
 	/*
-	 * The window holds sustained demand: what the arrivals need, and the
-	 * age rule. Draining a spike's backlog is a transient; it holds the
-	 * count through the budget check of the scale-down instead. With no
-	 * rate at all, the backlog rule is all there is.
+	 * The window holds sustained demand: what the lowest arrival rate of
+	 * the last `startup` + `max_age` needs (hist_extreme). A spike's arrivals, its backlog and the
+	 * age rule it trips are transients; the budget check of the scale-down
+	 * holds the count while a backlog is being cleared. With no rate at
+	 * all, the backlog rule is all there is.
 	 */
 	if (st->win_open)
-		window_push(st, sc, in->now, d.mu > 0 && !d.settling ? (d.arrivals > d.age ? d.arrivals : d.age) : d.need);
+		window_push(st, sc, in->now, d.rated ? d.sustained : d.need);
 
 	if (order_critical && partitions > 0 && partitions < hi)
 		hi = partitions;
 	if (lo > hi)
 		lo = hi;
+	/*
+	 * The loan: a count the engine did not ask for (the start, a manual
+	 * change) is owned; so is what sustained demand justifies. Above
+	 * that, workers are lent to a transient and given back when it ends.
+	 */
+	if (st->owned < 0 || cur > st->loan_top) {
+		st->owned = cur;
+		st->loan_top = cur;
+	}
+	if (d.rated && d.sustained > st->owned)
+		st->owned = d.sustained;
+	if (st->owned > cur)
+		st->owned = cur;
 	target = clamp_int(d.need, lo, hi);
 	since_action = in->now - fmax(st->last_up_t, st->last_down_t);
 
@@ -520,6 +619,9 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	}
 
 	if (target > cur) {
+		/* A loan given back is the end of the transient's up, not a scale-in: the up cooldown ignores it. */
+		if (st->last_down_t == st->last_return_t)
+			since_action = in->now - st->last_up_t;
 		if (since_action < (double)sc->up_cooldown_ms / 1000.0) {
 			hold(out, "cooldown", "up cooldown %.0fs left; wants ", (double)sc->up_cooldown_ms / 1000.0 - since_action);
 			reason_rules(out->reason, &d, s);
@@ -568,6 +670,33 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 
 	if (target < cur) {
 		wmax = clamp_int(window_max(st), lo, hi);
+		keep = budget_keep(&d, s, max_age);
+		base = clamp_int(st->owned, lo, hi);
+		if (base < wmax)
+			base = wmax;
+		if (base < target)
+			base = target;
+		next = keep > base ? keep : base;
+		if (next < cur && (next == base || (2 * (cur - next) >= cur - base && st->last_up_t > st->last_down_t)) &&
+		    in->running >= cur && s->trend <= 0 && d.slope <= 0 &&
+		    !(max_age > 0 && s->oldest_age_s > max_age / 2)) {
+			/*
+			 * Give the loan back at once: the transient is over
+			 * (backlog within the budget and not growing, arrivals
+			 * not rising), and sustained demand never asked for
+			 * these workers. While the budget still needs some of
+			 * them, give back at least half once, then wait for the
+			 * rest (fewer actions).
+			 */
+			out->count = next;
+			out->dir = DIR_DOWN;
+			out->rule = "loan";
+			snprintf(out->reason, sizeof(out->reason), "down %d->%d: loan returned, %d worker%s lent to "
+			    "a transient; sustained demand %d, highest in the last %.0fs %d, budget %d; now ",
+			    cur, next, cur - next, cur - next == 1 ? "" : "s", st->owned, stab, window_max(st), keep);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
 		if (!st->win_open || in->now - st->win_since < stab) {
 			hold(out, "stabilization", "down waits for %.0fs of good data (have %.0fs); wants ", stab,
 			    st->win_open ? in->now - st->win_since : 0.0);
@@ -581,6 +710,11 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		}
 		if (s->trend > 0) {
 			hold(out, "growing", "backlog growing (%+.1f/s), no scale-in; wants ", s->trend);
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		if (d.slope > 0) {
+			hold(out, "rising", "arrivals rising (%.1f/s^2 beyond noise), no scale-in; wants ", d.slope);
 			reason_rules(out->reason, &d, s);
 			return;
 		}
@@ -598,7 +732,8 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		}
 		allowed = config_step_allowed(&sc->down_max_step, cur);
 		next = wmax > cur - allowed ? wmax : cur - allowed;
-		keep = budget_keep(&d, s, max_age);
+		if (next < target)
+			next = target;
 		if (keep >= cur) {
 			hold(out, "budget", "fewer than %d workers would not clear the backlog of %lld within half "
 			    "of max_age (oldest %.1fs); wants ", cur, (long long)s->backlog, s->oldest_age_s);
@@ -633,4 +768,14 @@ decide_applied(struct decide_state *st, const struct decision *d, double now)
 	} else if (d->dir == DIR_DOWN) {
 		st->last_down_t = now;
 	}
+	if (d->dir == DIR_NONE)
+		return;
+	if (d->rule == NULL) {
+		/* a scaling event from outside: whatever it set is owned */
+		st->owned = -1;
+		return;
+	}
+	st->loan_top = d->count;
+	if (d->dir == DIR_DOWN && strcmp(d->rule, "loan") == 0)
+		st->last_return_t = now;
 }

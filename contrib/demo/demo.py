@@ -28,9 +28,13 @@ SCALENO = os.path.join(TOP, BUILD, "scaleno")
 HANDLER = os.path.join(TOP, "contrib", "demo", "handler.py")
 STANDIN = os.path.join(TOP, "contrib", "nomad-standin.py")
 
-STEADY, SURGE = 60, 600          # messages per second
-PER_MSG_MS = 40                  # handler time per message: 25 msgs/s per consumer process
-PROCESSES = 2                    # consumer processes per worker: 50 msgs/s per worker
+# Half the messages of a surge a two-core machine would still carry, so the workers' rate,
+# not the machine, is what limits them: the count the surge needs is SURGE / PER_WORKER.
+STEADY, SURGE = 30, 300          # messages per second
+PER_MSG_MS = 80                  # handler time per message: 12.5 msgs/s per consumer process
+PROCESSES = 2                    # consumer processes per worker: 25 msgs/s per worker
+PER_WORKER = PROCESSES * 1000.0 / PER_MSG_MS
+SURGE_NEEDS = -(-SURGE // int(PER_WORKER))   # workers the surge needs at the handler's own rate
 TIMELINE = [                     # (until second, rate at the start, rate at the end, phase)
     (20, STEADY, STEADY, "steady traffic, %d payments/s" % STEADY),
     (35, STEADY, SURGE, "SURGE STARTS: the other provider fails, traffic ramps to %d/s" % SURGE),
@@ -108,7 +112,7 @@ POLICY = [
     ("loss_critical", "true"), ("order_critical", "false"),
     ("scale.job", '"payments-worker"'), ("scale.group", '"worker"'),
     ("scale.min", "2"), ("scale.max", "30"), ("scale.interval", '"1s"'),
-    ("scale.backlog_per_worker", "50"), ("scale.max_age", '"10s"'), ("scale.startup", '"3s"'),
+    ("scale.max_age", '"10s"'), ("scale.startup", '"3s"'),
     ("scale.up.cooldown", '"3s"'), ("scale.up.max_step", '"100%"'),
     ("scale.down.cooldown", '"5s"'), ("scale.down.stabilization", '"20s"'),
     ("scale.down.max_step", '"50%"'),
@@ -223,6 +227,7 @@ log:   { level = "info"; };
     carry = 0.0
     sent = sent_last = 0
     peak = {"backlog": 0, "age": 0.0, "workers": 0}
+    busy_rates = []
     last_action, last_action_t = "-", None
     end = TIMELINE[-1][0] + DRAIN_S
     seq = 0
@@ -273,6 +278,11 @@ log:   { level = "info"; };
             peak["backlog"] = max(peak["backlog"], smp.get("backlog", 0))
             peak["age"] = max(peak["age"], smp.get("oldest_age_s", 0))
             peak["workers"] = max(peak["workers"], nmd.get("desired", 0))
+            # the workers' own rate, while they are busy in the held surge
+            running = nmd.get("running", 0)
+            if TIMELINE[1][0] <= t < TIMELINE[2][0] and running > 0 and \
+                    smp.get("undelivered", smp.get("backlog", 0)) > running and smp.get("completion_rate", 0) > 0:
+                busy_rates.append(smp["completion_rate"] / running)
             ago = "" if last_action_t is None else " (%ds ago)" % (t - last_action_t)
             print("%4ds %9d %8d %7.1fs %5d/%-3d  %s%s" % (
                 t, sent - sent_last, smp.get("backlog", 0), smp.get("oldest_age_s", 0),
@@ -290,6 +300,18 @@ log:   { level = "info"; };
     print("sent %d messages; peak backlog %d, peak oldest age %.1fs, peak workers %d; "
           "%d scale-ups, %d scale-downs; %s dead-lettered" % (
               sent, peak["backlog"], peak["age"], peak["workers"], ups, downs, dlq or "0"))
+    print("the surge needs %d workers (%d/s at %d ms per message x %d processes = %g/s each); "
+          "peak %d is %+.0f%% of that" % (SURGE_NEEDS, SURGE, PER_MSG_MS, PROCESSES, PER_WORKER,
+                                          peak["workers"], 100.0 * (peak["workers"] - SURGE_NEEDS) / SURGE_NEEDS))
+    if busy_rates:
+        busy_rates.sort()
+        mu = busy_rates[len(busy_rates) // 2]
+        need = int(-(-SURGE // mu))
+        print("busy in the surge, the workers did %.1f/s each on this machine (median of %d seconds): "
+              "at that rate the surge needs %d, peak %d is %+.0f%% of that" % (
+                  mu, len(busy_rates), need, peak["workers"], 100.0 * (peak["workers"] - need) / need))
+    else:
+        print("the workers were never busy in the held surge: their rate there was not measured")
     print("configuration: %s (and policies.d/payments.conf)" % conf)
     print("logs: %s (agent.log, nomad.log, nomad/<alloc>/alloc/logs/ for each worker)" % d)
 

@@ -20,6 +20,14 @@
 # max_age. When two tools are both at 100%, the p99 and max age break the tie;
 # the verdict lines below say which one decided.
 #
+# The last table is the cost family:
+# 20 and 25 msgs/s per worker, startup 15s and 30s (the policy's startup is
+# the model's), max_age 30s, bounds 2-80, the cautious cooldowns above and a
+# 3-minute stabilization. Per trace and corner it prints, for each tool,
+# seconds over max_age / x-ideal / actions; the goal is 0 s over max_age and
+# at most 2.0 x ideal for scaleno on every trace, at most 2 actions on
+# noisy-flat.
+#
 # usage: sh tests/bench/quality.sh [service-rate]   (BUILD=build/san to use another build)
 set -eu
 BUILD=${BUILD:-build}
@@ -33,23 +41,26 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/scaleno-quality.XXXXXX")
 trap 'rm -rf "$dir"' EXIT INT TERM
 mkdir "$dir/policies.d"
 echo 'agent: { policy_dir = "policies.d"; };' >"$dir/scaleno.conf"
-policy() {	# name, up/down sections (may be empty)
+policy() {	# name, max, startup, up/down sections (may be empty)
 	cat >"$dir/policies.d/$1.conf" <<EOP
 queue: {
   name = "$1";
   scale: {
     job = "w"; group = "g";
-    min = 2; max = 60;
+    min = 2; max = $2;
     backlog_per_worker = 200;
     max_age = "30s";
-    startup = "15s";
-    $2
+    startup = "$3";
+    $4
   };
 };
 EOP
 }
-policy defaults ''
-policy spec 'up: { cooldown = "10s"; max_step = "100%"; }; down: { cooldown = "60s"; stabilization = "3m"; max_step = 1; };'
+cautious='up: { cooldown = "10s"; max_step = "100%"; }; down: { cooldown = "60s"; stabilization = "3m"; max_step = 1; };'
+policy defaults 60 15s ''
+policy spec 60 15s "$cautious"
+policy family15 80 15s "$cautious"
+policy family30 80 30s "$cautious"
 
 for q in defaults spec; do
 	if [ "$q" = defaults ]; then
@@ -66,7 +77,7 @@ for q in defaults spec; do
 		name=$(basename "$t" .csv)
 		ideal=$(awk -F, -v r="$RATE" '/^[0-9]/ { s += $2 } END { printf "%.3f", s / r }' "$t")
 		"$BIN" simulate -c "$dir/scaleno.conf" -q "$q" --trace "$t" --service-rate "$RATE" --compare |
-		    awk -v tr="$name" -v ideal="$ideal" 'NR > 2 { printf "%-15s %-13s %9s %7.2f %12s %10s %8s %8s %8s %9s\n", tr, $1, $2, $2 / ideal, $3, $4, $5, $6, $7, $8 }'
+		    awk -v tr="$name" -v ideal="$ideal" '$1 ~ /^(scaleno|target-value|hpa)/ { printf "%-15s %-13s %9s %7.2f %12s %10s %8s %8s %8s %9s\n", tr, $1, $2, $2 / ideal, $3, $4, $5, $6, $7, $8 }'
 	done >"$dir/$q.table"
 	cat "$dir/$q.table"
 	# Verdicts against the better baseline, per trace.
@@ -90,3 +101,21 @@ for q in defaults spec; do
 	}' "$dir/$q.table"
 	echo
 done
+
+echo "== the cost family: min 2, max 80, backlog_per_worker 200, max_age 30s; up: cooldown 10s, max_step 100%;"
+echo "   down: cooldown 60s, stabilization 3m, max_step 1. Cells: seconds over max_age / x-ideal / actions"
+printf '%-15s %4s %7s  %-18s %-18s %-18s\n' trace mu startup scaleno target-value hpa
+for t in contrib/traces/*.csv; do
+	name=$(basename "$t" .csv)
+	for corner in "20 15" "25 15" "20 30" "25 30"; do
+		set -- $corner
+		ideal=$(awk -F, -v r="$1" '/^[0-9]/ { s += $2 } END { printf "%.3f", s / r }' "$t")
+		"$BIN" simulate -c "$dir/scaleno.conf" -q "family$2" --trace "$t" --service-rate "$1" --compare |
+		    awk -v tr="$name" -v mu="$1" -v su="$2s" -v ideal="$ideal" '
+			$1 ~ /^(scaleno|target-value|hpa)/ { c[++n] = sprintf("%s / %.2f / %s", $4, $2 / ideal, $7) }
+			END { printf "%-15s %4s %7s  %-18s %-18s %-18s\n", tr, mu, su, c[1], c[2], c[3] }'
+	done
+done >"$dir/family.table"
+cat "$dir/family.table"
+awk '{ split($4, a, " "); } { s = $4; x = $6; act = $8; if (s + 0 > 0 || x + 0 > 2.0) bad++; if (x + 0 > worst) { worst = x + 0; at = $1 " " $2 "/" $3 } }
+	END { printf "   scaleno: worst x-ideal %.2f (%s); %d of %d cells over 2.0x ideal or over max_age\n", worst, at, bad, NR }' "$dir/family.table"

@@ -41,27 +41,69 @@ def surge_scales_up_within_two_ticks():
 
 
 @suite.test
+def burst_workers_are_lent_and_given_back():
+    """1500 messages at once and nothing after: a transient. The workers asked for it are lent
+    and given back in one step once its backlog is within the budget, without waiting for the
+    stabilization window or stepping down one at a time (scaleno-simulate(1), DECISION RULES)."""
+    pol = policy_conf(min=2, max=20, stabilization="30s", down_cooldown="10s", down_step=1)
+    env = AgentEnv(count=2, policy=pol)
+    try:
+        env.start_agent()
+        env.start_world(rate=0, per_worker=200)
+        env.redis.cli("EVAL", "for i=1,1500 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
+        harness.wait_until(lambda: env.desired() >= 5, timeout=30, what="scale up on the backlog")
+        harness.wait_until(lambda: "scaled: down" in env.logtext(), timeout=60, what="a scale-down")
+        ds = decisions(env)
+        up = next(i for i, d in enumerate(ds) if d["kind"] == "up")
+        down = next(i for i, d in enumerate(ds) if d["kind"] == "down")
+        assert "loan returned" in ds[down]["reason"], ds[down]["reason"]
+        assert ds[down]["backlog"] < 1500, ds[down]["reason"]
+        # well before the 30 s window, on the agent's own clock
+        assert ds[down]["t"] - ds[up]["t"] < 30, "given back %.1fs after the scale-up" % (ds[down]["t"] - ds[up]["t"])
+        counts = [p["Count"] for p in env.scale_posts()]
+        k = next(i for i in range(1, len(counts)) if counts[i] < counts[i - 1])
+        assert counts[k] <= counts[k - 1] - (counts[k - 1] - 2) // 2, "at least half of the loan: %r" % counts
+        # the rest once the budget allows: back to the 2 found at start, in two steps at most
+        harness.wait_until(lambda: env.desired() == 2, timeout=30, what="the whole loan back")
+        downs = [d for d in decisions(env) if d["kind"] == "down"]
+        assert len(downs) <= 2 and all("loan returned" in d["reason"] for d in downs), downs
+    finally:
+        env.close()
+
+
+@suite.test
 def drain_scales_down_only_after_stabilization():
+    """Sustained demand (100/s on workers of 20/s for longer than startup + max_age) that
+    ends: the count comes down one step at a time, a whole window after the demand that held
+    it up."""
     pol = policy_conf(min=2, max=20, stabilization="4s", down_cooldown="1s", down_step=1)
     env = AgentEnv(count=2, policy=pol)
     try:
         env.start_agent()
-        world = env.start_world(rate=0, per_worker=200)
-        env.redis.cli("EVAL", "for i=1,1500 do redis.call('XADD', KEYS[1], '*', 'n', i) end", 1, "payments")
-        harness.wait_until(lambda: env.desired() >= 5, timeout=30, what="scale up on the backlog")
-        harness.wait_until(lambda: backlog(env) == 0, timeout=60, what="the queue to drain")
-        harness.wait_until(lambda: "scaled: down" in env.logtext(), timeout=60, what="a scale-down")
+        world = env.start_world(rate=100, per_worker=20)
+        harness.wait_until(lambda: env.desired() >= 5, timeout=30, what="scale up on the arrivals")
+
+        def sustained_for(s):
+            ds = decisions(env)
+            high = [d["t"] for d in ds if d["need"] is not None and d["need"] >= 5]
+            return high and ds[-1]["t"] - high[0] >= s
+        # longer than startup (1s) + max_age (10s) on the agent's own clock: sustained demand
+        harness.wait_until(lambda: sustained_for(14), timeout=90, what="14 s of sustained demand")
+        # (an overshoot of the ramp may have been lent and given back by now: not this test's)
+        t_drop, n_posts = decisions(env)[-1]["t"], len(env.scale_posts())
+        world.rate = 10
+        harness.wait_until(lambda: len(env.scale_posts()) > n_posts, timeout=60, what="a scale-down")
         ds = decisions(env)
-        down = next(i for i, d in enumerate(ds) if d["kind"] == "down")
-        high = max(d["need"] for d in ds[:down] if d["kind"] == "up")
-        counts = [p["Count"] for p in env.scale_posts()]
-        k = next(i for i in range(1, len(counts)) if counts[i] < counts[i - 1])
+        down = next(i for i, d in enumerate(ds) if d["kind"] == "down" and d["t"] > t_drop)
+        assert "loan returned" not in ds[down]["reason"], ds[down]["reason"]
+        counts = [p["Count"] for p in env.scale_posts()][n_posts - 1:]
+        k = 1
         assert counts[k] == counts[k - 1] - 1, "down step must be 1: %r" % counts
         # On the agent's own clock: the down came a whole window (4s) after the last decision
-        # whose demand held the count up, however late this test saw the queue empty.
+        # whose demand held the count up, however late this test saw the load fall.
         last_high = max(d["t"] for d in ds[:down] if d["need"] is not None and d["need"] >= counts[k - 1])
         assert ds[down]["t"] - last_high >= 3.9, "scaled down %.2fs after demand %d: %s" % (
-            ds[down]["t"] - last_high, high, ds[down]["reason"])
+            ds[down]["t"] - last_high, counts[k - 1], ds[down]["reason"])
         world.stop()
     finally:
         env.close()
