@@ -404,6 +404,10 @@ fetch(struct consumer *c)
 	/* Waiting successes ride with a read of new entries only; else they go now. */
 	if (c->ndfr > 0 && !steady(c, now))
 		(void)consumer_ack_drain(c);
+	/* Our pending list is to be read again: the entries read ahead are in it. */
+	for (int i = 0; i < c->nsrc && c->next.n > 0; i++)
+		if (!c->src[i].pend_done && source_active(c, &c->src[i]))
+			redis_batch_clear(&c->next);
 	if (c->next.n > 0 && steady(c, now)) {
 		struct redis_batch empty = c->batch;
 
