@@ -123,13 +123,19 @@ jb_lit(struct jb *b, const char *s)
 	jb_put(b, s, strlen(s));
 }
 
+/* v in decimal (without printf: four of them per message). */
 static void
 jb_int(struct jb *b, int64_t v)
 {
-	char buf[24];
-	int n = snprintf(buf, sizeof(buf), "%lld", (long long)v);
+	char buf[24], *p = buf + sizeof(buf);
+	uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
 
-	jb_put(b, buf, (size_t)n);
+	do
+		*--p = (char)('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v < 0)
+		*--p = '-';
+	jb_put(b, p, (size_t)(buf + sizeof(buf) - p));
 }
 
 /*

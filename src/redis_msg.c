@@ -62,14 +62,7 @@ redis_fields_count(const struct redis_fields *f)
 void
 redis_msg_free(struct message *e)
 {
-	for (size_t i = 0; i < e->nfields; i++) {
-		free(e->names[i]);
-		free(e->values[i]);
-	}
-	free(e->names);
-	free(e->values);
-	free(e->name_lens);
-	free(e->value_lens);
+	free(e->names);		/* the one block of redis_msg_fill */
 	memset(e, 0, sizeof(*e));
 }
 
@@ -103,18 +96,6 @@ redis_msg_field(const struct message *e, const char *name, size_t *len)
 	return NULL;
 }
 
-static char *
-dup_bytes(const char *s, size_t len)
-{
-	char *d = malloc(len + 1);
-
-	if (d != NULL) {
-		memcpy(d, s, len);
-		d[len] = '\0';
-	}
-	return d;
-}
-
 int
 redis_copy_id(char *dst, const struct redis_reply *r)
 {
@@ -128,7 +109,8 @@ redis_copy_id(char *dst, const struct redis_reply *r)
 int
 redis_msg_fill(struct message *e, const struct redis_reply *fl)
 {
-	size_t n;
+	size_t n, bytes = 0;
+	char *block, *p;
 
 	if (fl == NULL || fl->type == RR_NIL) {
 		e->deleted = true;
@@ -137,22 +119,37 @@ redis_msg_fill(struct message *e, const struct redis_reply *fl)
 	if (fl->type != RR_ARRAY || fl->elements % 2 != 0)
 		return -1;
 	n = fl->elements / 2;
-	e->names = calloc(n ? n : 1, sizeof(*e->names));
-	e->values = calloc(n ? n : 1, sizeof(*e->values));
-	e->name_lens = calloc(n ? n : 1, sizeof(*e->name_lens));
-	e->value_lens = calloc(n ? n : 1, sizeof(*e->value_lens));
-	if (e->names == NULL || e->values == NULL || e->name_lens == NULL || e->value_lens == NULL)
+	for (size_t i = 0; i < fl->elements; i++) {
+		if (!redis_reply_is_str(fl->element[i]))
+			return -1;
+		bytes += fl->element[i]->len + 1;
+	}
+	/*
+	 * One block per message: the four arrays, then each name and value
+	 * NUL-terminated (binary-safe with its length). names points at it.
+	 */
+	if (n == 0)
+		n = 1;
+	block = malloc(n * (2 * sizeof(char *) + 2 * sizeof(size_t)) + bytes);
+	if (block == NULL)
 		return -1;
-	for (size_t i = 0; i < n; i++) {
+	e->names = (char **)(void *)block;
+	e->values = e->names + n;
+	e->name_lens = (size_t *)(void *)(e->values + n);
+	e->value_lens = e->name_lens + n;
+	p = (char *)(e->value_lens + n);
+	e->nfields = fl->elements / 2;
+	for (size_t i = 0; i < e->nfields; i++) {
 		const struct redis_reply *k = fl->element[2 * i], *v = fl->element[2 * i + 1];
 
-		if (!redis_reply_is_str(k) || !redis_reply_is_str(v))
-			return -1;
-		e->nfields = i + 1;
-		e->names[i] = dup_bytes(k->str, k->len);
-		e->values[i] = dup_bytes(v->str, v->len);
-		if (e->names[i] == NULL || e->values[i] == NULL)
-			return -1;
+		e->names[i] = p;
+		memcpy(p, k->str, k->len);
+		p[k->len] = '\0';
+		p += k->len + 1;
+		e->values[i] = p;
+		memcpy(p, v->str, v->len);
+		p[v->len] = '\0';
+		p += v->len + 1;
 		e->name_lens[i] = k->len;
 		e->value_lens[i] = v->len;
 	}
