@@ -83,6 +83,16 @@ struct decide_state {
 	int owned;
 	int loan_top;
 	double last_return_t;		/* time of the last loan given back; -inf if none */
+	/*
+	 * The reserve for spikes that recur: the count the recent spikes
+	 * needed at their peak (decide.c, spike_reserve), kept in part until
+	 * reserve_until, two stabilization windows after the last loan was
+	 * given back. peak_rate: the highest smoothed arrival rate since then.
+	 */
+	double peak_rate;
+	int spike_peak;
+	double reserve_until;
+	double reserve_span;		/* how long a reserve stands (set by decide_next) */
 };
 
 struct decision {

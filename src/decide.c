@@ -6,7 +6,8 @@
  * down is slow: the count only falls to the highest sustained demand of the
  * whole stabilization window, one step per cooldown, and never on missing
  * data, a growing backlog, rising arrivals or a wait above half of max_age
- * -- except workers lent to a transient, given back once it is over.
+ * -- except workers lent to a transient, given back once it is over (down
+ * to a reserve while spikes recur: spike_reserve).
  */
 #include <math.h>
 #include <stdarg.h>
@@ -42,6 +43,13 @@
 #define NOISE_SIGMAS 3.0
 /* A sample older than this many intervals is stale. */
 #define STALE_INTERVALS 3
+/*
+ * The reserve for recurring spikes: kept for this many stabilization
+ * windows after a loan is given back; never counting on more up steps
+ * than this to reach the recent spikes' peak need.
+ */
+#define RESERVE_WINDOWS 2.0
+#define RESERVE_MAX_STEPS 8
 /* Any count above this is nonsense from a huge backlog; bounds clamp it anyway. */
 #define NEED_CAP 1000000.0
 
@@ -57,6 +65,7 @@ decide_state_init(struct decide_state *st)
 	st->seen_running = -1;
 	st->owned = -1;
 	st->last_return_t = -INFINITY;
+	st->reserve_until = -INFINITY;
 }
 
 const char *
@@ -461,6 +470,48 @@ budget_keep(const struct demand *d, const struct signals *s, double max_age)
 	return ceil_count((s->arrival_rate + (double)s->backlog / left) / d->mu);
 }
 
+/* The count the current spike needs at its peak: its highest arrival rate at mu (while mu is unknown, the count the loan reached). */
+static int
+spike_need(const struct decide_state *st)
+{
+	return st->mu_hat > 0 ? ceil_count(st->peak_rate / st->mu_hat) : st->loan_top;
+}
+
+/*
+ * The reserve for spikes that recur: while one is expected (less than
+ * RESERVE_WINDOWS stabilization windows since the last loan was given
+ * back) or a loan is out, the fewest workers from which the up steps whose
+ * workers start within max_age + up.cooldown of a spike's start (each as
+ * up.max_step allows; two with startup = max_age, more with a shorter
+ * startup) reach the highest peak need of the recent spikes. A spike
+ * answered from the reserve gets enough workers in time to keep within
+ * max_age; one answered from the low base does not. 0 when no spike is
+ * expected.
+ */
+static int
+spike_reserve(const struct decide_state *st, const struct scale_conf *sc, double now, int cur, int lo, int hi)
+{
+	double max_age = (double)sc->max_age_ms / 1000.0, startup = (double)sc->startup_ms / 1000.0;
+	double cooldown = (double)sc->up_cooldown_ms / 1000.0;
+	int r, c, i, steps, peak = now < st->reserve_until ? st->spike_peak : 0;
+
+	if (cur > st->owned && spike_need(st) > peak)
+		peak = spike_need(st);
+	peak = clamp_int(peak, lo, hi);
+	if (peak <= lo)
+		return 0;
+	steps = 1 + (cooldown > 0 ? (int)fmax(0.0, floor((max_age + cooldown - startup) / cooldown)) : RESERVE_MAX_STEPS);
+	if (steps > RESERVE_MAX_STEPS)
+		steps = RESERVE_MAX_STEPS;
+	for (r = lo > 1 ? lo : 1; r < peak; r++) {
+		for (c = r, i = 0; i < steps && c < peak; i++)
+			c += config_step_allowed(&sc->up_max_step, c);
+		if (c >= peak)
+			break;
+	}
+	return r;
+}
+
 static void
 step_name(char *buf, size_t len, const struct step_limit *l)
 {
@@ -478,13 +529,14 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 	double stab = (double)sc->down_stabilization_ms / 1000.0;
 	double since_action, obs, slope;
 	bool settled;
-	int keep;
+	int keep, reserve;
 	int cur = in->desired, lo = sc->min, hi = sc->max, target, next, allowed, wmax, base;
 	struct demand d;
 	char step[32];
 	bool inflight = false;
 
 	memset(out, 0, sizeof(*out));
+	st->reserve_span = RESERVE_WINDOWS * stab;
 	out->t = in->now;
 	out->count = cur;
 	out->need = cur;
@@ -561,6 +613,8 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 
 	slope = s->rates_valid ? rate_slope(st, startup, in->now, s->arrival_rate, s->arrival_noise) : 0;
 	if (s->rates_valid) {
+		if (s->arrival_rate > st->peak_rate)
+			st->peak_rate = s->arrival_rate;
 		hist_push(st->rate_t, st->rate_v, &st->rate_head, &st->rate_len, startup, in->now,
 		    s->arrival_rate);
 		hist_push(st->sus_t, st->sus_v, &st->sus_head, &st->sus_len, startup + max_age, in->now,
@@ -676,6 +730,9 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 			base = wmax;
 		if (base < target)
 			base = target;
+		reserve = spike_reserve(st, sc, in->now, cur, lo, hi);
+		if (base < reserve)
+			base = reserve;
 		next = keep > base ? keep : base;
 		if (next < cur && (next == base || (2 * (cur - next) >= cur - base && st->last_up_t > st->last_down_t)) &&
 		    in->running >= cur && s->trend <= 0 && d.slope <= 0 &&
@@ -692,8 +749,9 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 			out->dir = DIR_DOWN;
 			out->rule = "loan";
 			snprintf(out->reason, sizeof(out->reason), "down %d->%d: loan returned, %d worker%s lent to "
-			    "a transient; sustained demand %d, highest in the last %.0fs %d, budget %d; now ",
-			    cur, next, cur - next, cur - next == 1 ? "" : "s", st->owned, stab, window_max(st), keep);
+			    "a transient; sustained demand %d, highest in the last %.0fs %d, budget %d, reserve %d; now ",
+			    cur, next, cur - next, cur - next == 1 ? "" : "s", st->owned, stab, window_max(st), keep,
+			    reserve);
 			reason_rules(out->reason, &d, s);
 			return;
 		}
@@ -705,6 +763,13 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		}
 		if (wmax >= cur) {
 			hold(out, "stabilization", "highest demand in the last %.0fs was %d; now ", stab, window_max(st));
+			reason_rules(out->reason, &d, s);
+			return;
+		}
+		if (reserve >= cur) {
+			hold(out, "reserve", "spikes recur: they needed up to %d, which up steps from %d reach in "
+			    "time (reserve for %.0fs more); wants ", st->spike_peak, reserve,
+			    st->reserve_until - in->now);
 			reason_rules(out->reason, &d, s);
 			return;
 		}
@@ -742,6 +807,8 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 		}
 		if (keep > next)
 			next = keep;
+		if (reserve > next)
+			next = reserve;
 		out->count = next;
 		out->dir = DIR_DOWN;
 		out->rule = "stabilization";
@@ -762,6 +829,8 @@ decide_next(struct decide_state *st, const struct scale_conf *sc, int partitions
 void
 decide_applied(struct decide_state *st, const struct decision *d, double now)
 {
+	int peak;
+
 	if (d->dir == DIR_UP) {
 		st->last_up_t = now;
 		st->last_up_target = d->count;
@@ -775,7 +844,19 @@ decide_applied(struct decide_state *st, const struct decision *d, double now)
 		st->owned = -1;
 		return;
 	}
-	st->loan_top = d->count;
-	if (d->dir == DIR_DOWN && strcmp(d->rule, "loan") == 0)
+	if (d->dir == DIR_DOWN && strcmp(d->rule, "loan") == 0) {
+		/*
+		 * The spike's peak need: what its highest arrival rate needs
+		 * at mu (the count the loan reached, while mu is unknown); the
+		 * recent spikes' highest while a reserve still stands.
+		 */
+		peak = spike_need(st);
+		if (now < st->reserve_until && st->spike_peak > peak)
+			peak = st->spike_peak;
+		st->spike_peak = peak;
+		st->peak_rate = 0;
+		st->reserve_until = now + st->reserve_span;
 		st->last_return_t = now;
+	}
+	st->loan_top = d->count;
 }

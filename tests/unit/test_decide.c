@@ -1019,6 +1019,58 @@ test_loan_return_no_up_cooldown(void)
 }
 
 /*
+ * Spikes recur: a loan comes back to a reserve, not to the low base, so the
+ * next spike's up steps (two with startup 15 s beside max_age 30 s and a 10 s
+ * up cooldown, then a third) reach its peak need in time. A spike of 400/s at
+ * 10/s per worker needs 40; 5 -> 10 -> 20 -> 40 does it, 4 does not. The
+ * reserve stands for two stabilization windows after the return, then the
+ * rest of the loan comes back.
+ */
+static void
+test_recurring_spike_reserve(void)
+{
+	struct scale_conf sc = policy();
+	struct decide_state st;
+	struct signals quiet = sig(0, 40, 0, 0, 0), spike = sig(2000, 400, 0, 350, 6);
+	struct decision d;
+	double t, back;
+	bool held = false;
+
+	spike.completion_rate = 40;	/* the 4 workers there, at 10/s each */
+	decide_state_init(&st);
+	st.mu_hat = 10;
+	for (t = 0; t < SETTLE + 200; t += 1)
+		d = eval(&st, &sc, t, &quiet, 4, 4);
+	CU_ASSERT_EQUAL(d.dir, DIR_NONE);
+	d = eval(&st, &sc, t, &spike, 4, 4);
+	CU_ASSERT_EQUAL(d.dir, DIR_UP);
+	CU_ASSERT_EQUAL(d.count, 8);
+	decide_applied(&st, &d, t);
+	t += 20;
+	d = eval(&st, &sc, t, &quiet, 8, 8);
+	CU_ASSERT_EQUAL(d.dir, DIR_DOWN);
+	CU_ASSERT_EQUAL(d.count, 5);
+	ASSERT_REASON(d, "down 8->5: loan returned, 3 workers lent to a transient");
+	ASSERT_REASON(d, "reserve 5");
+	decide_applied(&st, &d, t);
+	back = t;
+	/* the reserve holds through the stabilization window and beyond it ... */
+	for (t += 1; t < back + 2 * 180; t += 1) {
+		d = eval(&st, &sc, t, &quiet, 5, 5);
+		CU_ASSERT_EQUAL(d.dir, DIR_NONE);
+		if (strcmp(d.rule, "reserve") == 0)
+			held = true;
+	}
+	CU_ASSERT_TRUE(held);
+	ASSERT_REASON(d, "spikes recur: they needed up to 40, which up steps from 5 reach in time");
+	/* ... and then no longer: the rest of the loan comes back to sustained demand (4) */
+	d = eval(&st, &sc, t + 1, &quiet, 5, 5);
+	CU_ASSERT_EQUAL(d.dir, DIR_DOWN);
+	CU_ASSERT_EQUAL(d.count, 4);
+	ASSERT_REASON(d, "down 5->4: loan returned, 1 worker lent to a transient; sustained demand 4");
+}
+
+/*
  * max_age as a budget on the way up. The tail of a spike: arrivals back to
  * 60/s, 3000 waiting that came in over the last 5 s, 10 workers of 10/s. A
  * worker asked now starts in 15 s; by then the 10 have served 1500 and 900
@@ -1199,6 +1251,7 @@ main(void)
 	CU_add_test(suite, "drain with the documented down defaults", test_drain_defaults);
 	CU_add_test(suite, "a short spike's workers are lent and given back", test_spike_loan_returned);
 	CU_add_test(suite, "a loan given back does not start the up cooldown", test_loan_return_no_up_cooldown);
+	CU_add_test(suite, "a loan comes back to a reserve while spikes recur", test_recurring_spike_reserve);
 	CU_add_test(suite, "max_age as a budget on the way up", test_up_budget);
 	CU_add_test(suite, "pending messages alone are not a busy spell", test_mu_pending_not_busy);
 	CU_add_test(suite, "scale to zero and back", test_scale_to_zero_and_back);
