@@ -1,5 +1,6 @@
 """scaleno agent against a real redis-server and the Nomad stand-in (scaleno(8))."""
 import os
+import re
 import signal
 import urllib.request
 
@@ -90,20 +91,28 @@ def drain_scales_down_only_after_stabilization():
         # longer than startup (1s) + max_age (10s) on the agent's own clock: sustained demand
         harness.wait_until(lambda: sustained_for(14), timeout=90, what="14 s of sustained demand")
         # (an overshoot of the ramp may have been lent and given back by now: not this test's)
-        t_drop, n_posts = decisions(env)[-1]["t"], len(env.scale_posts())
+        t_drop = decisions(env)[-1]["t"]
         world.rate = 10
-        harness.wait_until(lambda: len(env.scale_posts()) > n_posts, timeout=60, what="a scale-down")
+
+        # Workers lent to the ramp's overshoot (on a loaded machine the measured per-worker rate
+        # is low, the count high) may come back first, at once: that is the loan rule, not this
+        # test's. The first scale-down of the sustained demand's own count comes after them.
+        def sustained_down():
+            return next((i for i, d in enumerate(decisions(env)) if d["kind"] == "down" and
+                         d["t"] > t_drop and "loan returned" not in d["reason"]), None)
+        harness.wait_until(lambda: sustained_down() is not None, timeout=90,
+                           what="a scale-down that is not a loan's return")
         ds = decisions(env)
-        down = next(i for i, d in enumerate(ds) if d["kind"] == "down" and d["t"] > t_drop)
-        assert "loan returned" not in ds[down]["reason"], ds[down]["reason"]
-        counts = [p["Count"] for p in env.scale_posts()][n_posts - 1:]
-        k = 1
-        assert counts[k] == counts[k - 1] - 1, "down step must be 1: %r" % counts
+        down = sustained_down()
+        step = re.match(r"down (\d+)->(\d+)", ds[down]["reason"])
+        assert step, ds[down]["reason"]
+        before = int(step.group(1))
+        assert int(step.group(2)) == before - 1, "down step must be 1: %s" % ds[down]["reason"]
         # On the agent's own clock: the down came a whole window (4s) after the last decision
         # whose demand held the count up, however late this test saw the load fall.
-        last_high = max(d["t"] for d in ds[:down] if d["need"] is not None and d["need"] >= counts[k - 1])
+        last_high = max(d["t"] for d in ds[:down] if d["need"] is not None and d["need"] >= before)
         assert ds[down]["t"] - last_high >= 3.9, "scaled down %.2fs after demand %d: %s" % (
-            ds[down]["t"] - last_high, counts[k - 1], ds[down]["reason"])
+            ds[down]["t"] - last_high, before, ds[down]["reason"])
         world.stop()
     finally:
         env.close()
