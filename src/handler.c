@@ -805,23 +805,26 @@ pipe_fail(struct handler *h, const struct exchange *x, int rc, struct handler_re
  * message twice has shifted every later verdict by one, and its reply to
  * the last message is still to come, about one message's time later. Its
  * stdout is watched until three times the mean time between the exchange's
- * replies (the first one, which includes the handler's wake-up, left out)
- * has passed since the last one, within SETTLE_MIN_US..SETTLE_MAX_US: a byte
- * there means the replies outnumber the messages. When this returns.
+ * replies (the first one, which includes the handler's wake-up, left out;
+ * or, when that is longer, the time to the first reply over the number of
+ * messages) has passed since the last one, within
+ * SETTLE_MIN_US..SETTLE_MAX_US: a byte there means the replies outnumber
+ * the messages. When this returns.
  */
 static double
 exchange_settle_until(const struct exchange *x)
 {
 	double gap = (x->s[x->n - 1].replied - x->s[0].replied) / (double)(x->n - 1);
-	int64_t us = (int64_t)(gap * 3e6);
+	/*
+	 * Replies read in one go (the handler answers what it has read at
+	 * once, or we were slow to read) say nothing of the time between
+	 * them: then the time to the first reply, spread over the messages,
+	 * is the measure.
+	 */
+	double first = (x->s[0].replied - x->t0) / (double)x->n;
+	int64_t us = (int64_t)((gap > first ? gap : first) * 3e6);
 
 	us = us < SETTLE_MIN_US ? SETTLE_MIN_US : us > SETTLE_MAX_US ? SETTLE_MAX_US : us;
-	/*
-	 * Every reply in one read: a handler that answers what it has read in
-	 * one go, whose surplus would have come in the same write. No wait.
-	 */
-	if (x->s[x->n - 1].replied == x->s[0].replied)
-		us = 0;
 	return x->s[x->n - 1].replied + (double)us / 1e6;
 }
 
@@ -928,7 +931,9 @@ run_pipe(struct handler *h, const struct message *ms, size_t n,
 				if (res[j].duration_s > h->slow_s)
 					h->slow_s = res[j].duration_s;
 		}
-		else if (settle_watch(h, exchange_settle_until(&x)))
+		/* Not deferred: the whole window from now (we may have been slow to get here). */
+		else if (settle_watch(h, util_now_s() + exchange_settle_until(&x) -
+		    x.s[x.n - 1].replied))
 			rc = IO_SURPLUS;
 	}
 	if (rc == IO_SURPLUS) {
