@@ -64,10 +64,13 @@ def burst_workers_are_lent_and_given_back():
         counts = [p["Count"] for p in env.scale_posts()]
         k = next(i for i in range(1, len(counts)) if counts[i] < counts[i - 1])
         assert counts[k] <= counts[k - 1] - (counts[k - 1] - 2) // 2, "at least half of the loan: %r" % counts
-        # the rest once the budget allows: back to the 2 found at start, in two steps at most
-        harness.wait_until(lambda: env.desired() == 2, timeout=30, what="the whole loan back")
+        # The rest once the budget allows: back to the 2 found at start, every step a loan's
+        # return. A reserve for spikes that recur may hold some of it for two stabilization
+        # windows (60 s here) after the first return: the more of it, the slower the workers
+        # run (a loaded machine), so the wait covers them.
+        harness.wait_until(lambda: env.desired() == 2, timeout=120, what="the whole loan back")
         downs = [d for d in decisions(env) if d["kind"] == "down"]
-        assert len(downs) <= 2 and all("loan returned" in d["reason"] for d in downs), downs
+        assert len(downs) <= 3 and all("loan returned" in d["reason"] for d in downs), downs
     finally:
         env.close()
 
