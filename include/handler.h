@@ -31,6 +31,12 @@ struct handler_result {
 	char error[512];	/* why, for HANDLER_RETRY/FAIL (never message content) */
 	double duration_s;
 	int timed_out;		/* the per-message timeout (or drain deadline) fired */
+	/*
+	 * pipe, several messages in flight: the handler ended before a
+	 * surplus reply could show, so this verdict may be another message's;
+	 * run the message again (handler_run_batch).
+	 */
+	bool doubtful;
 };
 
 struct handler;
@@ -72,7 +78,9 @@ int handler_run(struct handler *h, const struct message *m,
  * n > 0 and a return of 0: the handler answered more lines than it was
  * sent (it answered one twice), so no reply can be matched to its message;
  * the handler was restarted, and the messages must be run again one at a
- * time (handler_run) with no attempt counted. Returns 0, or -1
+ * time (handler_run) with no attempt counted. A verdict marked doubtful
+ * (the handler ended before a surplus could show) is not to be trusted:
+ * that message runs again, no attempt counted. Returns 0, or -1
  * when the handler could not be started for ms[*nrun] (reason in
  * res[*nrun], as HANDLER_RETRY; the messages before it ran).
  */
@@ -86,13 +94,6 @@ int handler_run_batch(struct handler *h, const struct message *ms, size_t n,
  * through long handler runs. NULL fn: none.
  */
 void handler_set_tick(struct handler *h, void (*fn)(void *), void *arg);
-
-/*
- * pipe: whether the handler has written output no message asked for (a
- * reply too many that came after its batch ended). The verdicts of its
- * last batch cannot be trusted then; handler_run restarts it.
- */
-bool handler_output_pending(const struct handler *h);
 
 /*
  * pipe, for a caller that overlaps the surplus watch of handler_run_batch
@@ -114,11 +115,15 @@ void handler_defer_settle(struct handler *h, bool on);
 int handler_settle(struct handler *h, bool idle);
 
 /*
- * How many surplus replies were found so far (in an exchange, by
- * handler_settle, or as output while idle, found before the next
- * message). A caller that holds verdicts not yet acted on sees a change
- * and drops them.
+ * pipe: how many times the pairing of replies to messages broke so far: a
+ * surplus reply was found (in an exchange, by handler_settle, or as output
+ * while idle, before the next message), or the handler ended (died, was
+ * killed after a timeout or a reply that is not a verdict, closed its
+ * stdout, exited while idle) before a surplus of an earlier exchange could
+ * show. A caller that holds verdicts not yet acted on sees a change and
+ * drops them; handler_break_reason says why, for its log.
  */
-unsigned handler_surplus_count(const struct handler *h);
+unsigned handler_break_count(const struct handler *h);
+const char *handler_break_reason(const struct handler *h);
 
 #endif

@@ -827,6 +827,8 @@ handle(struct consumer *c, const struct message *e, const struct handler_result 
 	}
 	message_meta(c, &m);
 	before = m.attempt - 1;
+	if (first != NULL && first->doubtful)
+		first = NULL;	/* it may be another message's verdict: run it again */
 	if (modes_precheck(&c->lim, e->delivery, &d)) {
 		snprintf(error, sizeof(error), "delivered %" PRId64 " times (max_deliveries %d): it "
 		    "keeps crashing or stalling its consumer", e->delivery, c->lim.max_deliveries);

@@ -14,6 +14,8 @@
  * a surplus carried into the next exchange shows at its end just the same.
  * A surplus found drops every success still waiting: those entries stay
  * pending and are read again, one at a time (a duplicate, never a loss).
+ * So does a handler that ends (dies, is killed after a timeout, exits)
+ * while successes wait: a surplus it had still to write is gone with it.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -94,20 +96,20 @@ void_successes(struct consumer *c)
 	for (size_t j = 0; j < c->nacks; j++)
 		consumer_pending_reset(&c->src[c->acksrc[j]]);
 	if (n > 0)
-		log_warnx("%s: consumer %s: %zu successes are not acknowledged: the pipe handler "
-		    "answered more lines than it was sent messages, so their verdicts may not be "
-		    "their own; they run again", c->q->name, c->name, n);
+		log_warnx("%s: consumer %s: %zu successes are not acknowledged: %s, so their "
+		    "verdicts may not be their own; they run again", c->q->name, c->name, n,
+		    handler_break_reason(c->h));
 	c->ndfr = c->nacks = 0;
 }
 
 bool
 consumer_surplus_check(struct consumer *c)
 {
-	unsigned n = handler_surplus_count(c->h);
+	unsigned n = handler_break_count(c->h);
 
-	if (n == c->surplus_seen)
+	if (n == c->breaks_seen)
 		return false;
-	c->surplus_seen = n;
+	c->breaks_seen = n;
 	void_successes(c);
 	return true;
 }

@@ -97,7 +97,7 @@ struct consumer {
 	size_t ndfr, capdfr;
 	const char **dfrids;	/* capdfr: the ids of one round trip's XACKs */
 	struct redis_acks *dfrsets;	/* nsrc: one XACK per stream */
-	unsigned surplus_seen;	/* handler_surplus_count when last looked */
+	unsigned breaks_seen;	/* handler_break_count when last looked */
 	bool unwatched;		/* an exchange ran whose surplus watch is still to come */
 	/*
 	 * Pipelined, steady: the next batch, read while the handler worked on
@@ -135,7 +135,7 @@ int consumer_ack_flush(struct consumer *c);
  * for their surplus watches. 0, or -1 when they were dropped (a surplus).
  */
 int consumer_ack_defer(struct consumer *c);
-/* A surplus since the last look drops every waiting success (true then). */
+/* A surplus or a handler's end since the last look drops every waiting success (true then). */
 bool consumer_surplus_check(struct consumer *c);
 /* After a read's round trip: the surplus watch of the last exchange. */
 void consumer_ack_watched(struct consumer *c);

@@ -71,7 +71,8 @@ struct handler {
 	double settle_last;	/* deferred: when the last exchange's last reply came (monotonic s), */
 	double settle_until;	/* and until when to watch for a surplus; 0 = nothing to watch */
 	double slow_s;		/* the longest time between two replies lately (decaying) */
-	unsigned surplus;	/* surpluses seen (handler_surplus_count) */
+	unsigned breaks;	/* handler_break_count */
+	const char *break_why;	/* handler_break_reason */
 };
 
 /* What one exchange with a handler process ended with. */
@@ -483,12 +484,17 @@ copy_reason(char *dst, size_t len, const char *word, const char *reason)
 	dst[o] = '\0';
 }
 
-bool
-handler_output_pending(const struct handler *h)
+/*
+ * The pairing of replies to messages can no longer be checked: a surplus
+ * reply came, or the handler ended (died, was killed, exited) before a
+ * surplus of an earlier exchange could show. Verdicts not yet acted on
+ * may be another message's (handler_break_count).
+ */
+static void
+verdicts_break(struct handler *h, const char *why)
 {
-	int n = 0;
-
-	return h->p.pid > 0 && h->p.out_fd >= 0 && ioctl(h->p.out_fd, FIONREAD, &n) == 0 && n > 0;
+	h->breaks++;
+	h->break_why = why;
 }
 
 /* Before a message: a pipe handler that died or chattered while idle is restarted. */
@@ -506,9 +512,11 @@ pipe_check_idle(struct handler *h)
 	if (pfd[0].revents != 0 && read(h->p.out_fd, &c, 1) == 1) {
 		log_warnx("queue %s: pipe handler wrote output without a message; restarting it",
 		    h->queue);
-		h->surplus++;
-	} else
+		verdicts_break(h, "the pipe handler answered more lines than it was sent messages");
+	} else {
 		log_warnx("queue %s: pipe handler exited while idle; restarting it", h->queue);
+		verdicts_break(h, "the pipe handler exited before a surplus reply could show");
+	}
 	proc_reap(&h->p, 1);
 }
 
@@ -828,7 +836,11 @@ exchange_settle_until(const struct exchange *x)
 	return x->s[x->n - 1].replied + (double)us / 1e6;
 }
 
-/* Watch the handler's stdout until `until` (monotonic s). 1 surplus, 0 clean. */
+/*
+ * Watch the handler's stdout until `until` (monotonic s). 1 surplus, 0
+ * clean, -1 it closed its stdout (it exited, or will): whether a surplus
+ * was still to come can no longer be told.
+ */
 static int
 settle_watch(struct handler *h, double until)
 {
@@ -845,7 +857,7 @@ settle_watch(struct handler *h, double until)
 	}
 	if (ppoll(&pfd, 1, &ts, NULL) <= 0 || (pfd.revents & (POLLIN | POLLHUP)) == 0)
 		return 0;
-	return read(pfd.fd, &c, 1) == 1;	/* EOF: it exited after its last reply, no surplus */
+	return read(pfd.fd, &c, 1) == 1 ? 1 : -1;
 }
 
 /* A surplus was found after an exchange: nothing of it holds; restart the handler. */
@@ -861,13 +873,14 @@ surplus_found(struct handler *h, size_t n)
 		    "after its last batch; the successes not yet acknowledged run again one at a "
 		    "time; handler restarted", h->queue);
 	proc_reap(&h->p, 1);
-	h->surplus++;
+	verdicts_break(h, "the pipe handler answered more lines than it was sent messages");
 }
 
 int
 handler_settle(struct handler *h, bool idle)
 {
 	double until = h->settle_until, wait;
+	int rc;
 
 	h->settle_until = 0;
 	if (h->proto != PROTO_PIPE)
@@ -878,16 +891,29 @@ handler_settle(struct handler *h, bool idle)
 	    SETTLE_MAX_US / 1e6 : wait;
 	if (idle && until > 0 && h->settle_last + wait > until)
 		until = h->settle_last + wait;
-	if (!settle_watch(h, until))
+	if ((rc = settle_watch(h, until)) == 0)
 		return 0;
-	surplus_found(h, 0);
+	if (rc > 0) {
+		surplus_found(h, 0);
+		return 1;
+	}
+	log_warnx("queue %s: pipe handler closed its stdout after its last batch; the successes "
+	    "not yet acknowledged run again one at a time; handler restarted", h->queue);
+	proc_reap(&h->p, 1);
+	verdicts_break(h, "the pipe handler exited before a surplus reply could show");
 	return 1;
 }
 
 unsigned
-handler_surplus_count(const struct handler *h)
+handler_break_count(const struct handler *h)
 {
-	return h->surplus;
+	return h->breaks;
+}
+
+const char *
+handler_break_reason(const struct handler *h)
+{
+	return h->break_why != NULL ? h->break_why : "no break";
 }
 
 void
@@ -904,7 +930,7 @@ run_pipe(struct handler *h, const struct message *ms, size_t n,
 {
 	struct exchange x = { .ms = ms, .n = n, .t0 = util_now_s() };
 	size_t at = 0;
-	int rc = 0;
+	int rc = 0, w;
 
 	*nrun = 0;
 	x.s = calloc(n, sizeof(*x.s));
@@ -931,10 +957,20 @@ run_pipe(struct handler *h, const struct message *ms, size_t n,
 				if (res[j].duration_s > h->slow_s)
 					h->slow_s = res[j].duration_s;
 		}
-		/* Not deferred: the whole window from now (we may have been slow to get here). */
-		else if (settle_watch(h, util_now_s() + exchange_settle_until(&x) -
-		    x.s[x.n - 1].replied))
+		/*
+		 * Not deferred: the whole window from now (we may have been slow
+		 * to get here). A handler that closes its stdout in it may have
+		 * taken its surplus along: its verdicts are doubtful.
+		 */
+		else if ((w = settle_watch(h, util_now_s() + exchange_settle_until(&x) -
+		    x.s[x.n - 1].replied)) > 0) {
 			rc = IO_SURPLUS;
+		} else if (w < 0) {
+			for (size_t j = 0; j < x.n; j++)
+				res[j].doubtful = true;
+			proc_reap(&h->p, 1);
+			verdicts_break(h, "the pipe handler exited before a surplus reply could show");
+		}
 	}
 	if (rc == IO_SURPLUS) {
 		/* Which reply belongs to which message is unknown: none counts. */
@@ -948,6 +984,15 @@ run_pipe(struct handler *h, const struct message *ms, size_t n,
 		if (at >= x.nrep)
 			res[at].duration_s = util_now_s() - exchange_clock(&x, at);
 		*nrun = at + 1;
+		/*
+		 * Ended before a surplus could show: the replies before `at` may
+		 * be shifted by one (a message answered twice, then the handler
+		 * died on the next); they run again. The failure stands: a
+		 * failure on the wrong message costs a retry, never a loss.
+		 */
+		for (size_t j = 0; j < at; j++)
+			res[j].doubtful = true;
+		verdicts_break(h, "the pipe handler failed before a surplus reply could show");
 	}
 	rc = 0;
 out:

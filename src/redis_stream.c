@@ -165,30 +165,48 @@ read_args(struct redis_args *a, const char *group, const char *consumer,
 		redis_args_str(a, ids[i]);
 }
 
-int
-redis_stream_ack_read_send(struct redis *r, struct redis_acks *acks, size_t nacks,
-    const char *group, const char *consumer, const char *const *streams,
-    const char *const *ids, int nstreams, int count, char *err, size_t errlen)
+/*
+ * The XACKs (and XDELs) of acks[0..nacks), then the XREADGROUP, appended
+ * to the connection's pipeline (not written yet). 0, or -1 with the
+ * connection marked broken (a pipeline appended in part must not go out).
+ */
+static int
+ack_read_append(struct redis *r, struct redis_acks *acks, size_t nacks, const char *group,
+    const char *consumer, const char *const *streams, const char *const *ids, int nstreams,
+    int count, int64_t block_ms, char *err, size_t errlen)
 {
 	struct redis_args a = REDIS_ARGS_INIT;
 	int rc = -1;
 
 	for (size_t k = 0; k < nacks; k++)
 		acks[k].acked = -1;
-	read_args(&a, group, consumer, streams, ids, nstreams, count, -1);
 	if (redis_ensure(r, err, errlen) < 0)
-		goto out;
+		return -1;
+	read_args(&a, group, consumer, streams, ids, nstreams, count, block_ms);
 	for (size_t k = 0; k < nacks; k++)
 		if (acks[k].n > 0 && acks_append(r, group, &acks[k], err, errlen) < 0)
 			goto out;
-	if (redis_append(r, &a, err, errlen) < 0 || redis_flush(r, err, errlen) < 0)
-		goto out;
-	rc = 0;
+	rc = redis_append(r, &a, err, errlen);
 out:
 	if (rc < 0)
-		redis_mark_broken(r);	/* a pipeline sent in part */
+		redis_mark_broken(r);
 	redis_args_free(&a);
 	return rc;
+}
+
+int
+redis_stream_ack_read_send(struct redis *r, struct redis_acks *acks, size_t nacks,
+    const char *group, const char *consumer, const char *const *streams,
+    const char *const *ids, int nstreams, int count, char *err, size_t errlen)
+{
+	if (ack_read_append(r, acks, nacks, group, consumer, streams, ids, nstreams, count, -1,
+	    err, errlen) < 0)
+		return -1;
+	if (redis_flush(r, err, errlen) < 0) {
+		redis_mark_broken(r);	/* a pipeline sent in part */
+		return -1;
+	}
+	return 0;
 }
 
 int
@@ -237,35 +255,22 @@ redis_stream_ack_read(struct redis *r, struct redis_acks *acks, size_t nacks,
     const char *const *ids, int nstreams, int count, int64_t block_ms,
     struct redis_batch *out, char *err, size_t errlen)
 {
-	struct redis_args a = REDIS_ARGS_INIT;
 	int64_t old = 0;
-	int rc = -1, swapped = 0;
+	int rc;
 
-	for (size_t k = 0; k < nacks; k++)
-		acks[k].acked = -1;
-	read_args(&a, group, consumer, streams, ids, nstreams, count, block_ms);
-	if (redis_ensure(r, err, errlen) < 0)
-		goto out;
-	if (block_ms >= 0) {
-		if (redis_swap_timeout(r, block_ms + BLOCK_MARGIN_MS, &old) < 0) {
-			snprintf(err, errlen, "redis: cannot set the socket timeout: %s", strerror(errno));
-			goto out;
-		}
-		swapped = 1;
-	}
 	/* One round trip: the acknowledgements, then the read. */
-	for (size_t k = 0; k < nacks; k++)
-		if (acks[k].n > 0 && acks_append(r, group, &acks[k], err, errlen) < 0)
-			goto restore;
-	if (redis_append(r, &a, err, errlen) < 0)
-		goto restore;
+	if (ack_read_append(r, acks, nacks, group, consumer, streams, ids, nstreams, count,
+	    block_ms, err, errlen) < 0)
+		return -1;
+	if (block_ms >= 0 && redis_swap_timeout(r, block_ms + BLOCK_MARGIN_MS, &old) < 0) {
+		snprintf(err, errlen, "redis: cannot set the socket timeout: %s", strerror(errno));
+		redis_mark_broken(r);
+		return -1;
+	}
 	rc = redis_stream_ack_read_recv(r, acks, nacks, group, consumer, streams, ids, nstreams,
 	    out, err, errlen);
-restore:
-	if (swapped && redis_connected(r))
+	if (block_ms >= 0 && redis_connected(r))
 		(void)redis_swap_timeout(r, old, NULL);
-out:
-	redis_args_free(&a);
 	return rc;
 }
 

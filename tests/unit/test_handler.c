@@ -946,17 +946,25 @@ test_batch_failure_at_k(void)
 		batch_init(&bt, cases[c].v, n);
 		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, n, NULL, NULL, bt.r, &nrun), 0);
 		CU_ASSERT_EQUAL_FATAL(nrun, k + 1);
-		for (size_t i = 0; i < k; i++)
+		/* Answered, but a surplus could not show any more: doubtful, run again. */
+		for (size_t i = 0; i < k; i++) {
 			CU_ASSERT_EQUAL(bt.r[i].outcome, HANDLER_OK);
+			CU_ASSERT_TRUE(bt.r[i].doubtful);
+		}
+		CU_ASSERT_EQUAL(handler_break_count(h), 1);
 		CU_ASSERT_EQUAL(bt.r[k].outcome, HANDLER_RETRY);
+		CU_ASSERT_FALSE(bt.r[k].doubtful);
 		CU_ASSERT_FALSE(bt.r[k].timed_out);
 		CU_ASSERT_PTR_NOT_NULL(strstr(bt.r[k].error, cases[c].error));
 		/* The rest, again, through a new handler process. */
 		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m + k + 1, n - k - 1, NULL, NULL,
 		    bt.r + k + 1, &nrun), 0);
 		CU_ASSERT_EQUAL(nrun, n - k - 1);
-		for (size_t i = k + 1; i < n; i++)
+		for (size_t i = k + 1; i < n; i++) {
 			CU_ASSERT_EQUAL(bt.r[i].outcome, HANDLER_OK);
+			CU_ASSERT_FALSE(bt.r[i].doubtful);
+		}
+		CU_ASSERT_EQUAL(handler_break_count(h), 1);
 		handler_free(h);
 		if (cases[c].log != NULL)
 			CU_ASSERT_STRING_EQUAL(batch_log(), cases[c].log);
@@ -994,7 +1002,10 @@ test_batch_answered_twice(void)
 		CU_ASSERT_EQUAL(bt.r[2].outcome, HANDLER_OK);
 		handler_free(h);
 	}
-	/* A surplus after the exchange is over shows as pending output (polled, 2 s at most). */
+	/*
+	 * A surplus after the exchange is over is found by a watch (polled,
+	 * 2 s at most) and counts as a break.
+	 */
 	struct handler *h = verdict_handler(5000);
 	struct batch bt;
 	bool seen = false;
@@ -1004,14 +1015,57 @@ test_batch_answered_twice(void)
 	CU_ASSERT_EQUAL(handler_run(h, &bt.m[0], NULL, NULL, &bt.r[0]), 0);
 	/* (Both lines in one read: out of step at once, handler already restarted.) */
 	for (int i = 0; i < 200 && bt.r[0].outcome == HANDLER_OK &&
-	    !(seen = handler_output_pending(h)); i++)
+	    !(seen = handler_settle(h, false) == 1); i++)
 		usleep(10000);
 	CU_ASSERT_TRUE(seen || bt.r[0].outcome == HANDLER_RETRY);
+	CU_ASSERT_EQUAL(handler_break_count(h), 1);
 	batch_init(&bt, cases[0] + 2, 1);	/* retry: its own reply, after a restart */
 	CU_ASSERT_EQUAL(handler_run(h, &bt.m[0], NULL, NULL, &bt.r[0]), 0);
 	CU_ASSERT_EQUAL(bt.r[0].outcome, HANDLER_RETRY);
-	CU_ASSERT_FALSE(handler_output_pending(h));
+	CU_ASSERT_EQUAL(handler_settle(h, false), 0);
+	CU_ASSERT_EQUAL(handler_break_count(h), 1);
 	handler_free(h);
+}
+
+/*
+ * Answered twice, then dead on the last message before it answered: the
+ * reply count matches the messages, and every verdict is shifted by one
+ * ("die" seems answered "ok"). The death is a break: no verdict of the
+ * exchange is trusted, whether the watch runs in the exchange or later.
+ */
+static void
+test_batch_twice_then_death(void)
+{
+	static const char *v[] = { "a", "twice", "b", "die" };
+
+	for (int deferred = 0; deferred < 2; deferred++) {
+		struct handler *h = verdict_handler(5000);
+		struct batch bt;
+		size_t nrun = 0;
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+		handler_defer_settle(h, deferred);
+		batch_init(&bt, v, ARRAY_LEN(v));
+		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, bt.n, NULL, NULL, bt.r, &nrun), 0);
+		CU_ASSERT_EQUAL_FATAL(nrun, bt.n);
+		if (deferred) {
+			/* Its stdout closes with the death: the watch sees the end, at once. */
+			CU_ASSERT_EQUAL(handler_settle(h, true), 1);
+		} else {
+			for (size_t i = 0; i < bt.n; i++)
+				CU_ASSERT_TRUE(bt.r[i].doubtful);
+		}
+		CU_ASSERT_EQUAL(handler_break_count(h), 1);
+		CU_ASSERT_PTR_NOT_NULL(strstr(handler_break_reason(h), "exited"));
+		/* A new process answers the next batch, and nothing is doubtful. */
+		batch_init(&bt, v, 1);
+		CU_ASSERT_EQUAL(handler_run_batch(h, bt.m, 1, NULL, NULL, bt.r, &nrun), 0);
+		CU_ASSERT_EQUAL(nrun, 1);
+		CU_ASSERT_EQUAL(bt.r[0].outcome, HANDLER_OK);
+		CU_ASSERT_FALSE(bt.r[0].doubtful);
+		CU_ASSERT_EQUAL(handler_break_count(h), 1);
+		handler_free(h);
+	}
 }
 
 /* testhandler -k: dies on reading message 3 of 8, with its replies to 1 and 2 sent. */
@@ -1257,6 +1311,7 @@ main(void)
 	CU_add_test(s, "batch: death or garbage at message k", test_batch_failure_at_k);
 	CU_add_test(s, "batch: testhandler -k", test_batch_death_testhandler);
 	CU_add_test(s, "batch: a message answered twice", test_batch_answered_twice);
+	CU_add_test(s, "batch: answered twice, then dead", test_batch_twice_then_death);
 	CU_add_test(s, "batch: timeout at message k", test_batch_timeout_at_k);
 	CU_add_test(s, "batch: drain deadline", test_batch_drain_deadline);
 	CU_add_test(s, "batch: huge messages", test_batch_huge);
