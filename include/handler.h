@@ -98,9 +98,10 @@ void handler_set_tick(struct handler *h, void (*fn)(void *), void *arg);
 /*
  * pipe, for a caller that overlaps the surplus watch of handler_run_batch
  * with its own work (the consumer's pipelined batches): with on, an
- * exchange of several messages returns as soon as its last reply is in,
- * and the caller must call handler_settle before it trusts its verdicts
- * (before it acknowledges a success).
+ * exchange (of one message or several) returns as soon as its last reply
+ * is in, and the caller must call handler_settle before it trusts its
+ * verdicts (before it acknowledges a success). A watch still due when the
+ * next exchange starts runs first, there.
  */
 void handler_defer_settle(struct handler *h, bool on);
 

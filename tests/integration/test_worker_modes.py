@@ -4,6 +4,7 @@
 Real redis-server (AOF, appendfsync always), the real `scaleno worker`, and a
 small pipe handler written here (Python) that logs every success to a file.
 """
+import collections
 import json
 import os
 import random
@@ -604,7 +605,9 @@ for raw in sys.stdin.buffer:
 def test_pipelined_batch_handler_death_loses_nothing():
     """Parallel mode, pipe handler, batch 16 in flight: the handler dies at message 5 with the rest
     of the batch unread; 5 alone counts a failed attempt, 6..15 run again (no attempt, no new
-    delivery), nothing is lost or run twice."""
+    delivery). 0..4 were answered, but a handler that died can no longer show a reply too many
+    that would have shifted their verdicts: they run again once, in the same consumer
+    (scaleno-worker(8) "pipe"). Nothing is lost, nothing else runs twice."""
     e = Env(worker={"processes": 1, "batch": 16, "retries": 0, "claim_idle": '"30s"'})
     inflight = os.path.join(e.dir, "inflight")
     e.env["INFLIGHT"] = inflight
@@ -612,7 +615,7 @@ def test_pipelined_batch_handler_death_loses_nothing():
     e.publish([{"n": str(i), **({"die": "1"} if i == 5 else {})} for i in range(16)])
     ids = [x[0] for x in e.redis.json("XRANGE", e.stream, "-", "+")]
     e.start()
-    H.wait_until(lambda: sorted(int(n) for n, _, _ in e.ok()) == list(range(16)), timeout=30,
+    H.wait_until(lambda: {int(n) for n, _, _ in e.ok()} == set(range(16)), timeout=30,
                  what="all 16 messages handled")
     H.wait_until(lambda: e.pending() == 0 and e.pending(e.stream + ":retry:1") == 0, timeout=10,
                  what="nothing pending")
@@ -620,9 +623,12 @@ def test_pipelined_batch_handler_death_loses_nothing():
         waiting = int(f.read())
     assert waiting >= 1, "the batch was not in flight when the handler died (%d lines)" % waiting
     oks = e.ok()
-    assert len(oks) == 16, oks  # each exactly once: none lost, none run twice
-    # 6..15 ran again in the same consumer, not redelivered by Redis.
-    assert all(d == 1 for n, _, d in oks if int(n) > 5), oks
+    runs = collections.Counter(int(n) for n, _, _ in oks)
+    # 0..4 twice (their first verdicts were doubtful), the rest once: none lost.
+    assert runs == collections.Counter({**{i: 2 for i in range(5)},
+                                        **{i: 1 for i in range(5, 16)}}), runs
+    # 0..4 and 6..15 ran again in the same consumer, not redelivered by Redis.
+    assert all(d == 1 for n, _, d in oks if int(n) != 5), oks
     H.wait_until(lambda: e.metric("scaleno_messages_total", result="ok") == 16, timeout=10,
                  what="16 ok in the metrics")
     # retries = 0: one failed attempt moves a message to stage 1 at once, so a failure
