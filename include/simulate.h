@@ -47,7 +47,16 @@ int sim_trace_workers_needed(const struct sim_trace *tr, double service_rate, do
 
 #define SIM_SURGE_FACTOR 1.5	/* arrivals above this x the median are a surge */
 
-enum sim_algo { SIM_SCALENO = 0, SIM_TARGET_VALUE, SIM_HPA };
+/* scaleno, then the baselines in the order of enum baseline_kind. */
+enum sim_algo {
+	SIM_SCALENO = 0,
+	SIM_TARGET_VALUE = 1 + BASELINE_TARGET_VALUE,
+	SIM_HPA = 1 + BASELINE_HPA,
+	SIM_HPA_TUNED = 1 + BASELINE_HPA_TUNED
+};
+#define SIM_NALGOS (1 + BASELINE_NKINDS)
+#define SIM_ALGO_OF(k) ((enum sim_algo)(1 + (k)))		/* baseline kind -> algorithm */
+#define SIM_BASELINE_OF(a) ((enum baseline_kind)((a) - 1))	/* algorithm but scaleno -> kind */
 const char *sim_algo_name(enum sim_algo a);
 
 struct sim_params {

@@ -9,9 +9,15 @@
  *
  * HPA AverageValue on an External metric: ratio = backlog / (target x
  * current); inside the tolerance keep current, else ceil(backlog / target).
- * Recommendations are stabilized (up window 0 s, down window 300 s: the
+ * Recommendations are stabilized (up window 0 s; down window 300 s, the
  * highest of the last 5 minutes) and rate-limited per 15 s period (up: the
  * larger of +4 pods and +100%; down: 100%). minReplicas is at least 1.
+ *
+ * hpa-tuned runs the same code with another struct hpa_behavior:
+ * scale-down stabilization = the policy's scale.down.stabilization;
+ * scale-up stabilization 0 s and one policy, Pods = scale.max per 15 s,
+ * selectPolicy Max (never a limit: the count is capped at scale.max);
+ * scale-down Percent 100 per 15 s, tolerance 0.1, sync period 15 s.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,22 +25,30 @@
 
 #include "baseline.h"
 
+static const char *const baseline_names[BASELINE_NKINDS] = {
+	[BASELINE_TARGET_VALUE] = "target-value",
+	[BASELINE_HPA] = "hpa",
+	[BASELINE_HPA_TUNED] = "hpa-tuned",
+};
+
 int
 baseline_parse(const char *name, enum baseline_kind *k)
 {
-	if (strcmp(name, "target-value") == 0)
-		*k = BASELINE_TARGET_VALUE;
-	else if (strcmp(name, "hpa") == 0)
-		*k = BASELINE_HPA;
-	else
-		return -1;
-	return 0;
+	int i;
+
+	for (i = 0; i < BASELINE_NKINDS; i++) {
+		if (strcmp(name, baseline_names[i]) == 0) {
+			*k = (enum baseline_kind)i;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 const char *
 baseline_name(enum baseline_kind k)
 {
-	return k == BASELINE_HPA ? "hpa" : "target-value";
+	return baseline_names[k];
 }
 
 void
@@ -45,8 +59,14 @@ baseline_init(struct baseline_state *b, enum baseline_kind k, const struct scale
 	b->target = sc->backlog_per_worker > 0 ? sc->backlog_per_worker : 1;
 	b->min = sc->min;
 	b->max = sc->max;
-	if (k == BASELINE_HPA && b->min < 1)
+	if (k != BASELINE_TARGET_VALUE && b->min < 1)
 		b->min = 1;
+	if (k == BASELINE_HPA)
+		b->hpa = (struct hpa_behavior){ HPA_DOWN_WINDOW_S, HPA_UP_PODS, HPA_UP_PERCENT,
+			HPA_DOWN_PERCENT };
+	else if (k == BASELINE_HPA_TUNED)
+		b->hpa = (struct hpa_behavior){ (double)sc->down_stabilization_ms / 1000.0, sc->max, 0,
+			HPA_DOWN_PERCENT };
 	b->next_eval = start;
 	b->cooldown_until = -INFINITY;
 }
@@ -99,7 +119,7 @@ target_value_next(struct baseline_state *b, double now, int64_t backlog, int des
 	return next;
 }
 
-/* Drop history older than span before now. */
+/* Drop the changes older than span before now. */
 static void
 hist_trim(double *t, int *v, unsigned *n, double now, double span)
 {
@@ -128,34 +148,44 @@ hist_add(double *t, int *v, unsigned *n, double now, int val)
 	(*n)++;
 }
 
+/*
+ * Add rec to the down window and return the window's highest
+ * recommendation. A recommendation no higher than a newer one can never be
+ * the highest again, so only those above every newer one are kept: oldest
+ * and highest first, a day's window in a few entries. Should more than
+ * BASELINE_HIST falling ones be left, the newest kept one takes rec's time,
+ * which holds the count longer, never shorter, than the HPA would.
+ */
 static int
-hpa_next(struct baseline_state *b, double now, int64_t backlog, int desired, char *reason, size_t len)
+hpa_stabilize(struct baseline_state *b, double now, int rec)
 {
-	int current = desired, rec, stab, added = 0, removed = 0, start, limit, next;
-	double ratio;
+	unsigned i, j = 0;
+
+	for (i = 0; i < b->nrec; i++) {
+		if (b->rec_t[i] > now - b->hpa.down_window_s && b->rec_v[i] > rec) {
+			b->rec_t[j] = b->rec_t[i];
+			b->rec_v[j] = b->rec_v[i];
+			j++;
+		}
+	}
+	if (j == BASELINE_HIST) {
+		b->rec_t[j - 1] = now;
+	} else {
+		b->rec_t[j] = now;
+		b->rec_v[j] = rec;
+		j++;
+	}
+	b->nrec = j;
+	return b->rec_v[0];
+}
+
+/* The count the policies let the group reach from current within the period. */
+static int
+hpa_rate_limit(struct baseline_state *b, double now, int current, int next)
+{
+	int added = 0, removed = 0, start, limit, by_pct;
 	unsigned i;
 
-	/* replica calculator: AverageValue of an external metric */
-	ratio = current > 0 ? (double)backlog / (b->target * current) : INFINITY;
-	if (current > 0 && fabs(ratio - 1.0) <= HPA_TOLERANCE)
-		rec = current;
-	else
-		rec = (int)fmin(ceil((double)backlog / b->target), 1e6);
-
-	/* stabilization: up window 0 s (the newest), down window 300 s (the highest) */
-	hist_trim(b->rec_t, b->rec_v, &b->nrec, now, HPA_DOWN_WINDOW_S);
-	hist_add(b->rec_t, b->rec_v, &b->nrec, now, rec);
-	stab = rec;
-	for (i = 0; i < b->nrec; i++)
-		if (b->rec_v[i] > stab)
-			stab = b->rec_v[i];
-	next = current;
-	if (next < rec)
-		next = rec;
-	if (next > stab)
-		next = stab;
-
-	/* rate limits over the last period */
 	hist_trim(b->chg_t, b->chg_v, &b->nchg, now, HPA_PERIOD_S);
 	for (i = 0; i < b->nchg; i++) {
 		if (b->chg_v[i] > 0)
@@ -165,21 +195,49 @@ hpa_next(struct baseline_state *b, double now, int64_t backlog, int desired, cha
 	}
 	start = current - added + removed;
 	if (next > current) {
-		int by_pods = start + HPA_UP_PODS;
-		int by_pct = (int)ceil(start * (1.0 + HPA_UP_PERCENT / 100.0));
-		limit = by_pods > by_pct ? by_pods : by_pct;
+		/* selectPolicy Max: the larger of the policies' limits */
+		limit = start + b->hpa.up_pods;
+		if (b->hpa.up_percent > 0) {
+			by_pct = (int)ceil(start * (1.0 + b->hpa.up_percent / 100.0));
+			if (by_pct > limit)
+				limit = by_pct;
+		}
 		if (next > limit)
 			next = limit;
 	} else if (next < current) {
-		limit = (int)floor(start * (1.0 - HPA_DOWN_PERCENT / 100.0));
+		limit = (int)floor(start * (1.0 - b->hpa.down_percent / 100.0));
 		if (next < limit)
 			next = limit;
 	}
-	next = cap_count(b, next);
+	return next;
+}
+
+static int
+hpa_next(struct baseline_state *b, double now, int64_t backlog, int desired, char *reason, size_t len)
+{
+	int current = desired, rec, stab, next;
+	double ratio;
+
+	/* replica calculator: AverageValue of an external metric */
+	ratio = current > 0 ? (double)backlog / (b->target * current) : INFINITY;
+	if (current > 0 && fabs(ratio - 1.0) <= HPA_TOLERANCE)
+		rec = current;
+	else
+		rec = (int)fmin(ceil((double)backlog / b->target), 1e6);
+
+	/* stabilization: up window 0 s (the newest), down window (the highest) */
+	stab = hpa_stabilize(b, now, rec);
+	next = current;
+	if (next < rec)
+		next = rec;
+	if (next > stab)
+		next = stab;
+
+	next = cap_count(b, hpa_rate_limit(b, now, current, next));
 	if (next != current)
 		hist_add(b->chg_t, b->chg_v, &b->nchg, now, next - current);
-	snprintf(reason, len, "hpa: ratio %.3f, recommendation %d, stabilized %d, current %d -> %d", ratio, rec,
-	    stab, current, next);
+	snprintf(reason, len, "%s: ratio %.3f, recommendation %d, stabilized %d, current %d -> %d",
+	    baseline_name(b->kind), ratio, rec, stab, current, next);
 	return next;
 }
 
@@ -187,14 +245,14 @@ int
 baseline_next(struct baseline_state *b, double now, int64_t backlog, int desired, int running,
     char *reason, size_t len)
 {
-	double period = b->kind == BASELINE_HPA ? HPA_SYNC_S : TV_EVAL_INTERVAL_S;
+	double period = b->kind == BASELINE_TARGET_VALUE ? TV_EVAL_INTERVAL_S : HPA_SYNC_S;
 
 	if (len > 0)
 		reason[0] = '\0';
 	if (now < b->next_eval)
 		return desired;
 	b->next_eval = now + period;
-	if (b->kind == BASELINE_HPA)
-		return hpa_next(b, now, backlog, desired, reason, len);
-	return target_value_next(b, now, backlog, desired, running, reason, len);
+	if (b->kind == BASELINE_TARGET_VALUE)
+		return target_value_next(b, now, backlog, desired, running, reason, len);
+	return hpa_next(b, now, backlog, desired, reason, len);
 }

@@ -1,6 +1,6 @@
 /*
  * cmd_simulate.c — `scaleno simulate`: the command line, the run of one
- * algorithm or all three, the summary table and the output files
+ * algorithm or all four, the summary table and the output files
  * (scaleno-simulate(1)). The model is in sim_model.c.
  */
 #include <errno.h>
@@ -31,8 +31,8 @@ usage(FILE *f)
 	    "  --initial N        workers running at the start (default: what second 0 needs)\n"
 	    "  --csv FILE         write the timeline as CSV\n"
 	    "  --svg FILE         write the timeline as an SVG chart\n"
-	    "  --baseline NAME    run target-value or hpa instead of scaleno\n"
-	    "  --compare          run scaleno and both baselines, print one table\n"
+	    "  --baseline NAME    run target-value, hpa or hpa-tuned instead of scaleno\n"
+	    "  --compare          run scaleno and the three baselines, print one table\n"
 	    "  --stdin            JSON samples in, JSON decisions out (see scaleno-simulate(1))\n",
 	    DEFAULT_SERVICE_RATE);
 }
@@ -99,7 +99,7 @@ cmd_simulate(int argc, char **argv)
 	struct config *cfg = NULL;
 	const struct queue_policy *q;
 	struct sim_trace tr = { 0 };
-	struct sim_result res[3];
+	struct sim_result res[SIM_NALGOS];
 	size_t nres = 0, k;
 	char err[256], title[512], *end;
 	struct sim_svg_marks marks;
@@ -140,8 +140,8 @@ cmd_simulate(int argc, char **argv)
 			break;
 		case O_BASELINE:
 			if (baseline_parse(c.optarg, &bk) == -1)
-				return cli_usage_error(&c, "--baseline \"%s\": expected target-value or hpa",
-				    c.optarg);
+				return cli_usage_error(&c,
+				    "--baseline \"%s\": expected target-value, hpa or hpa-tuned", c.optarg);
 			have_baseline = true;
 			break;
 		case O_COMPARE:
@@ -160,7 +160,7 @@ cmd_simulate(int argc, char **argv)
 		return cli_usage_error(&c, "--stdin drives only the decision engine; "
 		    "--csv, --svg, --compare, --baseline, --startup and --initial need --trace");
 	if (compare && have_baseline)
-		return cli_usage_error(&c, "--compare already runs both baselines; drop --baseline");
+		return cli_usage_error(&c, "--compare already runs every baseline; drop --baseline");
 
 	log_init("scaleno", LOG_LVL_WARN, LOG_FMT_TEXT, false);
 	if (cli_load_config(c.cmd, c.config_path, &cfg) != EXIT_OK)
@@ -203,12 +203,12 @@ cmd_simulate(int argc, char **argv)
 
 	rc = EXIT_RUNTIME;
 	if (compare) {
-		enum sim_algo all[] = { SIM_SCALENO, SIM_TARGET_VALUE, SIM_HPA };
-		for (k = 0; k < 3; k++, nres++)
-			if (sim_run(q, &tr, &prm, all[k], &res[k], err, sizeof(err)) == -1)
+		/* scaleno first: the CSV and the SVG's own lines are its */
+		for (k = 0; k < SIM_NALGOS; k++, nres++)
+			if (sim_run(q, &tr, &prm, (enum sim_algo)k, &res[k], err, sizeof(err)) == -1)
 				goto fail;
 	} else {
-		enum sim_algo a = !have_baseline ? SIM_SCALENO : bk == BASELINE_HPA ? SIM_HPA : SIM_TARGET_VALUE;
+		enum sim_algo a = have_baseline ? SIM_ALGO_OF(bk) : SIM_SCALENO;
 		if (sim_run(q, &tr, &prm, a, &res[0], err, sizeof(err)) == -1)
 			goto fail;
 		nres = 1;
@@ -238,7 +238,7 @@ fail:
 fail_quiet:
 	rc = EXIT_RUNTIME;
 out:
-	for (k = 0; k < 3; k++)
+	for (k = 0; k < SIM_NALGOS; k++)
 		sim_result_free(&res[k]);
 	sim_trace_free(&tr);
 	config_free(cfg);

@@ -87,15 +87,9 @@ world_set(struct world *w, int count, double now)
 const char *
 sim_algo_name(enum sim_algo a)
 {
-	switch (a) {
-	case SIM_TARGET_VALUE:
-		return "target-value";
-	case SIM_HPA:
-		return "hpa";
-	case SIM_SCALENO:
-		break;
-	}
-	return "scaleno";
+	if (a == SIM_SCALENO)
+		return "scaleno";
+	return baseline_name(SIM_BASELINE_OF(a));
 }
 
 void
@@ -199,7 +193,7 @@ sim_run(const struct queue_policy *q, const struct sim_trace *tr, const struct s
 	sample_state_init(&ss, 3.0 * (double)interval_s);
 	decide_state_init(&ds);
 	if (algo != SIM_SCALENO)
-		baseline_init(&bs, algo == SIM_HPA ? BASELINE_HPA : BASELINE_TARGET_VALUE, sc, 0);
+		baseline_init(&bs, SIM_BASELINE_OF(algo), sc, 0);
 
 	for (t = 0; t < tr->n; t++) {
 		struct sim_point *pt = &out->timeline[t];

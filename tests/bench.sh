@@ -1,7 +1,7 @@
 #!/bin/sh
 # `make bench`: every benchmark, one after the other, each printing its own
 # table. Figures only — nothing here passes or fails on a number.
-#   decision quality  tests/bench/quality.sh     scaleno vs target-value and HPA on every trace
+#   decision quality  tests/bench/quality.sh     scaleno vs target-value, HPA and tuned HPA on every trace
 #   worker throughput tests/bench/throughput.sh  one consumer, no-op pipe/exec handlers vs raw hiredis
 #   sampling scale    tests/bench/sampling.sh    redis_sample over 1,000 and 10,000 queues
 #   agent tick        tests/bench/agent_tick.py  the real agent over 1,000 and 10,000 queues

@@ -47,11 +47,14 @@ def q(name, min=2, max=60, max_age="30s"):
     return {"name": name, "min": min, "max": max, "max_age": max_age}
 
 
+ALGOS = ("scaleno", "target-value", "hpa", "hpa-tuned")
+
+
 def summary_rows(out):
     rows = {}
     for line in out.splitlines():
         f = line.split()
-        if f and f[0] in ("scaleno", "target-value", "hpa"):
+        if f and f[0] in ALGOS:
             rows[f[0]] = {"worker_s": float(f[1]), "peak": int(f[2]), "over": int(f[3]),
                           "p99": float(f[4].rstrip("s")), "max": float(f[5].rstrip("s")), "actions": int(f[6])}
     return rows
@@ -83,7 +86,9 @@ def compare_and_svg():
                              "--svg", svg, "--csv", out_csv], timeout=60)
     assert r.returncode == 0, r.stderr
     rows = summary_rows(r.stdout)
-    assert set(rows) == {"scaleno", "target-value", "hpa"}, r.stdout
+    # four rows, in this order: scaleno, then the baselines
+    assert [l.split()[0] for l in r.stdout.splitlines() if l.split()[:1] and l.split()[0] in ALGOS] \
+        == list(ALGOS), r.stdout
     for name, row in rows.items():
         assert row["worker_s"] > 0 and row["peak"] > 0, (name, row)
     # the timeline covers every second of the trace
@@ -91,19 +96,20 @@ def compare_and_svg():
     tl = list(csv.DictReader(open(out_csv)))
     assert len(tl) == n, (len(tl), n)
     assert any(x["action"] == "up" for x in tl)
-    # the chart is well-formed XML with three panels' lines, labelled axes and a legend
+    # the chart is well-formed XML with four panels' lines, labelled axes and a legend
     root = ET.parse(svg).getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
     ns = {"s": "http://www.w3.org/2000/svg"}
     lines = root.findall("s:polyline", ns)
-    assert len(lines) >= 6, len(lines)   # backlog, age, running, desired, 2 baselines
+    assert len(lines) >= 7, len(lines)   # backlog, age, running, desired, 3 baselines
     texts = " ".join(t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text"))
     for label in ("backlog (messages)", "oldest age (s)", "workers", "time (s)", "max_age",
-                  "scaleno desired", "hpa desired", "target-value desired", "arrivals (msgs/s)",
+                  "scaleno desired", "hpa desired", "target-value desired", "hpa-tuned desired",
+                  "arrivals (msgs/s)",
                   "arrivals/s", "capacity at max (60 x 10/s)"):
         assert label in texts, label
     # arrivals have their own line; capacity, max_age and max are dashed lines across a panel
-    assert len(lines) >= 7, len(lines)
+    assert len(lines) >= 8, len(lines)
     dashed = [l for l in root.findall("s:line", ns) if l.get("stroke-dasharray") == "6,4"
               and float(l.get("x2")) - float(l.get("x1")) > 500]
     assert len(dashed) == 3, len(dashed)
@@ -128,10 +134,19 @@ def says_when_max_cannot_keep_up():
 @suite.test
 def baseline_alone():
     d, conf = config(q("payments"))
-    r = harness.run_scaleno(["simulate", "-c", conf, "-q", "payments", "--trace",
-                             os.path.join(TRACES, "noisy-flat.csv"), "--baseline", "hpa"])
-    assert r.returncode == 0, r.stderr
-    assert set(summary_rows(r.stdout)) == {"hpa"}, r.stdout
+    first_down = {}
+    for name in ALGOS[1:]:
+        out_csv = os.path.join(d, name + ".csv")
+        r = harness.run_scaleno(["simulate", "-c", conf, "-q", "payments", "--trace",
+                                 os.path.join(TRACES, "failover.csv"), "--baseline", name, "--csv", out_csv])
+        assert r.returncode == 0, r.stderr
+        assert set(summary_rows(r.stdout)) == {name}, r.stdout
+        acts = [x for x in csv.DictReader(open(out_csv)) if x["action"] != "none"]
+        assert acts and all(x["reason"].startswith(name + ": ") for x in acts), (name, acts[:3])
+        up = next(i for i, x in enumerate(acts) if x["action"] == "up")
+        first_down[name] = next(float(x["t"]) for x in acts[up:] if x["action"] == "down")
+    # the same history until then: hpa-tuned's down window is the policy's 3m, hpa's 5m
+    assert first_down["hpa"] - first_down["hpa-tuned"] == 300 - 180, first_down
 
 
 def read_line(p, timeout=10.0):
@@ -193,7 +208,10 @@ def bad_arguments():
         (["-c", conf, "-q", "nope", "--trace", trace], 'no queue "nope"'),
         (["-c", conf, "-q", "payments"], "exactly one of --trace FILE and --stdin"),
         (["-c", conf, "-q", "payments", "--trace", trace, "--stdin"], "exactly one of"),
-        (["-c", conf, "-q", "payments", "--trace", trace, "--baseline", "pid"], "expected target-value or hpa"),
+        (["-c", conf, "-q", "payments", "--trace", trace, "--baseline", "pid"],
+         "expected target-value, hpa or hpa-tuned"),
+        (["-c", conf, "-q", "payments", "--trace", trace, "--baseline", "hpa", "--compare"],
+         "--compare already runs every baseline"),
         (["-c", conf, "-q", "payments", "--trace", trace, "--service-rate", "0"], "expected a number > 0"),
         (["-c", conf, "-q", "payments", "--trace", trace, "--startup", "15"], "--startup"),
         (["-c", conf, "-q", "payments", "--trace", trace, "--bogus"], 'unknown option "--bogus"'),

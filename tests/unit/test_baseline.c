@@ -1,7 +1,7 @@
 /*
  * test_baseline — each baseline pinned to worked examples of its published
  * formula (scaleno-simulate(1), BASELINES), with backlog_per_worker
- * 200 as the target.
+ * 200 as the target and a 60 s scale.down.stabilization.
  */
 #include <string.h>
 #include <CUnit/Basic.h>
@@ -17,6 +17,7 @@ policy(int min, int max)
 	sc.min = min;
 	sc.max = max;
 	sc.backlog_per_worker = 200;
+	sc.down_stabilization_ms = 60000;
 	return sc;
 }
 
@@ -26,13 +27,22 @@ static void
 test_names(void)
 {
 	enum baseline_kind k;
+	int i;
 
 	CU_ASSERT_EQUAL(baseline_parse("target-value", &k), 0);
 	CU_ASSERT_EQUAL(k, BASELINE_TARGET_VALUE);
 	CU_ASSERT_EQUAL(baseline_parse("hpa", &k), 0);
 	CU_ASSERT_EQUAL(k, BASELINE_HPA);
+	CU_ASSERT_EQUAL(baseline_parse("hpa-tuned", &k), 0);
+	CU_ASSERT_EQUAL(k, BASELINE_HPA_TUNED);
 	CU_ASSERT_EQUAL(baseline_parse("HPA", &k), -1);
+	CU_ASSERT_EQUAL(baseline_parse("hpa-", &k), -1);
 	CU_ASSERT_STRING_EQUAL(baseline_name(BASELINE_HPA), "hpa");
+	CU_ASSERT_STRING_EQUAL(baseline_name(BASELINE_HPA_TUNED), "hpa-tuned");
+	for (i = 0; i < BASELINE_NKINDS; i++) {
+		CU_ASSERT_EQUAL(baseline_parse(baseline_name((enum baseline_kind)i), &k), 0);
+		CU_ASSERT_EQUAL(k, (enum baseline_kind)i);
+	}
 }
 
 /* target-value: factor = (backlog / running) / target; new = ceil(running x factor). */
@@ -152,6 +162,79 @@ test_hpa_down_stabilization(void)
 	CU_ASSERT_EQUAL(baseline_next(&b, 300, 400, 10, 10, why, sizeof(why)), 2);
 }
 
+/* hpa and hpa-tuned side by side, their first evaluation at 0 */
+static void
+start_both(struct baseline_state *h, struct baseline_state *tu, const struct scale_conf *sc)
+{
+	baseline_init(h, BASELINE_HPA, sc, 0);
+	baseline_init(tu, BASELINE_HPA_TUNED, sc, 0);
+}
+
+/*
+ * hpa-tuned: the same recommendations, but the down window is the policy's
+ * (60 s here): the count comes down at 60 s, where hpa holds until 300 s.
+ * Then a window of 0, and one of 30 minutes.
+ */
+static void
+test_hpa_tuned_down_window(void)
+{
+	struct scale_conf sc = policy(1, 60);
+	struct baseline_state h, tu;
+	char why[200];
+	double t;
+
+	start_both(&h, &tu, &sc);
+	CU_ASSERT_EQUAL(baseline_next(&h, 0, 2000, 10, 10, why, sizeof(why)), 10);
+	CU_ASSERT_EQUAL(baseline_next(&tu, 0, 2000, 10, 10, why, sizeof(why)), 10);
+	for (t = 15; t < 60; t += 15) {
+		CU_ASSERT_EQUAL(baseline_next(&tu, t, 400, 10, 10, why, sizeof(why)), 10);
+		ASSERT_REASON(why, "hpa-tuned: ratio 0.200, recommendation 2, stabilized 10");
+		CU_ASSERT_EQUAL(baseline_next(&h, t, 400, 10, 10, why, sizeof(why)), 10);
+	}
+	/* t=0 left the 60 s window: down 100% per period allows 10 -> 2 at once */
+	CU_ASSERT_EQUAL(baseline_next(&tu, 60, 400, 10, 10, why, sizeof(why)), 2);
+	ASSERT_REASON(why, "hpa-tuned: ratio 0.200, recommendation 2, stabilized 2, current 10 -> 2");
+	CU_ASSERT_EQUAL(baseline_next(&h, 60, 400, 10, 10, why, sizeof(why)), 10);
+	ASSERT_REASON(why, "hpa: ratio 0.200, recommendation 2, stabilized 10");
+
+	/* scale.down.stabilization 0: down at the first lower recommendation */
+	sc.down_stabilization_ms = 0;
+	baseline_init(&tu, BASELINE_HPA_TUNED, &sc, 0);
+	CU_ASSERT_EQUAL(baseline_next(&tu, 0, 2000, 10, 10, why, sizeof(why)), 10);
+	CU_ASSERT_EQUAL(baseline_next(&tu, 15, 400, 10, 10, why, sizeof(why)), 2);
+
+	/* a window longer than BASELINE_HIST periods (30 min = 120) still holds its highest */
+	sc.down_stabilization_ms = 30 * 60000;
+	baseline_init(&tu, BASELINE_HPA_TUNED, &sc, 0);
+	CU_ASSERT_EQUAL(baseline_next(&tu, 0, 2000, 10, 10, why, sizeof(why)), 10);
+	for (t = 15; t < 1800; t += 15)
+		CU_ASSERT_EQUAL(baseline_next(&tu, t, 400 + (t < 900 ? 200 : 0), 10, 10, why, sizeof(why)), 10);
+	/* t=0 left: the highest of the window is 3, from t=15 .. 885 */
+	CU_ASSERT_EQUAL(baseline_next(&tu, 1800, 400, 10, 10, why, sizeof(why)), 3);
+	ASSERT_REASON(why, "stabilized 3");
+}
+
+/* hpa-tuned: up is not rate-limited (Pods = scale.max per period); hpa is (+4 or +100%). */
+static void
+test_hpa_tuned_up_unlimited(void)
+{
+	struct scale_conf sc = policy(1, 60);
+	struct baseline_state h, tu;
+	char why[200];
+
+	start_both(&h, &tu, &sc);
+	/* wants 50 from 2: hpa's limit is max(2 + 4, 2 x 2) = 6, hpa-tuned's 2 + 60 */
+	CU_ASSERT_EQUAL(baseline_next(&h, 0, 10000, 2, 2, why, sizeof(why)), 6);
+	CU_ASSERT_EQUAL(baseline_next(&tu, 0, 10000, 2, 2, why, sizeof(why)), 50);
+	ASSERT_REASON(why, "hpa-tuned: ratio 25.000, recommendation 50, stabilized 50, current 2 -> 50");
+	/* wants 100 from 50: capped at scale.max only */
+	CU_ASSERT_EQUAL(baseline_next(&tu, 15, 20000, 50, 50, why, sizeof(why)), 60);
+	/* from 1, wanting 500: hpa-tuned goes to scale.max at once, hpa to max(1 + 4, 1 x 2) = 5 */
+	start_both(&h, &tu, &sc);
+	CU_ASSERT_EQUAL(baseline_next(&h, 0, 100000, 1, 1, why, sizeof(why)), 5);
+	CU_ASSERT_EQUAL(baseline_next(&tu, 0, 100000, 1, 1, why, sizeof(why)), 60);
+}
+
 /* minReplicas is at least 1, even when the policy allows zero. */
 static void
 test_hpa_never_zero(void)
@@ -163,6 +246,9 @@ test_hpa_never_zero(void)
 	baseline_init(&b, BASELINE_HPA, &sc, 0);
 	CU_ASSERT_EQUAL(baseline_next(&b, 0, 0, 1, 1, why, sizeof(why)), 1);
 	CU_ASSERT_EQUAL(baseline_next(&b, 300, 0, 1, 1, why, sizeof(why)), 1);
+	baseline_init(&b, BASELINE_HPA_TUNED, &sc, 0);
+	CU_ASSERT_EQUAL(baseline_next(&b, 0, 0, 1, 1, why, sizeof(why)), 1);
+	CU_ASSERT_EQUAL(baseline_next(&b, 60, 0, 1, 1, why, sizeof(why)), 1);
 }
 
 int
@@ -181,7 +267,9 @@ main(void)
 	CU_add_test(s, "hpa formula and tolerance", test_hpa_formula_and_tolerance);
 	CU_add_test(s, "hpa scale-up rate limit", test_hpa_rate_limit_up);
 	CU_add_test(s, "hpa scale-down stabilization", test_hpa_down_stabilization);
-	CU_add_test(s, "hpa never below 1", test_hpa_never_zero);
+	CU_add_test(s, "hpa-tuned scale-down after the policy's window", test_hpa_tuned_down_window);
+	CU_add_test(s, "hpa-tuned scale-up not rate-limited", test_hpa_tuned_up_unlimited);
+	CU_add_test(s, "hpa and hpa-tuned never below 1", test_hpa_never_zero);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	fails = CU_get_number_of_failures();
