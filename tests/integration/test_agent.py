@@ -64,13 +64,22 @@ def burst_workers_are_lent_and_given_back():
         counts = [p["Count"] for p in env.scale_posts()]
         k = next(i for i in range(1, len(counts)) if counts[i] < counts[i - 1])
         assert counts[k] <= counts[k - 1] - (counts[k - 1] - 2) // 2, "at least half of the loan: %r" % counts
-        # The rest once the budget allows: back to the 2 found at start, every step a loan's
-        # return. A reserve for spikes that recur may hold some of it for two stabilization
-        # windows (60 s here) after the first return: the more of it, the slower the workers
-        # run (a loaded machine), so the wait covers them.
+        # The rest once the budget allows: back to the 2 found at start. A reserve for spikes
+        # that recur may hold some of it for two stabilization windows (60 s here) after the
+        # first return: the more of it, the slower the workers run (a loaded machine), so the
+        # wait covers them.
         harness.wait_until(lambda: env.desired() == 2, timeout=120, what="the whole loan back")
-        downs = [d for d in decisions(env) if d["kind"] == "down"]
-        assert len(downs) <= 3 and all("loan returned" in d["reason"] for d in downs), downs
+        ds = decisions(env)
+        downs = [i for i, d in enumerate(ds) if d["kind"] == "down"]
+        assert len(downs) <= 4, [ds[i] for i in downs]
+        # Every step is a loan's return, or the stabilization window's own step of one
+        # worker: on a loaded machine the burst's slow start can leave a demand in the window
+        # that a loan's return stops at ("highest in the last 30s").
+        for i in downs:
+            if "loan returned" in ds[i]["reason"]:
+                continue
+            step = re.match(r"down (\d+)->(\d+): highest demand in the last 30s", ds[i]["reason"])
+            assert step and int(step.group(2)) == int(step.group(1)) - 1, ds[i]["reason"]
     finally:
         env.close()
 
