@@ -778,7 +778,7 @@ run_ahead(struct consumer *c, size_t i)
 	rc = handler_run_batch(c->h, c->ahead_msg, n, c->stop, &drain_deadline_ms, c->ahead_res,
 	    &nrun);
 	prefetch_recv(c);
-	(void)consumer_surplus_check(c);
+	(void)consumer_break_check(c);
 	c->unwatched = nrun > 1;
 	c->nahead = nrun;
 	c->ahead_next = 0;

@@ -103,7 +103,7 @@ void_successes(struct consumer *c)
 }
 
 bool
-consumer_surplus_check(struct consumer *c)
+consumer_break_check(struct consumer *c)
 {
 	unsigned n = handler_break_count(c->h);
 
@@ -119,7 +119,7 @@ consumer_ack_defer(struct consumer *c)
 {
 	int64_t now = util_now_ms();
 
-	(void)consumer_surplus_check(c);
+	(void)consumer_break_check(c);
 	if (c->ndfr + c->nacks > c->capdfr) {
 		size_t cap = (c->ndfr + c->nacks) * 2;
 		struct deferred *d = realloc(c->dfr, cap * sizeof(*d));
@@ -132,7 +132,7 @@ consumer_ack_defer(struct consumer *c)
 			/* No room to wait: watch now, then acknowledge them now. */
 			log_warnx("%s: out of memory; acknowledging at once", c->q->name);
 			(void)handler_settle(c->h, true);
-			if (consumer_surplus_check(c))
+			if (consumer_break_check(c))
 				return -1;
 			return consumer_ack_flush(c);
 		}
@@ -158,7 +158,7 @@ consumer_ack_watched(struct consumer *c)
 
 	c->unwatched = false;
 	(void)handler_settle(c->h, false);
-	if (consumer_surplus_check(c) || !counts)
+	if (consumer_break_check(c) || !counts)
 		return;
 	for (size_t j = 0; j < c->ndfr; j++)
 		c->dfr[j].watched++;
@@ -238,7 +238,7 @@ consumer_ack_drain(struct consumer *c)
 		return 0;
 	/* Time is not short here: a longer watch than between two batches. */
 	(void)handler_settle(c->h, true);
-	if (consumer_surplus_check(c))
+	if (consumer_break_check(c))
 		return -1;
 	if (c->nacks > 0 && consumer_ack_defer(c) < 0)
 		return -1;

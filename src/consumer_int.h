@@ -136,7 +136,7 @@ int consumer_ack_flush(struct consumer *c);
  */
 int consumer_ack_defer(struct consumer *c);
 /* A surplus or a handler's end since the last look drops every waiting success (true then). */
-bool consumer_surplus_check(struct consumer *c);
+bool consumer_break_check(struct consumer *c);
 /* After a read's round trip: the surplus watch of the last exchange. */
 void consumer_ack_watched(struct consumer *c);
 /* The waiting successes that go out now, in c->dfrsets; the number of sets. */

@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <sys/wait.h>
@@ -484,6 +483,10 @@ copy_reason(char *dst, size_t len, const char *word, const char *reason)
 	dst[o] = '\0';
 }
 
+/* Why the pairing of replies to messages broke (handler_break_reason). */
+static const char BREAK_SURPLUS[] = "the pipe handler answered more lines than it was sent messages";
+static const char BREAK_ENDED[] = "the pipe handler exited before a surplus reply could show";
+
 /*
  * The pairing of replies to messages can no longer be checked: a surplus
  * reply came, or the handler ended (died, was killed, exited) before a
@@ -495,6 +498,14 @@ verdicts_break(struct handler *h, const char *why)
 {
 	h->breaks++;
 	h->break_why = why;
+}
+
+/* The handler closed its stdout after its last reply: a surplus can no longer show. */
+static void
+pipe_ended(struct handler *h)
+{
+	proc_reap(&h->p, 1);
+	verdicts_break(h, BREAK_ENDED);
 }
 
 /* Before a message: a pipe handler that died or chattered while idle is restarted. */
@@ -512,10 +523,10 @@ pipe_check_idle(struct handler *h)
 	if (pfd[0].revents != 0 && read(h->p.out_fd, &c, 1) == 1) {
 		log_warnx("queue %s: pipe handler wrote output without a message; restarting it",
 		    h->queue);
-		verdicts_break(h, "the pipe handler answered more lines than it was sent messages");
+		verdicts_break(h, BREAK_SURPLUS);
 	} else {
 		log_warnx("queue %s: pipe handler exited while idle; restarting it", h->queue);
-		verdicts_break(h, "the pipe handler exited before a surplus reply could show");
+		verdicts_break(h, BREAK_ENDED);
 	}
 	proc_reap(&h->p, 1);
 }
@@ -874,7 +885,7 @@ surplus_found(struct handler *h, size_t n)
 		    "after its last batch; the successes not yet acknowledged run again one at a "
 		    "time; handler restarted", h->queue);
 	proc_reap(&h->p, 1);
-	verdicts_break(h, "the pipe handler answered more lines than it was sent messages");
+	verdicts_break(h, BREAK_SURPLUS);
 }
 
 int
@@ -900,8 +911,7 @@ handler_settle(struct handler *h, bool idle)
 	}
 	log_warnx("queue %s: pipe handler closed its stdout after its last batch; the successes "
 	    "not yet acknowledged run again one at a time; handler restarted", h->queue);
-	proc_reap(&h->p, 1);
-	verdicts_break(h, "the pipe handler exited before a surplus reply could show");
+	pipe_ended(h);
 	return 1;
 }
 
@@ -931,7 +941,7 @@ run_pipe(struct handler *h, const struct message *ms, size_t n,
 {
 	struct exchange x = { .ms = ms, .n = n, .t0 = util_now_s() };
 	size_t at = 0;
-	int rc = 0, w;
+	int rc = 0;
 
 	*nrun = 0;
 	x.s = calloc(n, sizeof(*x.s));
@@ -970,15 +980,15 @@ run_pipe(struct handler *h, const struct message *ms, size_t n,
 		 * to get here). A handler that closes its stdout in it may have
 		 * taken its surplus along: its verdicts are doubtful.
 		 */
-		w = settle_watch(h, util_now_s() + exchange_settle_until(&x) -
+		int w = settle_watch(h, util_now_s() + exchange_settle_until(&x) -
 		    x.s[x.n - 1].replied);
+
 		if (w > 0) {
 			rc = IO_SURPLUS;
 		} else if (w < 0) {
 			for (size_t j = 0; j < x.n; j++)
 				res[j].doubtful = true;
-			proc_reap(&h->p, 1);
-			verdicts_break(h, "the pipe handler exited before a surplus reply could show");
+			pipe_ended(h);
 		}
 	}
 	if (rc == IO_SURPLUS) {

@@ -804,14 +804,15 @@ batch_same(struct batch *bt, size_t n)
 /*
  * A sh pipe handler answering by the value of field "v": retry, fail,
  * garbage ("maybe"), die (exit 7 without a reply), slow (150 ms, then ok),
- * hang (never answers); anything else ok. It logs "<v>" per message it
+ * hang (never answers), twice (ok ok), lag (200 ms, ok, 10 ms, ok again);
+ * anything else ok. It logs "<v>" per message it
  * starts to $BATCH_LOG, so the tests can see which ones ran.
  */
 static const char verdict_script[] =
 	"while IFS= read -r l; do v=${l##*\\\"v\\\":\\\"}; v=${v%%\\\"*}; "
 	"echo \"$v\" >> \"$BATCH_LOG\"; case $v in "
 	"retry) echo 'retry asked to';; fail) echo 'fail asked to';; garbage) echo maybe;; "
-	"die) exit 7;; slow) sleep 0.15; echo ok;; hang) sleep 30;; twice) echo ok; echo ok;; "
+	"die) exit 7;; slow) sleep 0.15; echo ok;; hang) sleep 30;; twice) echo ok; echo ok;; lag) sleep 0.2; echo ok; sleep 0.01; echo ok;; "
 	"*) echo ok;; esac; done";
 
 static char *verdict_argv[] = { (char *)(uintptr_t)"/bin/sh", (char *)(uintptr_t)"-c",
@@ -1025,6 +1026,37 @@ test_batch_answered_twice(void)
 	CU_ASSERT_EQUAL(handler_settle(h, false), 0);
 	CU_ASSERT_EQUAL(handler_break_count(h), 1);
 	handler_free(h);
+}
+
+/*
+ * One message in flight, deferred watch (the consumer's retries and
+ * one-at-a-time runs): its second "ok" comes 10 ms after the first, after
+ * the exchange returned. The watch of that exchange runs before the next
+ * message is written and finds it, so the next message gets its own reply
+ * (without that watch it would take the stale "ok"). Read in one go (a
+ * slow reader), the two lines are out of step at once instead.
+ */
+static void
+test_single_answered_twice_late(void)
+{
+	static const char *v[] = { "lag", "a" };
+	struct handler *h = verdict_handler(5000);
+	struct batch bt;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+	handler_defer_settle(h, true);
+	batch_init(&bt, v, ARRAY_LEN(v));
+	CU_ASSERT_EQUAL(handler_run(h, &bt.m[0], NULL, NULL, &bt.r[0]), 0);
+	if (bt.r[0].outcome == HANDLER_OK)
+		CU_ASSERT_EQUAL(handler_break_count(h), 0);
+	CU_ASSERT_EQUAL(handler_run(h, &bt.m[1], NULL, NULL, &bt.r[1]), 0);
+	CU_ASSERT_EQUAL(handler_break_count(h), 1);
+	CU_ASSERT_STRING_EQUAL(handler_break_reason(h),
+	    "the pipe handler answered more lines than it was sent messages");
+	CU_ASSERT_EQUAL(bt.r[1].outcome, HANDLER_OK);
+	CU_ASSERT_EQUAL(handler_settle(h, true), 0);
+	handler_free(h);
+	CU_ASSERT_STRING_EQUAL(batch_log(), "lag a");
 }
 
 /*
@@ -1312,6 +1344,7 @@ main(void)
 	CU_add_test(s, "batch: testhandler -k", test_batch_death_testhandler);
 	CU_add_test(s, "batch: a message answered twice", test_batch_answered_twice);
 	CU_add_test(s, "batch: answered twice, then dead", test_batch_twice_then_death);
+	CU_add_test(s, "single message answered twice, late", test_single_answered_twice_late);
 	CU_add_test(s, "batch: timeout at message k", test_batch_timeout_at_k);
 	CU_add_test(s, "batch: drain deadline", test_batch_drain_deadline);
 	CU_add_test(s, "batch: huge messages", test_batch_huge);
